@@ -1,0 +1,401 @@
+"""Load and validate ``config.yaml``, and work out each script's effective settings.
+
+Schema (every section optional)::
+
+    default:            settings for every script
+    skip:               [paths or globs]            skipped scripts
+    timeout_override:   {path or glob: seconds}
+    scripts:            {path or glob: settings}
+
+Settings keys and their built-in defaults are listed in :data:`DEFAULT_SETTINGS`;
+each key has one validator in ``_SETTING_RULES``, so a new key is one new row.
+
+Precedence, lowest first: built-in defaults, ``default:``, ``scripts:`` glob
+entries in file order, ``skip:``, ``timeout_override:``, then the ``scripts:``
+entry whose key is exactly the script's path. ``env`` merges key by key; every
+other value replaces the one below it.
+
+Paths are POSIX paths relative to the scripts directory. In a key, ``*`` and
+``?`` never cross a ``/``, ``**`` spans any number of directories, and a plain
+directory name covers everything below it: ``x.py`` is only the top-level
+``x.py``; ``**/x.py`` is every ``x.py``; ``data`` is everything in ``data/``.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import functools
+import json
+import math
+import os
+import re
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ._files import find_project_root
+from .errors import ConfigError
+
+__all__ = [
+    "CONFIG_NAMES",
+    "DEFAULT_SETTINGS",
+    "get_script_config",
+    "load_config",
+    "match_path",
+    "relative_script_path",
+]
+
+CONFIG_NAMES = ("config.yaml", "config.yml")
+
+#: Built-in defaults: the lowest layer of every script's settings.
+DEFAULT_SETTINGS: dict[str, Any] = {
+    "timeout": 60.0,
+    "args": [],
+    "env": {},
+    "cwd": None,
+    "allowed_exit_codes": [0],
+    "skip": False,
+    "skip_reason": "",
+}
+
+_SECTIONS = ("default", "skip", "timeout_override", "scripts")
+
+
+class _Invalid(Exception):
+    """A value failed validation; the message says what was expected."""
+
+
+# -- value validators: return the normalised value or raise _Invalid ------------------
+
+
+def _describe(value: Any) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _positive_seconds(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _Invalid(f"expected a number of seconds, got {_describe(value)}")
+    if not math.isfinite(value) or value <= 0:
+        raise _Invalid(f"expected a number of seconds greater than 0, got {_describe(value)}")
+    return float(value)
+
+
+def _string(value: Any) -> str:
+    if not isinstance(value, str):
+        raise _Invalid(f"expected a string, got {_describe(value)}")
+    return value
+
+
+def _boolean(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _Invalid(f"expected true or false, got {_describe(value)}")
+    return value
+
+
+def _scalar_text(value: Any, what: str) -> str:
+    # YAML turns `3` into an int; accept numbers as text, but a bool is almost
+    # always an unquoted `yes`/`on` the user meant as a string.
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    raise _Invalid(f"expected {what}, got {_describe(value)} (quote it in YAML)")
+
+
+def _string_list(value: Any) -> list[str]:
+    if not isinstance(value, list):
+        raise _Invalid(f"expected a list of strings, got {_describe(value)}")
+    return [_scalar_text(item, "a string") for item in value]
+
+
+def _env_map(value: Any) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise _Invalid(f"expected a mapping of names to strings, got {_describe(value)}")
+    out: dict[str, str] = {}
+    for key, item in value.items():
+        if not isinstance(key, str) or not key or "=" in key:
+            raise _Invalid(f"expected variable names as keys, got {_describe(key)}")
+        out[key] = _scalar_text(item, f"a string for {key}")
+    return out
+
+
+def _exit_codes(value: Any) -> list[int]:
+    if not isinstance(value, list) or not all(
+        isinstance(code, int) and not isinstance(code, bool) for code in value
+    ):
+        raise _Invalid(f"expected a list of integers such as [0, 3], got {_describe(value)}")
+    return list(value)
+
+
+_SETTING_RULES: dict[str, Callable[[Any], Any]] = {
+    "timeout": _positive_seconds,
+    "args": _string_list,
+    "env": _env_map,
+    "cwd": _string,
+    "allowed_exit_codes": _exit_codes,
+    "skip": _boolean,
+    "skip_reason": _string,
+}
+
+
+# -- key paths and messages ----------------------------------------------------------
+
+_PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+def _key_path(*parts: Any) -> str:
+    return ".".join(
+        p if isinstance(p, str) and _PLAIN_KEY.match(p) else json.dumps(str(p)) for p in parts
+    )
+
+
+def _unknown_key(source: str, parts: tuple[Any, ...], key: Any, known: list[str]) -> ConfigError:
+    guess = difflib.get_close_matches(str(key), known, n=1)
+    hint = f"did you mean {guess[0]!r}?" if guess else f"known keys: {', '.join(known)}"
+    return ConfigError(f"{source}: {_key_path(*parts, key)}: unknown key; {hint}")
+
+
+def _validate_settings(source: str, parts: tuple[Any, ...], value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(
+            f"{source}: {_key_path(*parts)}: expected a mapping of settings, got {_describe(value)}"
+        )
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        rule = _SETTING_RULES.get(key)
+        if rule is None:
+            raise _unknown_key(source, parts, key, list(_SETTING_RULES))
+        try:
+            out[key] = rule(item)
+        except _Invalid as exc:
+            raise ConfigError(f"{source}: {_key_path(*parts, key)}: {exc}") from None
+    return out
+
+
+def _validate(source: str, data: Any) -> dict[str, Any]:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{source}: the top level must be a mapping with keys {', '.join(_SECTIONS)}; "
+            f"got {_describe(data)}"
+        )
+    for key in data:
+        if key not in _SECTIONS:
+            raise _unknown_key(source, (), key, list(_SECTIONS))
+
+    def mapping(section: str) -> dict[Any, Any]:
+        value = data.get(section) or {}
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: {section}: expected a mapping, got {_describe(value)}")
+        for key in value:
+            if not isinstance(key, str):
+                raise ConfigError(
+                    f"{source}: {_key_path(section, key)}: expected a script path or glob as key"
+                )
+        return value
+
+    skip = data.get("skip") or []
+    try:
+        skip = _string_list(skip)
+    except _Invalid as exc:
+        raise ConfigError(f"{source}: skip: {exc}") from None
+
+    overrides: dict[str, float] = {}
+    for key, item in mapping("timeout_override").items():
+        try:
+            overrides[key] = _positive_seconds(item)
+        except _Invalid as exc:
+            raise ConfigError(f"{source}: {_key_path('timeout_override', key)}: {exc}") from None
+
+    return {
+        "default": _validate_settings(source, ("default",), data.get("default")),
+        "skip": skip,
+        "timeout_override": overrides,
+        "scripts": {
+            key: _validate_settings(source, ("scripts", key), item)
+            for key, item in mapping("scripts").items()
+        },
+    }
+
+
+# -- YAML ---------------------------------------------------------------------------
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys instead of silently keeping the last."""
+
+
+def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    loader.flatten_mapping(node)
+    seen: dict[Any, Any] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+        if key in seen:
+            mark = key_node.start_mark
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", mark)
+        seen[key] = None
+    return loader.construct_mapping(node, deep=True)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _parse_yaml(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the config file: {exc}") from None
+    try:
+        return yaml.load(text, Loader=_StrictLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        problem = exc.problem or exc.context or "invalid YAML"
+        if exc.problem and "constructor" in exc.problem:
+            problem += " (only plain YAML is allowed; remove the tag)"
+        raise ConfigError(f"{where}: invalid YAML: {problem}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML: {exc}") from None
+
+
+def _find_config_file(scripts_dir: Path) -> Path | None:
+    root = find_project_root(scripts_dir)
+    for directory in (scripts_dir, *scripts_dir.parents):
+        present = [directory / n for n in CONFIG_NAMES if (directory / n).is_file()]
+        if len(present) > 1:
+            raise ConfigError(
+                f"{directory}: both config.yaml and config.yml exist; keep one of them"
+            )
+        if present:
+            return present[0]
+        if root is None or directory == root:
+            return None
+    return None
+
+
+def load_config(scripts_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """Load and validate the config that applies to ``scripts_dir``.
+
+    Looks for ``config.yaml`` (or ``config.yml``) in ``scripts_dir``, then in
+    each parent up to the project root (the nearest directory holding
+    ``pyproject.toml`` or ``.git``). With no file, returns empty defaults.
+
+    Returns:
+        ``{"default", "skip", "timeout_override", "scripts"}`` validated and
+        normalised, plus ``config_file`` (str or None) and ``project_root``.
+
+    Raises:
+        ConfigError: the file is not valid YAML or does not fit the schema; the
+            one-line message names the file, the key path and what was expected.
+    """
+    directory = Path(scripts_dir).resolve()
+    path = _find_config_file(directory)
+    config = _validate(str(path), _parse_yaml(path)) if path else _validate("", {})
+    root = find_project_root(directory)
+    config["config_file"] = str(path) if path else None
+    config["project_root"] = str(root) if root else None
+    return config
+
+
+# -- matching -------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=1024)
+def _glob_regex(pattern: str) -> re.Pattern[str]:
+    pattern = pattern.strip().strip("/")
+    if pattern.startswith("./"):
+        pattern = pattern[2:]
+    out: list[str] = []
+    i, n = 0, len(pattern)
+    while i < n:
+        char = pattern[i]
+        if pattern.startswith("**/", i):
+            out.append("(?:[^/]+/)*")
+            i += 3
+        elif pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif char == "*":
+            out.append("[^/]*")
+            i += 1
+        elif char == "?":
+            out.append("[^/]")
+            i += 1
+        elif char == "[":
+            end = pattern.find("]", i + 2 if pattern.startswith("[!", i) else i + 1)
+            if end == -1:
+                out.append(re.escape(char))
+                i += 1
+            else:
+                body = pattern[i + 1 : end]
+                if body.startswith("!"):
+                    body = "^" + body[1:]
+                out.append(f"[{body.replace(chr(92), chr(92) * 2)}]")
+                i = end + 1
+        else:
+            out.append(re.escape(char))
+            i += 1
+    # A pattern also covers everything below a directory it names.
+    return re.compile("".join(out) + r"(?:/.*)?\Z")
+
+
+def match_path(pattern: str, rel_path: str) -> bool:
+    """Whether a config key (path, directory or glob) matches a POSIX relative path."""
+    return _glob_regex(pattern).match(rel_path) is not None
+
+
+def relative_script_path(
+    script: str | os.PathLike[str], scripts_dir: str | os.PathLike[str]
+) -> str:
+    """The POSIX path of ``script`` relative to ``scripts_dir`` (the key used in config)."""
+    script_path = Path(scripts_dir, script).resolve()
+    try:
+        return script_path.relative_to(Path(scripts_dir).resolve()).as_posix()
+    except ValueError:
+        return script_path.as_posix()
+
+
+def _merge(into: dict[str, Any], layer: Mapping[str, Any]) -> None:
+    for key, value in layer.items():
+        if key == "env":
+            into["env"] = {**into["env"], **value}
+        else:
+            into[key] = copy.deepcopy(value)
+
+
+def get_script_config(
+    script: str | os.PathLike[str],
+    scripts_dir: str | os.PathLike[str],
+    config: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Return the effective settings of one script as a fresh dict.
+
+    ``script`` may be absolute or relative to ``scripts_dir``; ``config`` is what
+    :func:`load_config` returned. Mutating the result never changes ``config``.
+    """
+    rel = relative_script_path(script, scripts_dir)
+    settings = copy.deepcopy(DEFAULT_SETTINGS)
+    _merge(settings, config.get("default", {}))
+    exact: Mapping[str, Any] | None = None
+    for key, layer in config.get("scripts", {}).items():
+        if key.strip("/").removeprefix("./") == rel:
+            exact = layer
+        elif match_path(key, rel):
+            _merge(settings, layer)
+    if any(match_path(pattern, rel) for pattern in config.get("skip", [])):
+        settings["skip"] = True
+        source = Path(config.get("config_file") or "config.yaml").name
+        settings["skip_reason"] = settings["skip_reason"] or f"listed under skip: in {source}"
+    for key, seconds in config.get("timeout_override", {}).items():
+        if match_path(key, rel):
+            settings["timeout"] = seconds
+    if exact is not None:
+        _merge(settings, exact)
+    return settings

@@ -1,0 +1,40 @@
+"""Errors that stop the orchestrator before or while it runs scripts.
+
+A script that fails is *data* (a result with status ``failed``), never an
+exception. These classes are for the cases where orchestrator cannot proceed::
+
+    OrchestratorError          anything the user can fix; the CLI exits 2
+    ├── ConfigError            bad config file: YAML, unknown key, wrong type
+    ├── DiscoveryError         missing scripts directory, no project root
+    └── CycleError             a dependency cycle; ``.cycle`` holds the path
+
+Each message is one line that names the file, the key and the fix, so the CLI
+can print it without a traceback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+__all__ = ["ConfigError", "CycleError", "DiscoveryError", "OrchestratorError"]
+
+
+class OrchestratorError(Exception):
+    """Base class for every error the user can cause and fix."""
+
+
+class ConfigError(OrchestratorError):
+    """The configuration is invalid: the message names the file and key path."""
+
+
+class DiscoveryError(OrchestratorError):
+    """Scripts cannot be discovered: the message names the path."""
+
+
+class CycleError(OrchestratorError):
+    """A dependency cycle; ``cycle`` is the path, first node repeated at the end."""
+
+    def __init__(self, cycle: Sequence[str], source: str = "") -> None:
+        self.cycle = list(cycle)
+        where = f"{source}: " if source else ""
+        super().__init__(f"{where}dependency cycle: {' -> '.join(self.cycle)}")

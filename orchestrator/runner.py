@@ -1,0 +1,634 @@
+"""Run one script, or one function, in a child process that cannot outlive its run.
+
+This module owns every child process orchestrator starts:
+
+* each child starts in a new session (so its own process group), with stdin
+  from ``/dev/null``;
+* each child's environment carries a private marker variable, so descendants
+  that leave the group (a daemon's double fork and ``setsid``) are found
+  through ``/proc`` on Linux and killed with it;
+* on timeout, interrupt, or when the script exits and leaves something behind,
+  the whole group gets SIGTERM, then SIGKILL after ``kill_grace`` seconds;
+* stdout and stderr are streamed through a selector: the full streams go to
+  files when ``log_dir`` is given, and only a bounded tail is kept in memory;
+* every live child is in a registry, so :func:`terminate_all` (Ctrl-C) stops
+  all of them at once from any thread.
+
+A script's failure is data: :func:`run_script` never raises for it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import logging
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import threading
+import time
+import traceback
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import IO, Any
+
+from ._files import find_project_root
+
+__all__ = [
+    "DEFAULT_MAX_OUTPUT",
+    "KILL_GRACE",
+    "Status",
+    "run_function",
+    "run_script",
+    "terminate_all",
+]
+
+logger = logging.getLogger("orchestrator")
+
+#: Bytes of each stream kept in the result; the rest is only on disk.
+DEFAULT_MAX_OUTPUT = 1024 * 1024
+#: Seconds between SIGTERM and SIGKILL.
+KILL_GRACE = 1.0
+_CHUNK = 64 * 1024
+_MARKER_PREFIX = "ORCHESTRATOR_CHILD_"
+# Without pidfd, how often a child's exit is checked while a grandchild holds its pipes.
+_POLL = 0.05
+
+
+class Status(str, enum.Enum):
+    """The status of a script run; the value is what result dicts hold."""
+
+    PASSED = "passed"
+    FAILED = "failed"
+    TIMEOUT = "timeout"
+    ERROR = "error"
+    SKIPPED = "skipped"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+# -- process groups -------------------------------------------------------------------
+
+
+def _members(pgid: int, marker: bytes) -> list[int]:
+    """Live processes in group ``pgid`` or carrying ``marker`` in their environment."""
+    if not os.path.isdir("/proc"):
+        try:
+            os.killpg(pgid, 0)
+        except (ProcessLookupError, PermissionError):
+            return []
+        return [-pgid]
+    me = os.getpid()
+    found: list[int] = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == me:
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as handle:
+                stat = handle.read()
+            fields = stat[stat.rindex(b")") + 2 :].split()
+            if fields[0] in (b"Z", b"X"):  # zombies hold nothing and cannot be killed
+                continue
+            if int(fields[2]) == pgid:
+                found.append(int(name))
+                continue
+            with open(f"/proc/{name}/environ", "rb") as handle:
+                if marker in handle.read():
+                    found.append(int(name))
+        except (OSError, ValueError, IndexError):
+            continue  # exited while we looked, or not ours to read
+    return found
+
+
+def _signal_all(pids: Iterable[int], sig: int) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            if pid < 0:
+                os.killpg(-pid, sig)
+            else:
+                os.kill(pid, sig)
+
+
+def _reap_group(pgid: int, marker: bytes, grace: float) -> None:
+    """Return once no process of the group (or with the marker) is alive.
+
+    SIGTERM first, SIGKILL after ``grace`` seconds.
+    """
+    members = _members(pgid, marker)
+    if not members:
+        return
+    _signal_all(members, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    delay = 0.005
+    while True:
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
+        members = _members(pgid, marker)
+        if not members:
+            return
+        if time.monotonic() >= deadline:
+            _signal_all(members, signal.SIGKILL)
+            deadline = time.monotonic() + 5.0  # SIGKILL cannot be ignored; just wait
+
+
+@dataclass(eq=False)
+class _Child:
+    """A running child, as the registry sees it."""
+
+    script: str
+    pgid: int
+    marker: bytes
+    grace: float
+    reason: str | None = None  # set when stopped from outside
+    stopped: threading.Event = field(default_factory=threading.Event)
+
+    def stop(self, reason: str) -> None:
+        if self.reason is None:
+            self.reason = reason
+        _signal_all(_members(self.pgid, self.marker), signal.SIGTERM)
+        self.stopped.set()
+
+
+_live: set[_Child] = set()
+_live_lock = threading.Lock()
+
+
+def terminate_all(
+    reason: str = "interrupted", predicate: Callable[[str], bool] | None = None
+) -> int:
+    """Stop every running child (or those whose script path passes ``predicate``).
+
+    Each is sent SIGTERM at once, and SIGKILL after its grace period by the
+    thread that runs it; its result gets status ``error`` with ``reason``.
+    Safe to call from a signal handler's thread. Returns how many were stopped.
+    """
+    with _live_lock:
+        chosen = [c for c in _live if predicate is None or predicate(c.script)]
+    for child in chosen:
+        child.stop(reason)
+    return len(chosen)
+
+
+# -- output capture -------------------------------------------------------------------
+
+
+class _Capture:
+    """Keeps the last ``limit`` bytes of a stream, and the whole of it in a file."""
+
+    def __init__(self, limit: int, path: Path | None) -> None:
+        self.limit = max(0, limit)
+        self.path = path
+        self.chunks: deque[bytes] = deque()
+        self.size = 0
+        self.dropped = 0
+        self.file: IO[bytes] | None = open(path, "wb") if path else None  # noqa: SIM115
+
+    def write(self, data: bytes) -> None:
+        if self.file:
+            self.file.write(data)
+        self.chunks.append(data)
+        self.size += len(data)
+        while self.chunks and self.size - len(self.chunks[0]) >= self.limit:
+            self.size -= len(self.chunks[0])
+            self.dropped += len(self.chunks.popleft())
+
+    def close(self) -> None:
+        if self.file:
+            self.file.close()
+            self.file = None
+
+    def text(self) -> str:
+        data = b"".join(self.chunks)
+        extra = len(data) - self.limit
+        if extra > 0:
+            data = data[extra:]
+            self.dropped += extra
+            self.chunks = deque([data])
+        text = data.decode("utf-8", errors="replace")
+        if self.dropped:
+            where = f"; full output in {self.path}" if self.path else ""
+            text = f"[... {self.dropped} bytes truncated{where} ...]\n" + text
+        return text
+
+
+# -- scripts ------------------------------------------------------------------------
+
+
+def _pythonpath(env: dict[str, str], root: Path | None) -> None:
+    """Put the project's ``src/`` first on PYTHONPATH, keeping the rest without duplicates."""
+    if root is None or not (root / "src").is_dir():
+        return
+    entries = [str(root / "src"), *env.get("PYTHONPATH", "").split(os.pathsep)]
+    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(e for e in entries if e))
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def _base_result(script: Path, scripts_dir: Path | None) -> dict[str, Any]:
+    rel_parent = None
+    rel_path = None
+    if scripts_dir is not None:
+        with contextlib.suppress(ValueError):
+            rel_path = script.relative_to(scripts_dir).as_posix()
+            rel_parent = script.parent.relative_to(scripts_dir).as_posix()
+    return {
+        "script": str(script),
+        "name": script.name,
+        "path": rel_path or script.name,
+        "subdirectory": rel_parent if rel_parent is not None else script.parent.name,
+        "start_time": None,
+        "end_time": None,
+        "status": Status.ERROR.value,
+        "exit_code": None,
+        "execution_time": 0.0,
+        "stdout": "",
+        "stderr": "",
+        "error": None,
+    }
+
+
+def _finish(result: dict[str, Any], start: datetime, started: float) -> dict[str, Any]:
+    result["start_time"] = start.isoformat()
+    result["end_time"] = _now().isoformat()
+    result["execution_time"] = round(time.monotonic() - started, 6)
+    return result
+
+
+def run_script(
+    script_path: str | os.PathLike[str],
+    timeout: float | None = 60,
+    env: Mapping[str, str] | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+    args: Sequence[str] | None = None,
+    allowed_exit_codes: Iterable[int] = (0,),
+    python: str | None = None,
+    log_dir: str | os.PathLike[str] | None = None,
+    *,
+    scripts_dir: str | os.PathLike[str] | None = None,
+    max_output: int = DEFAULT_MAX_OUTPUT,
+    kill_grace: float = KILL_GRACE,
+) -> dict[str, Any]:
+    """Run ``[python, script, *args]`` and return its result dict; never raises for the script.
+
+    Args:
+        script_path: the script; a relative path is resolved against the
+            current directory before anything else.
+        timeout: seconds before the process group is killed (None: no limit).
+        env: variables laid over the inherited environment.
+        cwd: working directory; relative to the project root, which is also
+            the default (the nearest parent with ``pyproject.toml`` or ``.git``).
+        args: extra command-line arguments.
+        allowed_exit_codes: exit codes that count as ``passed``.
+        python: the interpreter (default: ``sys.executable``).
+        log_dir: if given, the full stdout and stderr are written there as
+            ``<name>.stdout.log`` and ``<name>.stderr.log``.
+        scripts_dir: the scripts directory, used for ``path`` and ``subdirectory``.
+        max_output: bytes of each stream kept in the result (a tail).
+        kill_grace: seconds between SIGTERM and SIGKILL.
+
+    Returns:
+        A dict with ``script, name, path, subdirectory, start_time, end_time,
+        status, exit_code, execution_time, stdout, stderr, error`` (and
+        ``stdout_path``/``stderr_path`` with ``log_dir``).
+    """
+    script = Path(script_path).resolve()
+    base = Path(scripts_dir).resolve() if scripts_dir is not None else None
+    result = _base_result(script, base)
+    start, started = _now(), time.monotonic()
+    root = find_project_root(base or script.parent)
+    workdir = (root or Path.cwd()) / cwd if cwd is not None else (root or Path.cwd())
+
+    problem = None
+    if not script.is_file():
+        problem = f"script not found: {script}"
+    elif not workdir.is_dir():
+        problem = f"working directory does not exist: {workdir}"
+    if problem:
+        result["error"] = problem
+        return _finish(result, start, started)
+
+    token = uuid.uuid4().hex
+    marker = f"{_MARKER_PREFIX}{token}=".encode()
+    child_env = {**os.environ, **(env or {}), f"{_MARKER_PREFIX}{token}": "1"}
+    _pythonpath(child_env, root)
+    command = [python or sys.executable, str(script), *(args or ())]
+
+    logs = Path(log_dir) if log_dir is not None else None
+    if logs is not None:
+        logs.mkdir(parents=True, exist_ok=True)
+        result["stdout_path"] = str(logs / f"{script.name}.stdout.log")
+        result["stderr_path"] = str(logs / f"{script.name}.stderr.log")
+    out = _Capture(max_output, Path(result["stdout_path"]) if logs else None)
+    err = _Capture(max_output, Path(result["stderr_path"]) if logs else None)
+
+    logger.info("started %s", script, extra={"script": str(script)})
+    try:
+        proc = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=workdir,
+            env=child_env,
+            start_new_session=True,
+        )
+    except OSError as exc:
+        out.close()
+        err.close()
+        what = "interpreter not found" if isinstance(exc, FileNotFoundError) else "cannot start"
+        result["error"] = f"{what}: {command[0]}: {exc.strerror or exc}"
+        return _finish(result, start, started)
+
+    child = _Child(str(script), proc.pid, marker, kill_grace)
+    with _live_lock:
+        _live.add(child)
+    timed_out = False
+    try:
+        timed_out = _pump(proc, child, out, err, timeout)
+    finally:
+        try:
+            _reap_group(proc.pid, marker, kill_grace)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=kill_grace + 5)
+        finally:
+            with _live_lock:
+                _live.discard(child)
+            out.close()
+            err.close()
+
+    code = proc.returncode
+    result["stdout"], result["stderr"] = out.text(), err.text()
+    if child.reason is not None:
+        result["error"] = child.reason
+    elif timed_out:
+        result["status"] = Status.TIMEOUT.value
+        result["error"] = f"timed out after {timeout:g} s"
+    else:
+        result["exit_code"] = code
+        allowed = set(allowed_exit_codes)
+        if code in allowed:
+            result["status"] = Status.PASSED.value
+        else:
+            result["status"] = Status.FAILED.value
+            if code is not None and code < 0:
+                result["error"] = f"killed by {_signal_name(-code)}"
+            else:
+                result["error"] = f"exit code {code} (allowed: {sorted(allowed)})"
+    _finish(result, start, started)
+    logger.info(
+        "finished %s: %s",
+        script,
+        result["status"],
+        extra={
+            "script": str(script),
+            "status": result["status"],
+            "exit_code": result["exit_code"],
+            "duration": result["execution_time"],
+        },
+    )
+    return result
+
+
+def _pump(
+    proc: subprocess.Popen[bytes],
+    child: _Child,
+    out: _Capture,
+    err: _Capture,
+    timeout: float | None,
+) -> bool:
+    """Stream the child's output until both pipes close; return whether it timed out.
+
+    Once the child itself has exited, anything still holding its pipes is a
+    leftover (a background grandchild): it gets SIGTERM then SIGKILL, so the
+    run ends promptly instead of waiting for it.
+    """
+    assert proc.stdout is not None and proc.stderr is not None
+    sel = selectors.DefaultSelector()
+    sel.register(proc.stdout, selectors.EVENT_READ, out)
+    sel.register(proc.stderr, selectors.EVENT_READ, err)
+    pidfd = None
+    if hasattr(os, "pidfd_open"):
+        with contextlib.suppress(OSError):
+            pidfd = os.pidfd_open(proc.pid)
+            sel.register(pidfd, selectors.EVENT_READ, None)
+    now = time.monotonic()
+    deadline = now + timeout if timeout is not None else None
+    timed_out = False
+    kill_at: float | None = None  # when SIGKILL follows the SIGTERM already sent
+    give_up_at: float | None = None  # pipes held by something we cannot kill
+    try:
+        while len(sel.get_map()) > (1 if pidfd is not None else 0):
+            now = time.monotonic()
+            if child.stopped.is_set() and kill_at is None:
+                kill_at = now + child.grace
+            if proc.poll() is not None and kill_at is None:
+                _signal_all(_members(proc.pid, child.marker), signal.SIGTERM)
+                kill_at = now + child.grace
+            if deadline is not None and now >= deadline and not timed_out:
+                timed_out = True
+                _signal_all(_members(proc.pid, child.marker), signal.SIGTERM)
+                kill_at = now + child.grace
+            if kill_at is not None and now >= kill_at and give_up_at is None:
+                _signal_all(_members(proc.pid, child.marker), signal.SIGKILL)
+                give_up_at = now + 2.0
+            if give_up_at is not None and now >= give_up_at:
+                logger.warning("%s: output pipes still open after SIGKILL; closing", child.script)
+                break
+            wake = [t for t in (deadline if not timed_out else None, kill_at, give_up_at) if t]
+            if pidfd is None and kill_at is None:
+                wake.append(now + _POLL)
+            wait = max(0.0, min(wake) - now) if wake else None
+            if child.stopped.is_set() and kill_at is None:
+                wait = 0.0
+            for key, _ in sel.select(wait):
+                capture = key.data
+                if capture is None:  # pidfd: the child exited
+                    sel.unregister(key.fileobj)
+                    continue
+                data = os.read(key.fd, _CHUNK)
+                if data:
+                    capture.write(data)
+                else:
+                    sel.unregister(key.fileobj)
+    finally:
+        sel.close()
+        proc.stdout.close()
+        proc.stderr.close()
+        if pidfd is not None:
+            os.close(pidfd)
+    return timed_out
+
+
+# -- functions --------------------------------------------------------------------------
+
+
+def _function_child(
+    func: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    conn: Any,
+    out_path: str,
+    err_path: str,
+) -> None:
+    """Entry point of the child process behind :func:`run_function`."""
+    os.setsid()
+    for fd, path in ((1, out_path), (2, err_path)):
+        handle = os.open(path, os.O_WRONLY | os.O_TRUNC)
+        os.dup2(handle, fd)
+        os.close(handle)
+    import pickle
+
+    try:
+        value = func(*args, **kwargs)
+        message: tuple[str, Any] = ("ok", value)
+    except BaseException:
+        message = ("raised", traceback.format_exc())
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as exc:
+        payload = pickle.dumps(
+            ("unpicklable", f"return value cannot be pickled: {type(exc).__name__}: {exc}")
+        )
+    conn.send_bytes(payload)
+    conn.close()
+
+
+def _read_tail(path: str, limit: int) -> str:
+    capture = _Capture(limit, None)
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            capture.write(chunk)
+    return capture.text()
+
+
+def run_function(
+    func: Callable[..., Any],
+    args: Sequence[Any] = (),
+    kwargs: Mapping[str, Any] | None = None,
+    timeout: float | None = None,
+    *,
+    max_output: int = DEFAULT_MAX_OUTPUT,
+    kill_grace: float = KILL_GRACE,
+) -> dict[str, Any]:
+    """Call ``func(*args, **kwargs)`` in a child process, so that it can be stopped.
+
+    The child is started with the ``spawn`` method, so ``func``, its arguments
+    and its return value must be picklable (a module-level function, not a
+    lambda). It runs in its own session; on timeout its group is killed.
+
+    Returns:
+        A dict with ``name, type ("function"), status, result, error,
+        start_time, end_time, execution_time, exit_code, stdout, stderr``.
+        ``status`` is ``passed``, ``failed`` (it raised; ``error`` holds the
+        traceback), ``timeout``, or ``error`` (it could not be started, its
+        return value could not be pickled, or the process died).
+    """
+    import multiprocessing
+    import pickle
+    import tempfile
+
+    name = getattr(func, "__qualname__", None) or repr(func)
+    result: dict[str, Any] = {
+        "name": name,
+        "type": "function",
+        "status": Status.ERROR.value,
+        "result": None,
+        "error": None,
+        "start_time": None,
+        "end_time": None,
+        "execution_time": 0.0,
+        "exit_code": None,
+        "stdout": "",
+        "stderr": "",
+    }
+    start, started = _now(), time.monotonic()
+    ctx = multiprocessing.get_context("spawn")
+    receiver, sender = ctx.Pipe(duplex=False)
+    with tempfile.TemporaryDirectory(prefix="orch-func-") as tmp:
+        out_path, err_path = os.path.join(tmp, "stdout"), os.path.join(tmp, "stderr")
+        for path in (out_path, err_path):
+            open(path, "wb").close()
+        process = ctx.Process(
+            target=_function_child,
+            args=(func, tuple(args), dict(kwargs or {}), sender, out_path, err_path),
+            daemon=True,
+        )
+        try:
+            process.start()
+        except Exception as exc:
+            # spawn pickles the target's arguments in the parent
+            result["error"] = f"cannot start {name}: {type(exc).__name__}: {exc}"
+            receiver.close()
+            sender.close()
+            return _finish(result, start, started)
+        sender.close()
+        assert process.pid is not None
+        child = _Child(name, process.pid, b"\0never\0", kill_grace)
+        with _live_lock:
+            _live.add(child)
+        deadline = started + timeout if timeout is not None else None
+        message: Any = None
+        try:
+            while message is None:
+                wait = (
+                    0.05 if deadline is None else max(0.0, min(0.05, deadline - time.monotonic()))
+                )
+                if receiver.poll(wait):
+                    try:
+                        message = pickle.loads(receiver.recv_bytes())
+                    except (EOFError, OSError):
+                        message = ("died", None)
+                elif child.stopped.is_set():
+                    message = ("stopped", child.reason)
+                elif deadline is not None and time.monotonic() >= deadline:
+                    message = ("timeout", None)
+                elif not process.is_alive():
+                    message = ("died", None)
+        finally:
+            receiver.close()
+            process.join(timeout=0.5 if message and message[0] in ("ok", "raised") else 0)
+            _reap_group(process.pid, b"\0never\0", kill_grace)
+            if process.is_alive():  # stopped before its setsid(): not yet a group leader
+                process.kill()
+            process.join(timeout=kill_grace + 5)
+            with _live_lock:
+                _live.discard(child)
+        result["exit_code"] = process.exitcode
+        kind, payload = message
+        if kind == "ok":
+            result["status"], result["result"] = Status.PASSED.value, payload
+        elif kind == "raised":
+            result["status"], result["error"] = Status.FAILED.value, payload
+        elif kind == "unpicklable":
+            result["error"] = payload
+        elif kind == "timeout":
+            result["status"] = Status.TIMEOUT.value
+            result["exit_code"] = None
+            result["error"] = f"timed out after {timeout:g} s"
+        elif kind == "stopped":
+            result["error"] = payload
+        else:
+            code = process.exitcode
+            how = f"killed by {_signal_name(-code)}" if code and code < 0 else f"exit code {code}"
+            result["error"] = f"the function's process died without a result ({how})"
+        result["stdout"] = _read_tail(out_path, max_output)
+        result["stderr"] = _read_tail(err_path, max_output)
+    return _finish(result, start, started)

@@ -1,0 +1,58 @@
+"""Shared fixtures: sample projects built in tmp_path, and process checks."""
+
+from __future__ import annotations
+
+import textwrap
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether ``pid`` is a live process (zombies count as dead)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
+    """Poll ``predicate`` until it is true or ``timeout`` passes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return predicate()
+
+
+class Project:
+    """A project root (with pyproject.toml) and a ``scripts/`` tree in tmp_path."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.scripts = root / "scripts"
+        self.scripts.mkdir(parents=True, exist_ok=True)
+        (root / "pyproject.toml").write_text("[project]\nname = 'sample'\n")
+
+    def script(self, rel: str, body: str = "") -> Path:
+        """Write ``scripts/<rel>`` with dedented ``body`` and return its path."""
+        path = self.scripts / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(body).lstrip("\n"))
+        return path
+
+    def config(self, text: str) -> Path:
+        """Write ``scripts/config.yaml``."""
+        path = self.scripts / "config.yaml"
+        path.write_text(textwrap.dedent(text).lstrip("\n"))
+        return path
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Project:
+    """An empty sample project."""
+    return Project(tmp_path / "proj")

@@ -1,0 +1,377 @@
+"""run_script and run_function, on real scripts in real subprocesses."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import Project, pid_alive, wait_for
+
+from orchestrator import run_function, run_script
+from orchestrator.runner import terminate_all
+
+RESULT_KEYS = {
+    "script",
+    "name",
+    "subdirectory",
+    "start_time",
+    "end_time",
+    "status",
+    "exit_code",
+    "execution_time",
+    "stdout",
+    "stderr",
+    "error",
+}
+
+
+def test_passing_script_result_shape(project: Project) -> None:
+    script = project.script(
+        "sub/ok.py",
+        """
+        import sys
+        print("hello out")
+        print("hello err", file=sys.stderr)
+        """,
+    )
+    result = run_script(script, scripts_dir=project.scripts)
+    assert RESULT_KEYS <= result.keys()
+    assert result["status"] == "passed"
+    assert result["exit_code"] == 0
+    assert result["stdout"] == "hello out\n"
+    assert result["stderr"] == "hello err\n"
+    assert result["error"] is None
+    assert result["script"] == str(script)
+    assert result["name"] == "ok.py"
+    assert result["subdirectory"] == "sub"
+    assert result["path"] == "sub/ok.py"
+    start = datetime.fromisoformat(result["start_time"])
+    end = datetime.fromisoformat(result["end_time"])
+    assert start.utcoffset() is not None and end >= start
+    assert isinstance(result["execution_time"], float) and result["execution_time"] > 0
+
+
+def test_subdirectory_without_scripts_dir_is_parent_name(project: Project) -> None:
+    script = project.script("grp/x.py", "")
+    assert run_script(script)["subdirectory"] == "grp"
+
+
+def test_exit_codes(project: Project) -> None:
+    script = project.script("x.py", "raise SystemExit(3)")
+    failed = run_script(script)
+    assert failed["status"] == "failed"
+    assert failed["exit_code"] == 3
+    assert "3" in failed["error"]
+    allowed = run_script(script, allowed_exit_codes=[0, 3])
+    assert allowed["status"] == "passed"
+    assert allowed["exit_code"] == 3
+
+
+def test_killed_by_signal(project: Project) -> None:
+    script = project.script("x.py", "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n")
+    result = run_script(script)
+    assert result["status"] == "failed"
+    assert result["exit_code"] == -9
+    assert "SIGKILL" in result["error"]
+
+
+def test_timeout_kills_quickly(project: Project) -> None:
+    script = project.script("slow.py", "import time\nprint('started', flush=True)\ntime.sleep(30)")
+    began = time.monotonic()
+    result = run_script(script, timeout=1)
+    assert time.monotonic() - began < 3
+    assert result["status"] == "timeout"
+    assert result["exit_code"] is None
+    assert "1 s" in result["error"]
+    assert result["stdout"] == "started\n"
+
+
+def test_timeout_kills_grandchild_that_ignores_sigterm(project: Project, tmp_path: Path) -> None:
+    pidfile = tmp_path / "grandchild.pid"
+    script = project.script(
+        "x.py",
+        f"""
+        import subprocess, sys, time
+        code = (
+            "import os, signal, time\\n"
+            "signal.signal(signal.SIGTERM, signal.SIG_IGN)\\n"
+            "open({str(pidfile)!r}, 'w').write(str(os.getpid()))\\n"
+            "time.sleep(60)\\n"
+        )
+        subprocess.Popen([sys.executable, "-c", code])
+        time.sleep(60)
+        """,
+    )
+    result = run_script(script, timeout=1.5, kill_grace=0.5)
+    assert result["status"] == "timeout"
+    assert pidfile.exists(), result
+    assert not pid_alive(int(pidfile.read_text()))
+
+
+def test_background_grandchild_holding_stdout_does_not_hang(
+    project: Project, tmp_path: Path
+) -> None:
+    pidfile = tmp_path / "bg.pid"
+    script = project.script(
+        "x.py",
+        f"""
+        import subprocess
+        proc = subprocess.Popen(["sleep", "60"])
+        open({str(pidfile)!r}, "w").write(str(proc.pid))
+        print("parent done", flush=True)
+        """,
+    )
+    began = time.monotonic()
+    result = run_script(script, timeout=30)
+    assert time.monotonic() - began < 3
+    assert result["status"] == "passed"
+    assert result["stdout"] == "parent done\n"
+    assert not pid_alive(int(pidfile.read_text()))
+
+
+def test_daemonizing_script_is_killed(project: Project, tmp_path: Path) -> None:
+    pidfile = tmp_path / "daemon.pid"
+    script = project.script(
+        "daemon.py",
+        f"""
+        import os, sys, time
+        r, w = os.pipe()
+        if os.fork():
+            os.read(r, 1)  # wait until the daemon is running
+            sys.exit(0)
+        os.setsid()
+        if os.fork():
+            os._exit(0)
+        devnull = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(devnull, fd)
+        open({str(pidfile)!r}, "w").write(str(os.getpid()))
+        os.write(w, b"x")
+        time.sleep(60)
+        """,
+    )
+    result = run_script(script, timeout=30)
+    assert result["status"] == "passed"
+    assert not pid_alive(int(pidfile.read_text()))
+
+
+def test_output_is_bounded_with_marker_and_full_log(project: Project, tmp_path: Path) -> None:
+    script = project.script(
+        "big.py",
+        """
+        import sys
+        for i in range(300):
+            sys.stdout.write(f"line {i:05d} " + "x" * 90 + "\\n")
+        sys.stdout.write("THE END\\n")
+        """,
+    )
+    result = run_script(script, max_output=4096, log_dir=tmp_path / "logs")
+    assert result["status"] == "passed"
+    assert result["stdout"].startswith("[... ")
+    assert "bytes truncated" in result["stdout"].splitlines()[0]
+    assert result["stdout"].endswith("THE END\n")
+    assert len(result["stdout"].encode()) < 4096 + 200
+    full = Path(result["stdout_path"]).read_text()
+    assert full.count("\n") == 301
+    assert Path(result["stderr_path"]).read_text() == ""
+
+
+def test_non_utf8_bytes_never_crash(project: Project) -> None:
+    script = project.script(
+        "bytes.py",
+        "import sys\nsys.stderr.buffer.write(b'bad \\xff\\xfe bytes\\n')\n"
+        "sys.stdout.buffer.write(b'\\xc3')\n",
+    )
+    result = run_script(script)
+    assert result["status"] == "passed"
+    assert result["stderr"] == "bad \ufffd\ufffd bytes\n"
+    assert result["stdout"] == "\ufffd"
+
+
+@pytest.mark.slow
+def test_one_gib_of_output_keeps_memory_low(project: Project) -> None:
+    script = project.script(
+        "flood.py",
+        """
+        import sys
+        block = b"y" * (1024 * 1024)
+        for _ in range(1024):
+            sys.stdout.buffer.write(block)
+        """,
+    )
+    probe = (
+        "import resource, sys\n"
+        "from orchestrator import run_script\n"
+        f"r = run_script({str(script)!r}, timeout=120)\n"
+        "assert r['status'] == 'passed', r['error']\n"
+        "assert len(r['stdout']) < 2 * 1024 * 1024\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=180, check=True
+    )
+    peak_kib = int(done.stdout.strip().splitlines()[-1])
+    assert peak_kib < 100 * 1024, f"peak RSS {peak_kib} KiB"
+
+
+def test_start_errors_are_results(project: Project, tmp_path: Path) -> None:
+    missing = run_script(tmp_path / "nope.py")
+    assert missing["status"] == "error" and "not found" in missing["error"]
+    assert missing["exit_code"] is None
+    script = project.script("x.py", "")
+    no_python = run_script(script, python=str(tmp_path / "no-python"))
+    assert no_python["status"] == "error" and "interpreter" in no_python["error"]
+    bad_cwd = run_script(script, cwd="does/not/exist")
+    assert bad_cwd["status"] == "error" and "working directory" in bad_cwd["error"]
+    for result in (missing, no_python, bad_cwd):
+        assert RESULT_KEYS <= result.keys()
+        assert result["start_time"] and result["end_time"]
+
+
+def test_env_args_stdin_and_session(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INHERITED_VAR", "kept")
+    script = project.script(
+        "x.py",
+        """
+        import os, sys
+        print(os.environ["INHERITED_VAR"], os.environ["OVERLAID"], sys.argv[1:])
+        print(repr(sys.stdin.read()))
+        print(os.getsid(0) == os.getpid(), os.getpgrp() == os.getpid())
+        """,
+    )
+    result = run_script(script, env={"OVERLAID": "new"}, args=["--n", "3"], timeout=10)
+    lines = result["stdout"].splitlines()
+    assert lines == ["kept new ['--n', '3']", "''", "True True"]
+
+
+def test_cwd_defaults_to_project_root_and_paths_resolve_first(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project.script("x.py", "import os\nprint(os.getcwd())")
+    (project.root / "data").mkdir()
+    monkeypatch.chdir(project.scripts)
+    result = run_script("x.py")
+    assert result["stdout"].strip() == str(project.root)
+    assert run_script("x.py", cwd="data")["stdout"].strip() == str(project.root / "data")
+
+
+def test_src_is_prepended_to_pythonpath(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    src = project.root / "src"
+    (src / "pkg").mkdir(parents=True)
+    (src / "pkg" / "__init__.py").write_text("VALUE = 42\n")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(["/already/there", str(src)]))
+    script = project.script(
+        "x.py", "import os, pkg\nprint(pkg.VALUE)\nprint(os.environ['PYTHONPATH'])"
+    )
+    value, pythonpath = run_script(script)["stdout"].splitlines()
+    assert value == "42"
+    assert pythonpath.split(os.pathsep) == [str(src), "/already/there"]
+
+
+def test_logging_events_carry_status(project: Project, caplog: pytest.LogCaptureFixture) -> None:
+    script = project.script("x.py", "raise SystemExit(2)")
+    with caplog.at_level(logging.INFO, logger="orchestrator"):
+        run_script(script)
+    records = [r for r in caplog.records if r.name == "orchestrator"]
+    assert len(records) == 2
+    end: Any = records[1]
+    assert (end.status, end.exit_code) == ("failed", 2)
+    assert end.duration > 0
+
+
+def test_terminate_all_interrupts_running_scripts(project: Project) -> None:
+    script = project.script("x.py", "import time\ntime.sleep(30)")
+    results: list[dict[str, Any]] = []
+    thread = threading.Thread(target=lambda: results.append(run_script(script, timeout=60)))
+    thread.start()
+    time.sleep(0.5)
+    assert terminate_all("interrupted") == 1
+    thread.join(5)
+    assert not thread.is_alive()
+    assert results[0]["status"] == "error"
+    assert results[0]["error"] == "interrupted"
+
+
+# -- run_function: targets must be importable by a spawned child ---------------------
+
+
+def add(a: int, b: int) -> int:
+    print("adding")
+    return a + b
+
+
+def big_bytes(size: int) -> bytes:
+    return bytes(range(256)) * (size // 256)
+
+
+def returns_lock() -> object:
+    return threading.Lock()
+
+
+def raises() -> None:
+    raise ValueError("boom from child")
+
+
+def sleeps(seconds: float) -> None:
+    time.sleep(seconds)
+
+
+def hard_exit() -> None:
+    os._exit(7)
+
+
+def test_run_function_returns_value_and_output() -> None:
+    result = run_function(add, args=(2, 3))
+    assert result["status"] == "passed"
+    assert result["result"] == 5
+    assert result["type"] == "function"
+    assert result["name"] == "add"
+    assert result["stdout"] == "adding\n"
+    for key in ("error", "start_time", "end_time", "execution_time", "stderr"):
+        assert key in result
+
+
+def test_run_function_large_return_value_intact() -> None:
+    size = 100 * 1024 * 1024
+    result = run_function(big_bytes, args=(size,), timeout=60)
+    assert result["status"] == "passed"
+    assert result["result"] == big_bytes(size)
+
+
+def test_run_function_unpicklable_return() -> None:
+    result = run_function(returns_lock)
+    assert result["status"] == "error"
+    assert "pickle" in result["error"]
+
+
+def test_run_function_raises() -> None:
+    result = run_function(raises)
+    assert result["status"] == "failed"
+    assert "ValueError: boom from child" in result["error"]
+    assert "Traceback" in result["error"]
+
+
+def test_run_function_timeout() -> None:
+    began = time.monotonic()
+    result = run_function(sleeps, args=(30,), timeout=1)
+    assert time.monotonic() - began < 4
+    assert result["status"] == "timeout"
+
+
+def test_run_function_process_death_is_reported() -> None:
+    result = run_function(hard_exit)
+    assert result["status"] == "error"
+    assert "exit code 7" in result["error"]
+
+
+def test_run_function_unpicklable_function() -> None:
+    result = run_function(lambda: 1)
+    assert result["status"] == "error"
