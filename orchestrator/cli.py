@@ -1,21 +1,314 @@
-"""The ``orch`` command line (placeholder until the CLI lands)."""
+"""The ``orch`` command: argv in, options built, one library call, an exit code out.
+
+Exit codes:
+    0    every script passed or was skipped
+    1    a script failed, timed out or errored
+    2    usage or configuration error
+    130  interrupted (Ctrl-C or SIGTERM)
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import signal
+import sys
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
+from typing import Any
 
 from . import __version__
+from .errors import OrchestratorError
+
+__all__ = ["main", "run_orchestrator"]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+_EPILOG = """\
+exit codes:
+  0    every script passed or was skipped
+  1    a script failed, timed out or errored
+  2    usage or configuration error
+  130  interrupted (Ctrl-C or SIGTERM)
+"""
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Parse ``argv`` and run the command; return the exit code."""
-    parser = argparse.ArgumentParser(prog="orch")
+class _UsageError(Exception):
+    """argparse wanted to exit: carries the exit code."""
+
+    def __init__(self, code: int) -> None:
+        self.code = code
+
+
+class _Parser(argparse.ArgumentParser):
+    def exit(self, status: int = 0, message: str | None = None) -> Any:
+        if message:
+            self._print_message(message, sys.stderr)
+        raise _UsageError(status)
+
+
+def _jobs(value: str) -> int:
+    from .plan import cpu_jobs
+
+    try:
+        return cpu_jobs(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number or 'auto', got {value!r}") from None
+
+
+def _positive(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = -1
+    if number <= 0:
+        raise argparse.ArgumentTypeError(f"expected seconds greater than 0, got {value!r}") from None
+    return number
+
+
+def _selection_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "scripts_dir",
+        nargs="?",
+        type=Path,
+        metavar="SCRIPTS_DIR",
+        help="the scripts directory (default: scripts/ under the project root)",
+    )
+    parser.add_argument(
+        "--subdirs",
+        action="append",
+        metavar="DIR[,DIR]",
+        help="only these subdirectories (repeat or comma-separate)",
+    )
+    parser.add_argument(
+        "-k", "--pattern", help="only scripts whose name or relative path matches this glob"
+    )
+    parser.add_argument(
+        "--max-depth", type=int, default=2, help="deepest folder level searched (default: 2)"
+    )
+    parser.add_argument(
+        "--timeout", type=_positive, help="seconds per script; replaces the config's default:"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``orch`` and its subcommands."""
+    parser = _Parser(
+        prog="orch",
+        description="Find, run and report on a repository's scripts.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"orch {__version__}")
-    parser.parse_args(argv)
-    parser.print_help()
-    return 0
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = commands.add_parser(
+        "run",
+        help="run the scripts",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _selection_options(run)
+    run.add_argument(
+        "-j",
+        "--jobs",
+        type=_jobs,
+        default=1,
+        metavar="N",
+        help="scripts run at once; 'auto' = CPU count (default: 1)",
+    )
+    run.add_argument("--dry-run", action="store_true", help="show what would run; run nothing")
+    run.add_argument(
+        "--fail-fast",
+        action="store_true",
+        help="start nothing new after the first failure; running scripts finish",
+    )
+    run.add_argument(
+        "-o",
+        "--output-dir",
+        type=Path,
+        metavar="DIR",
+        help="where run reports go (default: reports/ under the project root)",
+    )
+    run.add_argument("-v", "--verbose", action="count", default=0, help="show whole outputs")
+    run.add_argument("-q", "--quiet", action="count", default=0, help="only failures and totals")
+    run.add_argument("--no-color", action="store_true", help="never colour the output")
+
+    lister = commands.add_parser("list", help="list the scripts and their effective settings")
+    _selection_options(lister)
+    lister.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    docs = commands.add_parser("docs", help="write a Markdown reference of the scripts")
+    _selection_options(docs)
+    docs.add_argument("-o", "--output", type=Path, metavar="FILE", help="default: stdout")
+
+    report = commands.add_parser("report", help="show the summary of a saved run again")
+    report.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run or reports directory")
+    report.add_argument("-v", "--verbose", action="count", default=0, help="show whole outputs")
+    report.add_argument("--no-color", action="store_true", help="never colour the output")
+    return parser
+
+
+def _options(args: argparse.Namespace, argv: Sequence[str]) -> Any:
+    from .plan import RunOptions, default_scripts_dir
+
+    subdirs = None
+    if args.subdirs:
+        subdirs = tuple(s for item in args.subdirs for s in item.split(",") if s)
+    return RunOptions(
+        scripts_dir=args.scripts_dir if args.scripts_dir is not None else default_scripts_dir(),
+        jobs=getattr(args, "jobs", 1),
+        timeout=args.timeout,
+        subdirs=subdirs,
+        pattern=args.pattern,
+        max_depth=args.max_depth,
+        dry_run=getattr(args, "dry_run", False),
+        fail_fast=getattr(args, "fail_fast", False),
+        output_dir=getattr(args, "output_dir", None),
+        verbosity=getattr(args, "verbose", 0) - getattr(args, "quiet", 0),
+        color=False if getattr(args, "no_color", False) else None,
+        command=("orch", *argv),
+    )
+
+
+@contextmanager
+def _interrupts(stop: threading.Event) -> Iterator[None]:
+    """While running, SIGINT/SIGTERM stop the run instead of raising.
+
+    The first signal sets ``stop`` and kills the running process groups; later
+    ones are ignored until the reports are written, so a second Ctrl-C cannot
+    leave a half-written file.
+    """
+    from .runner import terminate_all
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if not stop.is_set():
+            stop.set()
+            terminate_all("interrupted")
+            sys.stderr.write("\norch: interrupted; stopping scripts and writing reports\n")
+        else:
+            sys.stderr.write("\norch: already stopping; reports are being written\n")
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _settings_rows(jobs: Sequence[Any]) -> list[list[Any]]:
+    rows = []
+    for job in jobs:
+        s = job.settings
+        skip = (s["skip_reason"] or "yes") if s["skip"] else ""
+        rows.append([job.rel, f"{s['timeout']:g}", " ".join(s["args"]), skip])
+    return rows
+
+
+def _cmd_list(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from .plan import build_plan
+
+    options = _options(args, argv)
+    jobs = build_plan(options)
+    if args.json:
+        data = [{"path": j.rel, "script": str(j.path), "settings": j.settings} for j in jobs]
+        print(json.dumps(data, indent=2))
+        return EXIT_OK
+    from tabulate import tabulate
+
+    print(tabulate(_settings_rows(jobs), headers=["Script", "Timeout", "Args", "Skip"]))
+    print(f"\n{len(jobs)} scripts in {options.scripts_dir}")
+    return EXIT_OK
+
+
+def _cmd_docs(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from ._files import atomic_write_text
+    from .plan import build_plan
+    from .reporting import render_script_reference
+
+    options = _options(args, argv)
+    text = render_script_reference(build_plan(options), options.scripts_dir.resolve())
+    if args.output is None:
+        sys.stdout.write(text)
+    else:
+        atomic_write_text(args.output, text)
+        print(f"wrote {args.output}")
+    return EXIT_OK
+
+
+def _cmd_report(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from .reporting import load_run, render_console_summary, use_color
+
+    summary, results = load_run(args.run_dir)
+    color = use_color(sys.stdout, False if args.no_color else None)
+    print(f"run {summary['run_id']}: {' '.join(summary.get('command') or [])}")
+    sys.stdout.write(
+        render_console_summary(
+            results, color=color, verbosity=args.verbose, wall_time=summary.get("wall_time")
+        )
+    )
+    return int(summary.get("exit_code", EXIT_OK))
+
+
+def _cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from .execution import execute
+    from .plan import build_plan
+    from .reporting import ConsoleReporter, FileReporter, Reporter
+
+    options = _options(args, argv)
+    jobs = build_plan(options)
+    if options.dry_run:
+        from tabulate import tabulate
+
+        print(tabulate(_settings_rows(jobs), headers=["Would run", "Timeout", "Args", "Skip"]))
+        print(f"\n{len(jobs)} scripts; nothing was run (--dry-run)")
+        return EXIT_OK
+    reporters: list[Reporter] = [
+        FileReporter({str(j.path): j.settings for j in jobs}),
+        ConsoleReporter(verbosity=options.verbosity, color=options.color),
+    ]
+    stop = threading.Event()
+    with _interrupts(stop):
+        outcome = execute(jobs, options, reporters, stop=stop)
+    return outcome.exit_code
+
+
+_COMMANDS = {"run": _cmd_run, "list": _cmd_list, "docs": _cmd_docs, "report": _cmd_report}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``orch`` with ``argv`` (default: ``sys.argv[1:]``) and return the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except _UsageError as exc:
+        return exc.code
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return _COMMANDS[args.command](args, argv)
+    except OrchestratorError as exc:
+        print(f"orch: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("\norch: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def run_orchestrator(argv: Sequence[str] | None = None) -> int:
+    """The ``orch`` command as a function: ``run_orchestrator(["run", "scripts"])`` -> exit code."""
+    return main(argv)
 
 
 def entry_point() -> None:
-    """Console-script entry point."""
-    raise SystemExit(main())
+    """Console-script entry point: the only place that calls ``sys.exit``."""
+    sys.exit(main())

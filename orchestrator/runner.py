@@ -46,6 +46,7 @@ __all__ = [
     "Status",
     "run_function",
     "run_script",
+    "skipped_result",
     "terminate_all",
 ]
 
@@ -261,6 +262,18 @@ def _base_result(script: Path, scripts_dir: Path | None) -> dict[str, Any]:
         "stderr": "",
         "error": None,
     }
+
+
+def skipped_result(
+    script: str | os.PathLike[str], scripts_dir: str | os.PathLike[str] | None, reason: str
+) -> dict[str, Any]:
+    """The result dict of a script that was not run, with ``skip_reason``."""
+    now = _now().isoformat()
+    result = _base_result(
+        Path(script).resolve(), Path(scripts_dir).resolve() if scripts_dir else None
+    )
+    result.update(status=Status.SKIPPED.value, start_time=now, end_time=now, skip_reason=reason)
+    return result
 
 
 def _finish(result: dict[str, Any], start: datetime, started: float) -> dict[str, Any]:
