@@ -1,11 +1,39 @@
-"""orchestrator: find, configure and run a repository's scripts, and report on them."""
+"""orchestrator: find, configure and run a repository's scripts, and report on them.
 
-from .config import get_script_config, load_config
-from .discovery import discover_scripts
-from .errors import ConfigError, CycleError, DiscoveryError, OrchestratorError
-from .runner import Status, run_function, run_script
+Names are imported on first use, so ``orch --version`` loads none of PyYAML,
+tabulate or the runner.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from .cli import run_orchestrator
+    from .config import get_script_config, load_config
+    from .discovery import discover_scripts
+    from .errors import ConfigError, CycleError, DiscoveryError, OrchestratorError
+    from .reporting import generate_report, save_log
+    from .runner import Status, run_function, run_script
+
+_EXPORTS = {
+    "ConfigError": "errors",
+    "CycleError": "errors",
+    "DiscoveryError": "errors",
+    "OrchestratorError": "errors",
+    "Status": "runner",
+    "discover_scripts": "discovery",
+    "generate_report": "reporting",
+    "get_script_config": "config",
+    "load_config": "config",
+    "run_function": "runner",
+    "run_orchestrator": "cli",
+    "run_script": "runner",
+    "save_log": "reporting",
+}
 
 __all__ = [
     "ConfigError",
@@ -15,8 +43,24 @@ __all__ = [
     "Status",
     "__version__",
     "discover_scripts",
+    "generate_report",
     "get_script_config",
     "load_config",
     "run_function",
+    "run_orchestrator",
     "run_script",
+    "save_log",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'orchestrator' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

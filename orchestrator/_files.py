@@ -21,6 +21,20 @@ def find_project_root(start: str | os.PathLike[str]) -> Path | None:
     return None
 
 
+def relative_posix(path: str | os.PathLike[str], base: str | os.PathLike[str]) -> str | None:
+    """``path`` relative to ``base`` as POSIX text, or None if it is not below it.
+
+    Tried against ``base`` as given and resolved, so symlinks in either spelling match.
+    """
+    absolute = Path(os.path.abspath(path))
+    for candidate in (Path(os.path.abspath(base)), Path(base).resolve()):
+        try:
+            return absolute.relative_to(candidate).as_posix()
+        except ValueError:
+            continue
+    return None
+
+
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """Write ``data`` to ``path`` so that readers see the old file or the new one, never half.
 

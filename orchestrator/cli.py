@@ -56,7 +56,8 @@ def _jobs(value: str) -> int:
     try:
         return cpu_jobs(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number or 'auto', got {value!r}") from None
+        message = f"expected a positive number or 'auto', got {value!r}"
+        raise argparse.ArgumentTypeError(message) from None
 
 
 def _positive(value: str) -> float:
@@ -65,7 +66,8 @@ def _positive(value: str) -> float:
     except ValueError:
         number = -1
     if number <= 0:
-        raise argparse.ArgumentTypeError(f"expected seconds greater than 0, got {value!r}") from None
+        message = f"expected seconds greater than 0, got {value!r}"
+        raise argparse.ArgumentTypeError(message)
     return number
 
 

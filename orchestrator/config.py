@@ -36,7 +36,7 @@ from typing import Any
 
 import yaml
 
-from ._files import find_project_root
+from ._files import find_project_root, relative_posix
 from .errors import ConfigError
 
 __all__ = [
@@ -79,15 +79,23 @@ def _describe(value: Any) -> str:
 def _positive_seconds(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise _Invalid(f"expected a number of seconds, got {_describe(value)}")
-    if not math.isfinite(value) or value <= 0:
+    try:
+        seconds = float(value)
+    except OverflowError:
+        seconds = math.inf
+    if not math.isfinite(seconds) or seconds <= 0:
         raise _Invalid(f"expected a number of seconds greater than 0, got {_describe(value)}")
-    return float(value)
+    return seconds
 
 
 def _string(value: Any) -> str:
     if not isinstance(value, str):
         raise _Invalid(f"expected a string, got {_describe(value)}")
     return value
+
+
+def _optional_string(value: Any) -> str | None:
+    return None if value is None else _string(value)
 
 
 def _boolean(value: Any) -> bool:
@@ -135,7 +143,7 @@ _SETTING_RULES: dict[str, Callable[[Any], Any]] = {
     "timeout": _positive_seconds,
     "args": _string_list,
     "env": _env_map,
-    "cwd": _string,
+    "cwd": _optional_string,
     "allowed_exit_codes": _exit_codes,
     "skip": _boolean,
     "skip_reason": _string,
@@ -190,22 +198,35 @@ def _validate(source: str, data: Any) -> dict[str, Any]:
         if key not in _SECTIONS:
             raise _unknown_key(source, (), key, list(_SECTIONS))
 
-    def mapping(section: str) -> dict[Any, Any]:
-        value = data.get(section) or {}
+    def pattern(section: str, key: Any) -> str:
+        if not isinstance(key, str) or not key.strip("/ "):
+            raise ConfigError(
+                f"{source}: {_key_path(section, key)}: expected a script path or glob as key"
+            )
+        try:
+            _glob_regex(key)
+        except re.error as exc:
+            raise ConfigError(
+                f"{source}: {_key_path(section, key)}: invalid glob ({exc}); "
+                "quote literal brackets as [[] and []]"
+            ) from None
+        return key
+
+    def mapping(section: str) -> dict[str, Any]:
+        value = data.get(section)
+        if value is None:
+            return {}
         if not isinstance(value, dict):
             raise ConfigError(f"{source}: {section}: expected a mapping, got {_describe(value)}")
-        for key in value:
-            if not isinstance(key, str):
-                raise ConfigError(
-                    f"{source}: {_key_path(section, key)}: expected a script path or glob as key"
-                )
-        return value
+        return {pattern(section, key): item for key, item in value.items()}
 
-    skip = data.get("skip") or []
+    skip = data.get("skip")
     try:
-        skip = _string_list(skip)
+        skip = [] if skip is None else _string_list(skip)
     except _Invalid as exc:
         raise ConfigError(f"{source}: skip: {exc}") from None
+    for item in skip:
+        pattern("skip", item)
 
     overrides: dict[str, float] = {}
     for key, item in mapping("timeout_override").items():
@@ -233,14 +254,20 @@ class _StrictLoader(yaml.SafeLoader):
 
 
 def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    loader.flatten_mapping(node)
     seen: dict[Any, Any] = {}
     for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue  # keys given explicitly may override merged ones
         key = loader.construct_object(key_node, deep=True)
+        try:
+            hash(key)
+        except TypeError:
+            continue  # construct_mapping reports it, with its position
         if key in seen:
             mark = key_node.start_mark
             raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", mark)
         seen[key] = None
+    loader.flatten_mapping(node)
     return loader.construct_mapping(node, deep=True)
 
 
@@ -329,15 +356,20 @@ def _glob_regex(pattern: str) -> re.Pattern[str]:
             out.append("[^/]")
             i += 1
         elif char == "[":
-            end = pattern.find("]", i + 2 if pattern.startswith("[!", i) else i + 1)
+            # fnmatch's classes: [seq], [!seq], a leading "]" is literal; never "/".
+            j = i + 1
+            negated = j < n and pattern[j] == "!"
+            j += negated
+            if j < n and pattern[j] == "]":
+                j += 1
+            end = pattern.find("]", j)
             if end == -1:
                 out.append(re.escape(char))
                 i += 1
             else:
-                body = pattern[i + 1 : end]
-                if body.startswith("!"):
-                    body = "^" + body[1:]
-                out.append(f"[{body.replace(chr(92), chr(92) * 2)}]")
+                body = pattern[i + 1 + negated : end].replace("/", "")
+                members = "".join(c if c == "-" else re.escape(c) for c in body)
+                out.append(f"[^/{members}]" if negated else f"[{members}]")
                 i = end + 1
         else:
             out.append(re.escape(char))
@@ -354,12 +386,12 @@ def match_path(pattern: str, rel_path: str) -> bool:
 def relative_script_path(
     script: str | os.PathLike[str], scripts_dir: str | os.PathLike[str]
 ) -> str:
-    """The POSIX path of ``script`` relative to ``scripts_dir`` (the key used in config)."""
-    script_path = Path(scripts_dir, script).resolve()
-    try:
-        return script_path.relative_to(Path(scripts_dir).resolve()).as_posix()
-    except ValueError:
-        return script_path.as_posix()
+    """The POSIX path of ``script`` relative to ``scripts_dir`` (the key used in config).
+
+    A symlinked script keeps its own name: the key is the path discovery found.
+    """
+    script_path = Path(os.path.abspath(Path(scripts_dir, script)))
+    return relative_posix(script_path, scripts_dir) or script_path.as_posix()
 
 
 def _merge(into: dict[str, Any], layer: Mapping[str, Any]) -> None:
@@ -383,10 +415,10 @@ def get_script_config(
     rel = relative_script_path(script, scripts_dir)
     settings = copy.deepcopy(DEFAULT_SETTINGS)
     _merge(settings, config.get("default", {}))
-    exact: Mapping[str, Any] | None = None
+    exact: list[Mapping[str, Any]] = []
     for key, layer in config.get("scripts", {}).items():
         if key.strip("/").removeprefix("./") == rel:
-            exact = layer
+            exact.append(layer)
         elif match_path(key, rel):
             _merge(settings, layer)
     if any(match_path(pattern, rel) for pattern in config.get("skip", [])):
@@ -396,6 +428,6 @@ def get_script_config(
     for key, seconds in config.get("timeout_override", {}).items():
         if match_path(key, rel):
             settings["timeout"] = seconds
-    if exact is not None:
-        _merge(settings, exact)
+    for layer in exact:
+        _merge(settings, layer)
     return settings

@@ -90,6 +90,8 @@ def discover_scripts(
     Raises:
         DiscoveryError: ``scripts_dir`` is missing or not a directory.
     """
+    if max_depth < 0:
+        raise ValueError(f"max_depth must be 0 or more, got {max_depth}")
     root = Path(scripts_dir).resolve()
     if not root.is_dir():
         what = "is not a directory" if root.exists() else "does not exist"
@@ -98,7 +100,7 @@ def discover_scripts(
     dir_exact, dir_globs = _split_patterns(skip_dirs)
     file_exact, file_globs = _split_patterns(skip_patterns)
     root_str = str(root)
-    prefix_len = len(root_str) + 1
+    prefix_len = len(root_str.rstrip(os.sep)) + 1
 
     # (absolute directory, depth) pairs to visit.
     stack: list[tuple[str, int]] = []
@@ -148,4 +150,5 @@ def discover_scripts(
                 except OSError:
                     # Vanished or unreadable while we walked: not a script.
                     continue
-    return sorted(Path(p) for p in found)
+    # Sorting the strings by their parts orders them as Path objects would, cheaper.
+    return [Path(p) for p in sorted(found, key=lambda p: p.split(os.sep))]

@@ -38,7 +38,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
-from ._files import find_project_root
+from ._files import find_project_root, relative_posix
 
 __all__ = [
     "DEFAULT_MAX_OUTPUT",
@@ -82,8 +82,22 @@ def _now() -> datetime:
 # -- process groups -------------------------------------------------------------------
 
 
-def _members(pgid: int, marker: bytes) -> list[int]:
-    """Live processes in group ``pgid`` or carrying ``marker`` in their environment."""
+def _start_ticks(pid: int) -> int:
+    """When ``pid`` started, in clock ticks since boot (0 where /proc is missing)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            stat = handle.read()
+        return int(stat[stat.rindex(b")") + 2 :].split()[19])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _members(pgid: int, marker: bytes, since: int = 0) -> list[int]:
+    """Live processes in group ``pgid``, or started at ``since`` or later with ``marker``.
+
+    Only processes started after the child can carry its marker, so the
+    environment of older ones is never read: that keeps the scan cheap.
+    """
     if not os.path.isdir("/proc"):
         try:
             os.killpg(pgid, 0)
@@ -103,10 +117,10 @@ def _members(pgid: int, marker: bytes) -> list[int]:
                 continue
             if int(fields[2]) == pgid:
                 found.append(int(name))
-                continue
-            with open(f"/proc/{name}/environ", "rb") as handle:
-                if marker in handle.read():
-                    found.append(int(name))
+            elif int(fields[19]) >= since:
+                with open(f"/proc/{name}/environ", "rb") as handle:
+                    if marker in handle.read():
+                        found.append(int(name))
         except (OSError, ValueError, IndexError):
             continue  # exited while we looked, or not ours to read
     return found
@@ -121,44 +135,52 @@ def _signal_all(pids: Iterable[int], sig: int) -> None:
                 os.kill(pid, sig)
 
 
-def _reap_group(pgid: int, marker: bytes, grace: float) -> None:
-    """Return once no process of the group (or with the marker) is alive.
-
-    SIGTERM first, SIGKILL after ``grace`` seconds.
-    """
-    members = _members(pgid, marker)
-    if not members:
-        return
-    _signal_all(members, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    delay = 0.005
-    while True:
-        time.sleep(delay)
-        delay = min(delay * 2, 0.05)
-        members = _members(pgid, marker)
-        if not members:
-            return
-        if time.monotonic() >= deadline:
-            _signal_all(members, signal.SIGKILL)
-            deadline = time.monotonic() + 5.0  # SIGKILL cannot be ignored; just wait
-
-
 @dataclass(eq=False)
 class _Child:
     """A running child, as the registry sees it."""
 
     script: str
     pgid: int
-    marker: bytes
     grace: float
+    marker: bytes = b""  # empty: find the group only, not escaped descendants
+    since: int = 0  # the child's start, in clock ticks since boot
     reason: str | None = None  # set when stopped from outside
     stopped: threading.Event = field(default_factory=threading.Event)
 
+    def members(self) -> list[int]:
+        """The processes that belong to this run and are still alive."""
+        if not self.marker:
+            return _members(self.pgid, b"", sys.maxsize)
+        return _members(self.pgid, self.marker, self.since)
+
+    def signal(self, sig: int) -> None:
+        """Send ``sig`` to every process of the run."""
+        _signal_all(self.members(), sig)
+
     def stop(self, reason: str) -> None:
+        """Stop the run from outside: SIGTERM now; the running thread escalates."""
         if self.reason is None:
             self.reason = reason
-        _signal_all(_members(self.pgid, self.marker), signal.SIGTERM)
+        self.signal(signal.SIGTERM)
         self.stopped.set()
+
+    def reap(self) -> None:
+        """Return once no process of the run is alive: SIGTERM, then SIGKILL after the grace."""
+        members = self.members()
+        if not members:
+            return
+        _signal_all(members, signal.SIGTERM)
+        deadline = time.monotonic() + self.grace
+        delay = 0.005
+        while True:
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+            members = self.members()
+            if not members:
+                return
+            if time.monotonic() >= deadline:
+                _signal_all(members, signal.SIGKILL)
+                deadline = time.monotonic() + 5.0  # SIGKILL cannot be ignored; just wait
 
 
 _live: set[_Child] = set()
@@ -242,12 +264,8 @@ def _signal_name(number: int) -> str:
 
 
 def _base_result(script: Path, scripts_dir: Path | None) -> dict[str, Any]:
-    rel_parent = None
-    rel_path = None
-    if scripts_dir is not None:
-        with contextlib.suppress(ValueError):
-            rel_path = script.relative_to(scripts_dir).as_posix()
-            rel_parent = script.parent.relative_to(scripts_dir).as_posix()
+    rel_path = relative_posix(script, scripts_dir) if scripts_dir is not None else None
+    rel_parent = None if rel_path is None else Path(rel_path).parent.as_posix()
     return {
         "script": str(script),
         "name": script.name,
@@ -270,7 +288,7 @@ def skipped_result(
     """The result dict of a script that was not run, with ``skip_reason``."""
     now = _now().isoformat()
     result = _base_result(
-        Path(script).resolve(), Path(scripts_dir).resolve() if scripts_dir else None
+        Path(os.path.abspath(script)), Path(scripts_dir) if scripts_dir is not None else None
     )
     result.update(status=Status.SKIPPED.value, start_time=now, end_time=now, skip_reason=reason)
     return result
@@ -320,8 +338,9 @@ def run_script(
         status, exit_code, execution_time, stdout, stderr, error`` (and
         ``stdout_path``/``stderr_path`` with ``log_dir``).
     """
-    script = Path(script_path).resolve()
-    base = Path(scripts_dir).resolve() if scripts_dir is not None else None
+    # abspath, not resolve: a symlinked script keeps the name it was found under.
+    script = Path(os.path.abspath(script_path))
+    base = Path(os.path.abspath(scripts_dir)) if scripts_dir is not None else None
     result = _base_result(script, base)
     start, started = _now(), time.monotonic()
     root = find_project_root(base or script.parent)
@@ -368,7 +387,7 @@ def run_script(
         result["error"] = f"{what}: {command[0]}: {exc.strerror or exc}"
         return _finish(result, start, started)
 
-    child = _Child(str(script), proc.pid, marker, kill_grace)
+    child = _Child(str(script), proc.pid, kill_grace, marker, _start_ticks(proc.pid))
     with _live_lock:
         _live.add(child)
     timed_out = False
@@ -376,7 +395,7 @@ def run_script(
         timed_out = _pump(proc, child, out, err, timeout)
     finally:
         try:
-            _reap_group(proc.pid, marker, kill_grace)
+            child.reap()
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=kill_grace + 5)
         finally:
@@ -451,14 +470,14 @@ def _pump(
             if child.stopped.is_set() and kill_at is None:
                 kill_at = now + child.grace
             if proc.poll() is not None and kill_at is None:
-                _signal_all(_members(proc.pid, child.marker), signal.SIGTERM)
+                child.signal(signal.SIGTERM)
                 kill_at = now + child.grace
             if deadline is not None and now >= deadline and not timed_out:
                 timed_out = True
-                _signal_all(_members(proc.pid, child.marker), signal.SIGTERM)
+                child.signal(signal.SIGTERM)
                 kill_at = now + child.grace
             if kill_at is not None and now >= kill_at and give_up_at is None:
-                _signal_all(_members(proc.pid, child.marker), signal.SIGKILL)
+                child.signal(signal.SIGKILL)
                 give_up_at = now + 2.0
             if give_up_at is not None and now >= give_up_at:
                 logger.warning("%s: output pipes still open after SIGKILL; closing", child.script)
@@ -594,7 +613,7 @@ def run_function(
             return _finish(result, start, started)
         sender.close()
         assert process.pid is not None
-        child = _Child(name, process.pid, b"\0never\0", kill_grace)
+        child = _Child(name, process.pid, kill_grace)
         with _live_lock:
             _live.add(child)
         deadline = started + timeout if timeout is not None else None
@@ -618,7 +637,7 @@ def run_function(
         finally:
             receiver.close()
             process.join(timeout=0.5 if message and message[0] in ("ok", "raised") else 0)
-            _reap_group(process.pid, b"\0never\0", kill_grace)
+            child.reap()
             if process.is_alive():  # stopped before its setsid(): not yet a group leader
                 process.kill()
             process.join(timeout=kill_grace + 5)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Project, pid_alive, wait_for
+from conftest import Project, pid_alive
 
 from orchestrator import run_function, run_script
 from orchestrator.runner import terminate_all
@@ -43,7 +43,7 @@ def test_passing_script_result_shape(project: Project) -> None:
         """,
     )
     result = run_script(script, scripts_dir=project.scripts)
-    assert RESULT_KEYS <= result.keys()
+    assert result.keys() >= RESULT_KEYS
     assert result["status"] == "passed"
     assert result["exit_code"] == 0
     assert result["stdout"] == "hello out\n"
@@ -232,7 +232,7 @@ def test_start_errors_are_results(project: Project, tmp_path: Path) -> None:
     bad_cwd = run_script(script, cwd="does/not/exist")
     assert bad_cwd["status"] == "error" and "working directory" in bad_cwd["error"]
     for result in (missing, no_python, bad_cwd):
-        assert RESULT_KEYS <= result.keys()
+        assert result.keys() >= RESULT_KEYS
         assert result["start_time"] and result["end_time"]
 
 
