@@ -71,6 +71,16 @@ def _positive(value: str) -> float:
     return number
 
 
+def _depth(value: str) -> int:
+    try:
+        depth = int(value)
+    except ValueError:
+        depth = -1
+    if depth < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or a positive whole number, got {value!r}")
+    return depth
+
+
 def _selection_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "scripts_dir",
@@ -89,7 +99,7 @@ def _selection_options(parser: argparse.ArgumentParser) -> None:
         "-k", "--pattern", help="only scripts whose name or relative path matches this glob"
     )
     parser.add_argument(
-        "--max-depth", type=int, default=2, help="deepest folder level searched (default: 2)"
+        "--max-depth", type=_depth, default=2, help="deepest folder level searched (default: 2)"
     )
     parser.add_argument(
         "--timeout", type=_positive, help="seconds per script; replaces the config's default:"

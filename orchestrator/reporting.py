@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import re
 import sys
@@ -40,6 +41,8 @@ __all__ = [
     "save_log",
     "summarize",
 ]
+
+logger = logging.getLogger("orchestrator")
 
 STATUSES = ("passed", "failed", "timeout", "error", "skipped")
 NOT_OK = ("failed", "timeout", "error")
@@ -505,8 +508,12 @@ def generate_report(
     atomic_write_text(paths["summary"], _json(summary))
     step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if step_summary:
-        with open(step_summary, "a", encoding="utf-8") as handle:
-            handle.write(markdown + "\n")
+        try:
+            with open(step_summary, "a", encoding="utf-8") as handle:
+                handle.write(markdown + "\n")
+        except OSError as exc:
+            # The CI job summary is a courtesy; the run's own reports are written.
+            logger.warning("cannot append to GITHUB_STEP_SUMMARY %s: %s", step_summary, exc)
     return paths
 
 

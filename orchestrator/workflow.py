@@ -1,0 +1,593 @@
+"""A DAG of tasks run on asyncio with a ready queue, retries, timeouts and events.
+
+Scheduling works like :class:`graphlib.TopologicalSorter`: each task counts its
+unfinished dependencies; when the count reaches zero it joins the ready queue
+(ordered by the order tasks were added) and starts as soon as fewer than
+``max_concurrency`` tasks run. There are no waves: a task starts the moment its
+last dependency completes, and a slow task never holds back an unrelated one.
+
+Actions
+    A coroutine function runs on the event loop; a plain function runs in a
+    thread pool. An action that declares a parameter named ``results``
+    receives ``{dependency name: value}`` for its direct dependencies; other
+    actions are called with just ``args`` and ``kwargs``.
+
+Failures
+    A task whose action raises is ``failed`` (``error`` holds the traceback),
+    after its retries. Its transitive dependents are ``skipped`` with the
+    reason ``dependency 'x' failed``; independent branches run on. With
+    ``fail_fast=True``, nothing new starts after the first failure, running
+    tasks are cancelled, and the rest are ``cancelled``. A task whose
+    ``condition(results)`` is false is ``skipped``, and so are its dependents.
+
+Timeouts
+    ``timeout`` on a task bounds each attempt; ``timeout`` on the workflow
+    bounds the whole run at any moment. A coroutine is cancelled. A thread
+    cannot be killed: a sync action that times out is reported ``timeout`` at
+    once and its dependents are skipped, but its thread runs on to the end in
+    the background. Work that must really be stopped belongs in a script
+    (:func:`orchestrator.run_script`) or in :func:`orchestrator.run_function`.
+
+Cycles are reported as :class:`~orchestrator.errors.CycleError` whose path
+reads ``a -> b -> c -> a``, where ``->`` means "depends on".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import functools
+import graphlib
+import heapq
+import inspect
+import math
+import random
+import time
+import traceback
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from .errors import CycleError, OrchestratorError
+
+__all__ = [
+    "RetryPolicy",
+    "Task",
+    "TaskResult",
+    "TaskStatus",
+    "Workflow",
+    "WorkflowError",
+    "WorkflowEvent",
+    "WorkflowResults",
+]
+
+
+class WorkflowError(OrchestratorError):
+    """The workflow is not well formed: a duplicate task or an unknown dependency."""
+
+
+class TaskStatus(str, enum.Enum):
+    """How a task ended."""
+
+    COMPLETED = "completed"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    TIMEOUT = "timeout"
+    CANCELLED = "cancelled"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often, and after how long, a failed attempt is tried again.
+
+    The delay before attempt ``n + 1`` is ``min(initial_delay * backoff ** (n - 1),
+    max_delay)``, then multiplied by a random factor in ``[1 - jitter, 1 + jitter]``.
+    Only exceptions that are instances of ``retry_on`` are retried; a timed-out
+    attempt counts as :class:`TimeoutError`.
+    """
+
+    max_attempts: int = 3
+    initial_delay: float = 1.0
+    max_delay: float = 60.0
+    backoff: float = 2.0
+    jitter: float = 0.0
+    retry_on: tuple[type[BaseException], ...] = (Exception,)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.max_attempts, bool) or not isinstance(self.max_attempts, int):
+            raise TypeError("max_attempts must be an int")
+        if self.max_attempts < 1:
+            raise ValueError(f"max_attempts must be at least 1, got {self.max_attempts}")
+        for name in ("initial_delay", "max_delay"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be 0 or more")
+        if not self.backoff > 0:
+            raise ValueError("backoff must be greater than 0")
+        if not 0 <= self.jitter <= 1:
+            raise ValueError("jitter must be between 0 and 1")
+        if isinstance(self.retry_on, type):
+            object.__setattr__(self, "retry_on", (self.retry_on,))
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt ``attempt`` (1-based) before the next."""
+        base = min(self.initial_delay * self.backoff ** (attempt - 1), self.max_delay)
+        if self.jitter:
+            base *= 1 + random.uniform(-self.jitter, self.jitter)
+        return max(0.0, base)
+
+    def retries(self, exc: BaseException) -> bool:
+        """Whether ``exc`` is worth another attempt."""
+        return isinstance(exc, self.retry_on)
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    """How one task ended. ``reason`` says why a task was skipped or cancelled."""
+
+    name: str
+    status: TaskStatus
+    value: Any = None
+    error: str | None = None
+    attempts: int = 0
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    duration: float = 0.0
+    reason: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Completed, or skipped by its own condition (not because something failed)."""
+        return self.status is TaskStatus.COMPLETED or (
+            self.status is TaskStatus.SKIPPED and not (self.reason or "").endswith("failed")
+        )
+
+
+class WorkflowResults(dict[str, TaskResult]):
+    """``{task name: TaskResult}`` in the order tasks were added, with a summary."""
+
+    @property
+    def succeeded(self) -> bool:
+        """True when no task failed, timed out or was cancelled."""
+        return all(
+            r.status in (TaskStatus.COMPLETED, TaskStatus.SKIPPED) and r.ok for r in self.values()
+        )
+
+    def summary(self) -> dict[str, int]:
+        """Counts by status, every status present."""
+        counts = {status.value: 0 for status in TaskStatus}
+        for result in self.values():
+            counts[result.status.value] += 1
+        return counts
+
+
+@dataclass(frozen=True)
+class WorkflowEvent:
+    """What a listener is told: ``kind`` is started, retrying, completed, failed,
+    timeout, skipped or cancelled; ``result`` is set on the final ones."""
+
+    kind: str
+    task: str
+    attempt: int = 0
+    delay: float = 0.0
+    result: TaskResult | None = None
+
+
+@dataclass
+class Task:
+    """One node of a workflow. Build these with :meth:`Workflow.add_task`."""
+
+    name: str
+    action: Callable[..., Any]
+    dependencies: tuple[str, ...] = ()
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    timeout: float | None = None
+    retry_policy: RetryPolicy | None = None
+    condition: Callable[[Mapping[str, TaskResult]], bool] | None = None
+    tags: tuple[str, ...] = ()
+    wants_results: bool = False
+    is_async: bool = False
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _wants_results(action: Callable[..., Any]) -> bool:
+    try:
+        parameters = inspect.signature(action).parameters
+    except (TypeError, ValueError):
+        return False
+    param = parameters.get("results")
+    return param is not None and param.kind is not inspect.Parameter.POSITIONAL_ONLY
+
+
+def _is_async(action: Callable[..., Any]) -> bool:
+    while hasattr(action, "func"):  # functools.partial
+        action = action.func
+    return inspect.iscoroutinefunction(action) or inspect.iscoroutinefunction(
+        getattr(action, "__call__", None)  # noqa: B004 - callable objects with async __call__
+    )
+
+
+class Workflow:
+    """A named DAG of tasks. ``add_task`` chains; ``run()`` / ``run_sync()`` run it."""
+
+    def __init__(
+        self,
+        name: str,
+        max_concurrency: int | None = None,
+        fail_fast: bool = False,
+        timeout: float | None = None,
+        listener: Callable[[WorkflowEvent], None] | None = None,
+    ) -> None:
+        if max_concurrency is not None and max_concurrency < 1:
+            raise ValueError("max_concurrency must be at least 1")
+        if timeout is not None and not timeout > 0:
+            raise ValueError("timeout must be greater than 0")
+        self.name = name
+        self.max_concurrency = max_concurrency
+        self.fail_fast = fail_fast
+        self.timeout = timeout
+        self.listener = listener
+        self.tasks: dict[str, Task] = {}
+        self._stop_reason: str | None = None
+        self._wake: Callable[[], None] | None = None
+
+    def add_task(
+        self,
+        name: str,
+        action: Callable[..., Any],
+        dependencies: Collection[str] | None = None,
+        args: Iterable[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
+        retry_policy: RetryPolicy | None = None,
+        condition: Callable[[Mapping[str, TaskResult]], bool] | None = None,
+        tags: Iterable[str] = (),
+    ) -> Workflow:
+        """Add a task and return the workflow, so that calls chain.
+
+        Raises:
+            WorkflowError: ``name`` is already taken.
+            TypeError: ``dependencies`` is a string rather than a collection of
+                names, or ``action`` is not callable.
+        """
+        if name in self.tasks:
+            raise WorkflowError(f"workflow {self.name!r}: task {name!r} is added twice")
+        if not callable(action):
+            raise TypeError(f"task {name!r}: action must be callable")
+        if isinstance(dependencies, str | bytes):
+            raise TypeError(
+                f"task {name!r}: dependencies must be a collection of names, "
+                f"not the string {dependencies!r}; write [{dependencies!r}]"
+            )
+        if timeout is not None and not timeout > 0:
+            raise ValueError(f"task {name!r}: timeout must be greater than 0")
+        self.tasks[name] = Task(
+            name=name,
+            action=action,
+            dependencies=tuple(dict.fromkeys(dependencies or ())),
+            args=tuple(args),
+            kwargs=dict(kwargs or {}),
+            timeout=timeout,
+            retry_policy=retry_policy,
+            condition=condition,
+            tags=tuple(tags),
+            wants_results=_wants_results(action),
+            is_async=_is_async(action),
+        )
+        return self
+
+    def validate(self) -> None:
+        """Check that every dependency exists and that there is no cycle.
+
+        Raises:
+            WorkflowError: a task depends on an unknown task.
+            CycleError: the dependencies form a cycle; ``.cycle`` is its path.
+        """
+        for task in self.tasks.values():
+            for dep in task.dependencies:
+                if dep not in self.tasks:
+                    known = ", ".join(sorted(self.tasks)[:10])
+                    raise WorkflowError(
+                        f"workflow {self.name!r}: task {task.name!r} depends on unknown "
+                        f"task {dep!r} (known: {known})"
+                    )
+        sorter = graphlib.TopologicalSorter({t.name: t.dependencies for t in self.tasks.values()})
+        try:
+            sorter.prepare()
+        except graphlib.CycleError as exc:
+            # graphlib lists each node before the one that depends on it.
+            raise CycleError(list(reversed(exc.args[1])), f"workflow {self.name!r}") from None
+
+    def stop(self, reason: str) -> None:
+        """Start nothing new; tasks not yet started end ``skipped`` with ``reason``.
+
+        Running tasks finish. Thread-safe: a signal handler may call it.
+        """
+        if self._stop_reason is None:
+            self._stop_reason = reason
+        if self._wake is not None:
+            self._wake()
+
+    def run_sync(self) -> WorkflowResults:
+        """Run the workflow with :func:`asyncio.run`, for callers without an event loop."""
+        return asyncio.run(self.run())
+
+    async def run(self) -> WorkflowResults:
+        """Run every task once, dependencies first; never raises because a task failed.
+
+        Raises:
+            WorkflowError, CycleError: the workflow is not well formed (checked first).
+        """
+        self.validate()
+        run = _Run(self, asyncio.get_running_loop())
+        self._stop_reason = None
+        self._wake = run.wake_threadsafe
+        try:
+            return await run.go()
+        finally:
+            self._wake = None
+
+
+class _Run:
+    """The state of one run of a workflow; lives on one event loop."""
+
+    def __init__(self, workflow: Workflow, loop: asyncio.AbstractEventLoop) -> None:
+        self.wf = workflow
+        self.loop = loop
+        self.tasks = workflow.tasks
+        self.order = {name: i for i, name in enumerate(self.tasks)}
+        self.waiting = {name: len(t.dependencies) for name, t in self.tasks.items()}
+        self.dependents: dict[str, list[str]] = {name: [] for name in self.tasks}
+        for task in self.tasks.values():
+            for dep in task.dependencies:
+                self.dependents[dep].append(task.name)
+        self.ready: list[tuple[int, str]] = [
+            (self.order[n], n) for n, count in self.waiting.items() if count == 0
+        ]
+        heapq.heapify(self.ready)
+        self.results: dict[str, TaskResult] = {}
+        self.running: dict[str, asyncio.Future[Any]] = {}
+        self.started: dict[str, tuple[datetime, float, int]] = {}
+        self.limit = workflow.max_concurrency or math.inf
+        self.done = loop.create_future()
+        self.failed_first = False
+        self.dispatching = False
+        self.pool: ThreadPoolExecutor | None = None
+
+    # -- bookkeeping ----------------------------------------------------------------------
+
+    def emit(self, kind: str, name: str, **extra: Any) -> None:
+        if self.wf.listener is not None:
+            self.wf.listener(WorkflowEvent(kind, name, **extra))
+
+    def wake_threadsafe(self) -> None:
+        if not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(self.dispatch)
+
+    def record(self, *results: TaskResult) -> None:
+        """Tasks have final results: release or skip their dependents, then start more.
+
+        A worklist rather than recursion, so that a failure at the head of a
+        10,000-task chain skips the chain without exhausting the stack.
+        """
+        stack = list(reversed(results))
+        while stack:
+            result = stack.pop()
+            name = result.name
+            if name in self.results:
+                continue
+            self.results[name] = result
+            self.running.pop(name, None)
+            self.emit(result.status.value, name, attempt=result.attempts, result=result)
+            if result.status is TaskStatus.COMPLETED:
+                for dependent in self.dependents[name]:
+                    self.waiting[dependent] -= 1
+                    if self.waiting[dependent] == 0 and dependent not in self.results:
+                        heapq.heappush(self.ready, (self.order[dependent], dependent))
+                continue
+            if result.status is TaskStatus.SKIPPED:
+                reason = result.reason or ""
+                cause = (
+                    reason if reason.startswith("dependency ") else f"dependency {name!r} skipped"
+                )
+            elif result.status is TaskStatus.CANCELLED:
+                cause = result.reason or f"dependency {name!r} cancelled"
+            else:
+                cause = f"dependency {name!r} failed"
+            status = (
+                TaskStatus.CANCELLED
+                if result.status is TaskStatus.CANCELLED
+                else (TaskStatus.SKIPPED)
+            )
+            for dependent in reversed(self.dependents[name]):
+                if dependent not in self.results:
+                    stack.append(self.final(dependent, status, reason=cause))
+            if (
+                self.wf.fail_fast
+                and result.status in (TaskStatus.FAILED, TaskStatus.TIMEOUT)
+                and not self.failed_first
+            ):
+                self.failed_first = True
+                stack.extend(
+                    reversed(self.cancel_all(f"fail_fast: {name!r} {result.status.value}"))
+                )
+        self.dispatch()
+
+    def final(
+        self, name: str, status: TaskStatus, *, reason: str | None = None, error: str | None = None
+    ) -> TaskResult:
+        start, began, attempts = self.started.get(name, (None, None, 0))
+        now = _now()
+        return TaskResult(
+            name=name,
+            status=status,
+            error=error,
+            attempts=attempts,
+            start_time=start or now,
+            end_time=now,
+            duration=time.monotonic() - began if began is not None else 0.0,
+            reason=reason,
+        )
+
+    def cancel_all(self, reason: str) -> list[TaskResult]:
+        """Cancel running tasks and return ``cancelled`` results for every unfinished one."""
+        for future in self.running.values():
+            future.cancel()
+        self.ready.clear()
+        return [
+            self.final(name, TaskStatus.CANCELLED, reason=reason)
+            for name in self.tasks
+            if name not in self.results
+        ]
+
+    def dispatch(self) -> None:
+        """Start ready tasks while there is room; finish the run when all have results."""
+        if self.dispatching:  # re-entered from record(): the outer loop picks it up
+            return
+        self.dispatching = True
+        try:
+            while True:
+                stop = self.wf._stop_reason
+                if stop is not None and self.ready:
+                    skipped = [
+                        self.final(name, TaskStatus.SKIPPED, reason=stop)
+                        for _, name in sorted(self.ready)
+                    ]
+                    self.ready.clear()
+                    self.dispatching = False
+                    self.record(*skipped)
+                    self.dispatching = True
+                    continue
+                if not self.ready or len(self.running) >= self.limit or stop is not None:
+                    break
+                _, name = heapq.heappop(self.ready)
+                if name not in self.results:
+                    self.start(name)
+        finally:
+            self.dispatching = False
+        if len(self.results) == len(self.tasks) and not self.done.done():
+            self.done.set_result(None)
+
+    # -- running one task ---------------------------------------------------------------
+
+    def start(self, name: str) -> None:
+        task = self.tasks[name]
+        if task.condition is not None:
+            try:
+                go = task.condition(self.results)
+            except Exception:
+                self.started[name] = (_now(), time.monotonic(), 0)
+                self.record(self.final(name, TaskStatus.FAILED, error=traceback.format_exc()))
+                return
+            if not go:
+                self.record(self.final(name, TaskStatus.SKIPPED, reason="condition was false"))
+                return
+        self.started[name] = (_now(), time.monotonic(), 0)
+        future = asyncio.ensure_future(self.attempts(task))
+        self.running[name] = future
+        future.add_done_callback(functools.partial(self.settle, name))
+
+    def settle(self, name: str, future: asyncio.Future[TaskResult]) -> None:
+        if future.cancelled():
+            return  # cancel_all recorded it already
+        self.record(future.result())
+
+    def call(self, task: Task) -> Awaitable[Any]:
+        """The awaitable of one attempt: the coroutine itself, or a thread's future."""
+        kwargs = task.kwargs
+        if task.wants_results:
+            kwargs = {
+                **kwargs,
+                "results": {d: self.results[d].value for d in task.dependencies},
+            }
+        if task.is_async:
+            awaitable: Awaitable[Any] = task.action(*task.args, **kwargs)
+            return awaitable
+        if self.pool is None:
+            self.pool = ThreadPoolExecutor(
+                max_workers=int(min(self.limit, 64, max(len(self.tasks), 1))),
+                thread_name_prefix=f"workflow-{self.wf.name}",
+            )
+        action, args = task.action, task.args
+        return self.loop.run_in_executor(self.pool, functools.partial(action, *args, **kwargs))
+
+    async def attempts(self, task: Task) -> TaskResult:
+        policy = task.retry_policy or RetryPolicy(max_attempts=1)
+        start, began, _ = self.started[task.name]
+        attempt = 0
+        while True:
+            attempt += 1
+            self.started[task.name] = (start, began, attempt)
+            self.emit("started", task.name, attempt=attempt)
+            status, value, error = TaskStatus.COMPLETED, None, None
+            exc: BaseException | None = None
+            try:
+                pending = self.call(task)
+                if task.timeout is not None:
+                    value = await asyncio.wait_for(pending, task.timeout)
+                else:
+                    value = await pending
+            except asyncio.CancelledError:
+                raise
+            except (asyncio.TimeoutError, TimeoutError) as caught:
+                exc = caught if not isinstance(caught, asyncio.TimeoutError) else TimeoutError()
+                if task.timeout is not None and isinstance(caught, asyncio.TimeoutError):
+                    status, error = TaskStatus.TIMEOUT, f"timed out after {task.timeout:g} s"
+                else:
+                    status, error = TaskStatus.FAILED, traceback.format_exc()
+            except Exception as caught:
+                exc = caught
+                status, error = TaskStatus.FAILED, traceback.format_exc()
+            if status is TaskStatus.COMPLETED or exc is None:
+                break
+            if attempt >= policy.max_attempts or not policy.retries(exc):
+                break
+            if self.wf._stop_reason is not None:
+                break
+            delay = policy.delay(attempt)
+            self.emit("retrying", task.name, attempt=attempt, delay=delay)
+            await asyncio.sleep(delay)
+        end = _now()
+        return TaskResult(
+            name=task.name,
+            status=status,
+            value=value,
+            error=error,
+            attempts=attempt,
+            start_time=start,
+            end_time=end,
+            duration=time.monotonic() - began,
+        )
+
+    async def go(self) -> WorkflowResults:
+        try:
+            self.dispatch()
+            if self.wf.timeout is None:
+                await self.done
+            else:
+                try:
+                    await asyncio.wait_for(asyncio.shield(self.done), self.wf.timeout)
+                except asyncio.TimeoutError:
+                    reason = f"workflow timed out after {self.wf.timeout:g} s"
+                    for name, future in list(self.running.items()):
+                        future.cancel()
+                        self.record(
+                            self.final(name, TaskStatus.TIMEOUT, reason=reason, error=reason)
+                        )
+                    self.cancel_all(reason)
+        except asyncio.CancelledError:
+            self.record(*self.cancel_all("cancelled"))
+            raise
+        finally:
+            if self.pool is not None:
+                # Threads that outlived a timeout finish in the background.
+                self.pool.shutdown(wait=False, cancel_futures=True)
+        return WorkflowResults((name, self.results[name]) for name in self.tasks)
