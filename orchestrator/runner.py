@@ -60,6 +60,9 @@ _CHUNK = 64 * 1024
 _MARKER_PREFIX = "ORCHESTRATOR_CHILD_"
 # Without pidfd, how often a child's exit is checked while a grandchild holds its pipes.
 _POLL = 0.05
+# How long pipes may stay open after the child exits before whatever holds them is killed;
+# without a leftover they close at once, and scanning for leftovers costs more than waiting.
+_LINGER = 0.05
 
 
 class Status(str, enum.Enum):
@@ -82,21 +85,22 @@ def _now() -> datetime:
 # -- process groups -------------------------------------------------------------------
 
 
-def _start_ticks(pid: int) -> int:
-    """When ``pid`` started, in clock ticks since boot (0 where /proc is missing)."""
+def _last_pid() -> int | None:
+    """The PID most recently handed out in this PID namespace (from /proc/loadavg)."""
     try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            stat = handle.read()
-        return int(stat[stat.rindex(b")") + 2 :].split()[19])
+        with open("/proc/loadavg", "rb") as handle:
+            return int(handle.read().split()[-1])
     except (OSError, ValueError, IndexError):
-        return 0
+        return None
 
 
-def _members(pgid: int, marker: bytes, since: int = 0) -> list[int]:
-    """Live processes in group ``pgid``, or started at ``since`` or later with ``marker``.
+def _members(pgid: int, marker: bytes) -> list[int]:
+    """Live processes in group ``pgid``, or carrying ``marker`` in their environment.
 
-    Only processes started after the child can carry its marker, so the
-    environment of older ones is never read: that keeps the scan cheap.
+    Every process of a run is created after its leader ``pgid``. PIDs grow
+    until they wrap, so only PIDs from ``pgid`` up to the last one handed out
+    (both ranges, after a wrap) are looked at: the scan stays cheap however
+    many other processes the machine runs.
     """
     if not os.path.isdir("/proc"):
         try:
@@ -105,10 +109,16 @@ def _members(pgid: int, marker: bytes, since: int = 0) -> list[int]:
             return []
         return [-pgid]
     me = os.getpid()
+    last = _last_pid()
     found: list[int] = []
     for name in os.listdir("/proc"):
-        if not name.isdigit() or int(name) == me:
+        if not name.isdigit():
             continue
+        pid = int(name)
+        if pid == me:
+            continue
+        if last is not None and (pid < pgid or pid > last) and not (last < pgid and pid <= last):
+            continue  # older than the run, or (after a wrap) not in the new range
         try:
             with open(f"/proc/{name}/stat", "rb") as handle:
                 stat = handle.read()
@@ -116,11 +126,11 @@ def _members(pgid: int, marker: bytes, since: int = 0) -> list[int]:
             if fields[0] in (b"Z", b"X"):  # zombies hold nothing and cannot be killed
                 continue
             if int(fields[2]) == pgid:
-                found.append(int(name))
-            elif int(fields[19]) >= since:
+                found.append(pid)
+            elif marker:
                 with open(f"/proc/{name}/environ", "rb") as handle:
                     if marker in handle.read():
-                        found.append(int(name))
+                        found.append(pid)
         except (OSError, ValueError, IndexError):
             continue  # exited while we looked, or not ours to read
     return found
@@ -143,15 +153,12 @@ class _Child:
     pgid: int
     grace: float
     marker: bytes = b""  # empty: find the group only, not escaped descendants
-    since: int = 0  # the child's start, in clock ticks since boot
     reason: str | None = None  # set when stopped from outside
     stopped: threading.Event = field(default_factory=threading.Event)
 
     def members(self) -> list[int]:
         """The processes that belong to this run and are still alive."""
-        if not self.marker:
-            return _members(self.pgid, b"", sys.maxsize)
-        return _members(self.pgid, self.marker, self.since)
+        return _members(self.pgid, self.marker)
 
     def signal(self, sig: int) -> None:
         """Send ``sig`` to every process of the run."""
@@ -387,7 +394,7 @@ def run_script(
         result["error"] = f"{what}: {command[0]}: {exc.strerror or exc}"
         return _finish(result, start, started)
 
-    child = _Child(str(script), proc.pid, kill_grace, marker, _start_ticks(proc.pid))
+    child = _Child(str(script), proc.pid, kill_grace, marker)
     with _live_lock:
         _live.add(child)
     timed_out = False
@@ -444,53 +451,60 @@ def _pump(
     err: _Capture,
     timeout: float | None,
 ) -> bool:
-    """Stream the child's output until both pipes close; return whether it timed out.
+    """Stream the child's output until it has exited and its pipes are closed.
 
-    Once the child itself has exited, anything still holding its pipes is a
-    leftover (a background grandchild): it gets SIGTERM then SIGKILL, so the
-    run ends promptly instead of waiting for it.
+    Returns whether it timed out. Once the child itself has exited, anything
+    still holding its pipes after a short linger is a leftover (a background
+    grandchild): it gets SIGTERM, then SIGKILL, so the run ends promptly
+    instead of waiting for it.
     """
     assert proc.stdout is not None and proc.stderr is not None
     sel = selectors.DefaultSelector()
     sel.register(proc.stdout, selectors.EVENT_READ, out)
     sel.register(proc.stderr, selectors.EVENT_READ, err)
+    open_pipes = 2
     pidfd = None
     if hasattr(os, "pidfd_open"):
         with contextlib.suppress(OSError):
             pidfd = os.pidfd_open(proc.pid)
             sel.register(pidfd, selectors.EVENT_READ, None)
-    now = time.monotonic()
-    deadline = now + timeout if timeout is not None else None
+    deadline = time.monotonic() + timeout if timeout is not None else None
     timed_out = False
+    exited_at: float | None = None
     kill_at: float | None = None  # when SIGKILL follows the SIGTERM already sent
-    give_up_at: float | None = None  # pipes held by something we cannot kill
+    give_up_at: float | None = None  # pipes held by something SIGKILL did not reach
     try:
-        while len(sel.get_map()) > (1 if pidfd is not None else 0):
+        while True:
             now = time.monotonic()
-            if child.stopped.is_set() and kill_at is None:
-                kill_at = now + child.grace
-            if proc.poll() is not None and kill_at is None:
-                child.signal(signal.SIGTERM)
-                kill_at = now + child.grace
-            if deadline is not None and now >= deadline and not timed_out:
-                timed_out = True
-                child.signal(signal.SIGTERM)
-                kill_at = now + child.grace
-            if kill_at is not None and now >= kill_at and give_up_at is None:
+            if exited_at is None and proc.poll() is not None:
+                exited_at = now
+            if exited_at is not None and not open_pipes:
+                break
+            if kill_at is None:
+                if child.stopped.is_set():
+                    kill_at = now + child.grace  # stop() sent SIGTERM already
+                elif deadline is not None and now >= deadline and exited_at is None:
+                    timed_out = True
+                    child.signal(signal.SIGTERM)
+                    kill_at = now + child.grace
+                elif exited_at is not None and now >= exited_at + _LINGER:
+                    child.signal(signal.SIGTERM)
+                    kill_at = now + child.grace
+            if kill_at is not None and give_up_at is None and now >= kill_at:
                 child.signal(signal.SIGKILL)
                 give_up_at = now + 2.0
             if give_up_at is not None and now >= give_up_at:
                 logger.warning("%s: output pipes still open after SIGKILL; closing", child.script)
                 break
-            wake = [t for t in (deadline if not timed_out else None, kill_at, give_up_at) if t]
-            if pidfd is None and kill_at is None:
-                wake.append(now + _POLL)
-            wait = max(0.0, min(wake) - now) if wake else None
-            if child.stopped.is_set() and kill_at is None:
-                wait = 0.0
-            for key, _ in sel.select(wait):
+            if kill_at is None:
+                wake = exited_at + _LINGER if exited_at is not None else deadline
+            else:
+                wake = give_up_at or kill_at
+            if exited_at is None and pidfd is None:
+                wake = min(wake, now + _POLL) if wake is not None else now + _POLL
+            for key, _ in sel.select(None if wake is None else max(0.0, wake - now)):
                 capture = key.data
-                if capture is None:  # pidfd: the child exited
+                if capture is None:  # the pidfd: the child exited
                     sel.unregister(key.fileobj)
                     continue
                 data = os.read(key.fd, _CHUNK)
@@ -498,6 +512,7 @@ def _pump(
                     capture.write(data)
                 else:
                     sel.unregister(key.fileobj)
+                    open_pipes -= 1
     finally:
         sel.close()
         proc.stdout.close()
