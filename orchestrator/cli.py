@@ -152,6 +152,15 @@ def build_parser() -> argparse.ArgumentParser:
     lister = commands.add_parser("list", help="list the scripts and their effective settings")
     _selection_options(lister)
     lister.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    lister.add_argument(
+        "--graph", action="store_true", help="print the execution order with dependencies"
+    )
+    lister.add_argument(
+        "--format",
+        choices=("text", "mermaid"),
+        default="text",
+        help="with --graph: plain text or a Mermaid flowchart (default: text)",
+    )
 
     docs = commands.add_parser("docs", help="write a Markdown reference of the scripts")
     _selection_options(docs)
@@ -228,7 +237,13 @@ def _cmd_list(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from .plan import build_plan
 
     options = _options(args, argv)
-    jobs = build_plan(options)
+    plan = build_plan(options)
+    jobs = plan.jobs
+    if args.graph:
+        from .reporting import render_graph
+
+        sys.stdout.write(render_graph(plan, args.format))
+        return EXIT_OK
     if args.json:
         data = [{"path": j.rel, "script": str(j.path), "settings": j.settings} for j in jobs]
         print(json.dumps(data, indent=2))
@@ -246,7 +261,7 @@ def _cmd_docs(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from .reporting import render_script_reference
 
     options = _options(args, argv)
-    text = render_script_reference(build_plan(options), options.scripts_dir.resolve())
+    text = render_script_reference(build_plan(options).jobs, options.scripts_dir.resolve())
     if args.output is None:
         sys.stdout.write(text)
     else:
@@ -275,20 +290,23 @@ def _cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from .reporting import ConsoleReporter, FileReporter, Reporter
 
     options = _options(args, argv)
-    jobs = build_plan(options)
+    plan = build_plan(options)
+    jobs = plan.jobs
     if options.dry_run:
         from tabulate import tabulate
 
         print(tabulate(_settings_rows(jobs), headers=["Would run", "Timeout", "Args", "Skip"]))
+        for note in plan.notes:
+            print(note)
         print(f"\n{len(jobs)} scripts; nothing was run (--dry-run)")
         return EXIT_OK
     reporters: list[Reporter] = [
-        FileReporter({str(j.path): j.settings for j in jobs}),
+        FileReporter(),
         ConsoleReporter(verbosity=options.verbosity, color=options.color),
     ]
     stop = threading.Event()
     with _interrupts(stop):
-        outcome = execute(jobs, options, reporters, stop=stop)
+        outcome = execute(plan, options, reporters, stop=stop)
     return outcome.exit_code
 
 

@@ -59,7 +59,14 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "allowed_exit_codes": [0],
     "skip": False,
     "skip_reason": "",
+    "depends_on": [],
+    "retries": 0,
+    "retry_delay": 1.0,
+    "retry_on": ["failed", "timeout"],
 }
+
+#: Statuses a script may be retried on.
+RETRYABLE = ("failed", "timeout")
 
 _SECTIONS = ("default", "skip", "timeout_override", "scripts")
 
@@ -131,6 +138,34 @@ def _env_map(value: Any) -> dict[str, str]:
     return out
 
 
+def _non_negative_int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise _Invalid(f"expected a whole number, 0 or more, got {_describe(value)}")
+    return value
+
+
+def _non_negative_seconds(value: Any) -> float:
+    if value == 0 and not isinstance(value, bool):
+        return 0.0
+    return _positive_seconds(value)
+
+
+def _script_paths(value: Any) -> list[str]:
+    paths = _string_list(value)
+    for path in paths:
+        if not path.strip("/ ") or path.startswith("/") or ".." in path.split("/"):
+            raise _Invalid(f"expected paths relative to the scripts directory, got {path!r}")
+    return [path.strip().removeprefix("./") for path in paths]
+
+
+def _retry_statuses(value: Any) -> list[str]:
+    statuses = _string_list(value)
+    for status in statuses:
+        if status not in RETRYABLE:
+            raise _Invalid(f"expected a list of {' and '.join(RETRYABLE)}, got {status!r}")
+    return statuses
+
+
 def _exit_codes(value: Any) -> list[int]:
     if not isinstance(value, list) or not all(
         isinstance(code, int) and not isinstance(code, bool) for code in value
@@ -147,6 +182,10 @@ _SETTING_RULES: dict[str, Callable[[Any], Any]] = {
     "allowed_exit_codes": _exit_codes,
     "skip": _boolean,
     "skip_reason": _string,
+    "depends_on": _script_paths,
+    "retries": _non_negative_int,
+    "retry_delay": _non_negative_seconds,
+    "retry_on": _retry_statuses,
 }
 
 

@@ -34,7 +34,8 @@ class DiscoveryError(OrchestratorError):
 class CycleError(OrchestratorError):
     """A dependency cycle; ``cycle`` is the path, first node repeated at the end."""
 
-    def __init__(self, cycle: Sequence[str], source: str = "") -> None:
+    def __init__(self, cycle: Sequence[str], source: str = "", hint: str = "") -> None:
         self.cycle = list(cycle)
         where = f"{source}: " if source else ""
-        super().__init__(f"{where}dependency cycle: {' -> '.join(self.cycle)}")
+        fix = f"; {hint}" if hint else ""
+        super().__init__(f"{where}dependency cycle: {' -> '.join(self.cycle)}{fix}")

@@ -1,24 +1,36 @@
-"""Run a plan of scripts: parallelism, fail-fast, interrupts, and events to reporters.
+"""Run a plan of scripts as a :class:`~orchestrator.workflow.Workflow`.
 
-The engine never prints; it calls reporters in the main thread. Results come
-back in plan (discovery) order whatever order the scripts finish in.
+Each script is a task named by its relative path; ``depends_on`` gives its
+dependencies, ``-j`` the workflow's ``max_concurrency``, and ``retries`` its
+retry policy. The task's action runs the script in a worker thread and writes
+its JSON log there, as soon as the script ends, so a result is on disk before
+anyone is told about it. Workflow events are turned into reporter calls in the
+main thread; the engine itself never prints.
+
+A failed script's dependents are ``skipped`` with the reason. So are a
+config-skipped script's dependents: what they need did not run. With
+``--fail-fast`` the workflow is stopped: running scripts finish and the rest
+are ``skipped``. An interrupt (``stop`` set by a signal handler) kills the
+running scripts' process groups; they end ``error`` with ``interrupted``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import secrets
 import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .plan import RunOptions, ScriptJob
-from .reporting import NOT_OK, Reporter, RunInfo, exit_code_for
+from .plan import Plan, RunOptions, ScriptJob
+from .reporting import NOT_OK, Reporter, RunInfo, exit_code_for, save_log
 from .runner import run_script, skipped_result, terminate_all
+from .workflow import RetryPolicy, TaskResult, TaskStatus, Workflow, WorkflowEvent
 
 __all__ = ["RunOutcome", "execute", "new_run_id"]
 
@@ -44,112 +56,209 @@ class RunOutcome:
         return exit_code_for(self.results, self.run.interrupted)
 
 
-def _run_job(job: ScriptJob, scripts_dir: Path, run_dir: Path | None) -> dict[str, Any]:
-    settings = job.settings
-    log_dir = None
-    if run_dir is not None:
-        log_dir = run_dir / "logs" / Path(job.rel).parent
-    return run_script(
-        job.path,
-        timeout=settings["timeout"],
-        env=settings["env"],
-        cwd=settings["cwd"],
-        args=settings["args"],
-        allowed_exit_codes=settings["allowed_exit_codes"],
-        log_dir=log_dir,
-        scripts_dir=scripts_dir,
+class ScriptFailed(Exception):
+    """A script ended ``failed``; the workflow retries on it if the settings say so."""
+
+    def __init__(self, result: dict[str, Any]) -> None:
+        super().__init__(f"{result['path']}: {result['status']}: {result['error']}")
+        self.result = result
+
+
+class ScriptTimedOut(ScriptFailed):
+    """A script ended ``timeout``."""
+
+
+class ScriptErrored(ScriptFailed):
+    """A script could not start or was interrupted; never retried."""
+
+
+_RAISES = {"failed": ScriptFailed, "timeout": ScriptTimedOut, "error": ScriptErrored}
+
+
+def retry_policy(settings: dict[str, Any]) -> RetryPolicy | None:
+    """The retry policy of a script's settings: ``retries`` more attempts, a constant delay."""
+    if settings["retries"] <= 0:
+        return None
+    return RetryPolicy(
+        max_attempts=settings["retries"] + 1,
+        initial_delay=settings["retry_delay"],
+        backoff=1.0,
+        retry_on=tuple(
+            ScriptTimedOut if status == "timeout" else ScriptFailed
+            for status in settings["retry_on"]
+        ),
     )
 
 
+class _ScriptRun:
+    """Bridges one run: the workflow's actions and events to scripts and reporters."""
+
+    def __init__(
+        self,
+        plan: Plan,
+        options: RunOptions,
+        reporters: Sequence[Reporter],
+        run: RunInfo,
+        stop: threading.Event,
+    ) -> None:
+        self.plan = plan
+        self.options = options
+        self.reporters = reporters
+        self.run = run
+        self.stop = stop
+        self.scripts_dir = run.scripts_dir
+        self.jobs = {job.rel: job for job in plan.jobs}
+        self.attempts = dict.fromkeys(self.jobs, 0)
+        self.last: dict[str, dict[str, Any]] = {}
+        self.results: dict[str, dict[str, Any]] = {}
+        self.stopping = False
+        self.workflow = Workflow(
+            f"orch run {run.run_id}", max_concurrency=options.jobs, listener=self.on_event
+        )
+        for job in plan.jobs:
+            self.workflow.add_task(
+                job.rel,
+                self.action,
+                dependencies=job.settings["depends_on"],
+                args=(job,),
+                retry_policy=retry_policy(job.settings),
+                condition=(lambda results: False) if job.settings["skip"] else None,
+            )
+
+    def emit(self, method: str, *args: Any) -> None:
+        for reporter in self.reporters:
+            getattr(reporter, method)(*args)
+
+    def log(self, result: dict[str, Any], job: ScriptJob) -> None:
+        if self.run.run_dir is not None:
+            save_log(result, self.run.run_dir / "logs", job.settings)
+
+    # Runs in a worker thread, once per attempt.
+    def action(self, job: ScriptJob) -> dict[str, Any]:
+        self.attempts[job.rel] += 1
+        settings = job.settings
+        log_dir = None
+        if self.run.run_dir is not None:
+            log_dir = self.run.run_dir / "logs" / Path(job.rel).parent
+        result = run_script(
+            job.path,
+            timeout=settings["timeout"],
+            env=settings["env"],
+            cwd=settings["cwd"],
+            args=settings["args"],
+            allowed_exit_codes=settings["allowed_exit_codes"],
+            log_dir=log_dir,
+            scripts_dir=self.scripts_dir,
+        )
+        attempts = self.attempts[job.rel]
+        result["attempts"] = attempts
+        result["flaky"] = result["status"] == "passed" and attempts > 1
+        self.last[job.rel] = result
+        self.log(result, job)
+        if result["status"] == "passed":
+            return result
+        raise _RAISES[result["status"]](result)
+
+    def result_of(self, task: TaskResult) -> dict[str, Any]:
+        job = self.jobs[task.name]
+        if task.status in (TaskStatus.COMPLETED, TaskStatus.FAILED) and task.name in self.last:
+            return self.last[task.name]
+        if task.status in (TaskStatus.SKIPPED, TaskStatus.CANCELLED):
+            if job.settings["skip"]:
+                reason = job.settings["skip_reason"] or "skipped by config"
+            else:
+                reason = task.reason or task.status.value
+            result = skipped_result(job.path, self.scripts_dir, reason)
+        else:  # our own bug in the action, or a workflow timeout: keep the traceback
+            result = skipped_result(job.path, self.scripts_dir, "")
+            del result["skip_reason"]
+            result.update(status="error", error=task.error or task.reason or "unknown error")
+        result.update(attempts=task.attempts, flaky=False)
+        self.log(result, job)
+        return result
+
+    # Runs in the event loop's thread (the main thread).
+    def on_event(self, event: WorkflowEvent) -> None:
+        job = self.jobs[event.task]
+        stub = {"script": str(job.path), "path": job.rel, "name": job.path.name}
+        if event.kind == "started":
+            if event.attempt == 1:
+                self.emit("script_started", stub)
+            return
+        if event.kind == "retrying":
+            self.emit("script_retrying", self.last[event.task], event.attempt, event.delay)
+            return
+        if event.result is None:
+            return
+        result = self.result_of(event.result)
+        self.results[event.task] = result
+        self.emit("script_finished", result)
+        if self.options.fail_fast and result["status"] in NOT_OK and not self.stop.is_set():
+            self.halt(f"not started: --fail-fast after {job.rel} {result['status']}")
+
+    def halt(self, reason: str) -> None:
+        if not self.stopping:
+            self.stopping = True
+            self.workflow.stop(reason)
+
+    async def go(self) -> None:
+        async def ticker() -> None:
+            while True:
+                await asyncio.sleep(_TICK)
+                if self.stop.is_set():
+                    terminate_all("interrupted")
+                    self.halt("not started: the run was interrupted")
+                self.emit("tick")
+
+        ticking = asyncio.create_task(ticker())
+        try:
+            await self.workflow.run()
+        finally:
+            ticking.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ticking
+
+
 def execute(
-    jobs: Sequence[ScriptJob],
+    plan: Plan,
     options: RunOptions,
     reporters: Sequence[Reporter] = (),
     *,
     stop: threading.Event | None = None,
     write_reports: bool = True,
 ) -> RunOutcome:
-    """Run ``jobs`` with up to ``options.jobs`` at once and return every result.
+    """Run the plan with up to ``options.jobs`` scripts at once and return every result.
 
-    Setting ``stop`` (a signal handler does) stops starting scripts and kills
-    the running ones' process groups; they end with status ``error`` and
-    reason ``interrupted``, and the rest are ``skipped``.
+    Setting ``stop`` (a signal handler does) starts nothing new and kills the
+    running scripts' process groups; they end ``error`` with ``interrupted``
+    and the rest are ``skipped``.
     """
     stop = stop or threading.Event()
-    scripts_dir = options.scripts_dir.resolve()
     start = datetime.now(timezone.utc)
     began = time.monotonic()
     run_id = new_run_id(start)
     run = RunInfo(
         run_id=run_id,
-        scripts_dir=scripts_dir,
+        scripts_dir=options.scripts_dir.resolve(),
         project_root=options.project_root,
-        total=len(jobs),
+        total=len(plan.jobs),
         run_dir=options.reports_dir / run_id if write_reports else None,
         command=options.command,
         start_time=start.isoformat(),
+        notes=list(plan.notes),
     )
-    results: list[dict[str, Any] | None] = [None] * len(jobs)
-
-    def emit(method: str, *args: Any) -> None:
-        for reporter in reporters:
-            getattr(reporter, method)(*args)
-
-    def finish(index: int, result: dict[str, Any]) -> None:
-        results[index] = result
-        emit("script_finished", result)
-
-    emit("run_started", run)
-    pending = list(range(len(jobs)))
-    pending.reverse()  # pop() from the end keeps discovery order
-    running: dict[Future[dict[str, Any]], int] = {}
-    failed_first: str | None = None
-    stopped_reason: str | None = None
-    with ThreadPoolExecutor(max_workers=max(1, options.jobs), thread_name_prefix="orch") as pool:
-        try:
-            while pending or running:
-                if stop.is_set() and stopped_reason is None:
-                    stopped_reason = "not started: the run was interrupted"
-                    terminate_all("interrupted")
-                while pending and len(running) < options.jobs and stopped_reason is None:
-                    index = pending.pop()
-                    job = jobs[index]
-                    if job.settings["skip"]:
-                        reason = job.settings["skip_reason"] or "skipped by config"
-                        finish(index, skipped_result(job.path, scripts_dir, reason))
-                        continue
-                    future = pool.submit(_run_job, job, scripts_dir, run.run_dir)
-                    running[future] = index
-                    emit(
-                        "script_started",
-                        {"script": str(job.path), "path": job.rel, "name": job.path.name},
-                    )
-                if stopped_reason is not None:
-                    while pending:
-                        index = pending.pop()
-                        finish(index, skipped_result(jobs[index].path, scripts_dir, stopped_reason))
-                if not running:
-                    continue
-                done, _ = wait(running, timeout=_TICK, return_when=FIRST_COMPLETED)
-                for future in done:
-                    index = running.pop(future)
-                    result = future.result()
-                    finish(index, result)
-                    if (
-                        result["status"] in NOT_OK
-                        and options.fail_fast
-                        and failed_first is None
-                        and not stop.is_set()
-                    ):
-                        failed_first = result["path"]
-                        stopped_reason = f"not started: --fail-fast after {failed_first} failed"
-                emit("tick")
-        finally:
-            if running:  # an exception of our own: leave no child behind
-                terminate_all("interrupted")
+    if run.run_dir is not None:
+        (run.run_dir / "logs").mkdir(parents=True, exist_ok=True)
+    bridge = _ScriptRun(plan, options, reporters, run, stop)
+    bridge.emit("run_started", run)
+    try:
+        asyncio.run(bridge.go())
+    finally:
+        if len(bridge.results) < len(plan.jobs):  # our own exception: leave no child behind
+            terminate_all("interrupted")
     run.interrupted = stop.is_set()
     run.end_time = datetime.now(timezone.utc).isoformat()
     run.wall_time = round(time.monotonic() - began, 6)
-    final = [r for r in results if r is not None]
-    emit("run_finished", run, final)
-    return RunOutcome(run, final)
+    results = [bridge.results[job.rel] for job in plan.jobs]
+    bridge.emit("run_finished", run, results)
+    return RunOutcome(run, results)

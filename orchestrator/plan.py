@@ -16,9 +16,9 @@ from typing import Any
 from ._files import find_project_root
 from .config import get_script_config, load_config, relative_script_path
 from .discovery import discover_scripts
-from .errors import DiscoveryError
+from .errors import ConfigError, DiscoveryError
 
-__all__ = ["RunOptions", "ScriptJob", "build_plan", "default_scripts_dir"]
+__all__ = ["Plan", "RunOptions", "ScriptJob", "build_plan", "default_scripts_dir"]
 
 
 @dataclass(frozen=True)
@@ -60,8 +60,7 @@ class ScriptJob:
     @property
     def subdirectory(self) -> str:
         """The script's folder relative to the scripts directory (``.`` at the top)."""
-        parent = Path(self.rel).parent.as_posix()
-        return parent
+        return Path(self.rel).parent.as_posix()
 
 
 def default_scripts_dir(cwd: Path | None = None) -> Path:
@@ -80,36 +79,81 @@ def default_scripts_dir(cwd: Path | None = None) -> Path:
     return candidate
 
 
-def build_plan(options: RunOptions) -> list[ScriptJob]:
-    """Discover the scripts and resolve their settings, in discovery order.
+@dataclass(frozen=True)
+class Plan:
+    """The scripts a run will run, in discovery order, and what the user should be told."""
+
+    jobs: list[ScriptJob]
+    notes: list[str] = field(default_factory=list)
+    config_file: str | None = None
+
+    def graph(self) -> dict[str, list[str]]:
+        """``{script path: [paths it depends on]}`` for every job."""
+        return {job.rel: list(job.settings["depends_on"]) for job in self.jobs}
+
+
+def _path_key(rel: str) -> list[str]:
+    return rel.split("/")
+
+
+def build_plan(options: RunOptions) -> Plan:
+    """Discover the scripts, resolve their settings and close over ``depends_on``.
 
     Command-line values (``options.timeout``) replace the config's ``default:``
-    layer, so a script's own entry in ``scripts:`` still wins over them.
+    layer, so a script's own entry in ``scripts:`` still wins over them. A
+    selected script's dependencies are added even when the selection left
+    them out, with a note saying so.
 
     Raises:
-        ConfigError: the config file is invalid.
+        ConfigError: the config file is invalid, or ``depends_on`` names a
+            script that does not exist.
+        CycleError: ``depends_on`` forms a cycle.
         DiscoveryError: the scripts directory is missing.
     """
+    from .workflow import check_acyclic
+
     scripts_dir = options.scripts_dir.resolve()
     if not scripts_dir.is_dir():
         discover_scripts(scripts_dir)  # raises the one-line DiscoveryError
     config = load_config(scripts_dir)
     if options.timeout is not None:
         config = {**config, "default": {**config["default"], "timeout": float(options.timeout)}}
+    source = config["config_file"] or str(scripts_dir / "config.yaml")
+
+    def job_for(path: Path) -> ScriptJob:
+        rel = relative_script_path(path, scripts_dir)
+        return ScriptJob(path, rel, get_script_config(path, scripts_dir, config))
+
     paths = discover_scripts(
         scripts_dir,
         subdirs=options.subdirs,
         pattern=options.pattern,
         max_depth=options.max_depth,
     )
-    return [
-        ScriptJob(
-            path,
-            relative_script_path(path, scripts_dir),
-            get_script_config(path, scripts_dir, config),
-        )
-        for path in paths
-    ]
+    jobs = {job.rel: job for job in map(job_for, paths)}
+    notes: list[str] = []
+    queue = list(jobs.values())
+    while queue:
+        job = queue.pop(0)
+        for dep in job.settings["depends_on"]:
+            if dep in jobs:
+                continue
+            path = scripts_dir / dep
+            if not path.is_file():
+                raise ConfigError(
+                    f"{source}: depends_on of {job.rel}: unknown script {dep!r} "
+                    f"(no such file in {scripts_dir}); give a path relative to that directory"
+                )
+            jobs[dep] = job_for(path)
+            queue.append(jobs[dep])
+            notes.append(f"also running {dep}: {job.rel} depends on it")
+    check_acyclic(
+        {rel: job.settings["depends_on"] for rel, job in jobs.items()},
+        source,
+        "remove one of these depends_on entries",
+    )
+    ordered = sorted(jobs.values(), key=lambda job: _path_key(job.rel))
+    return Plan(ordered, notes, config["config_file"])
 
 
 def cpu_jobs(value: str) -> int:

@@ -75,6 +75,9 @@ class Reporter:
     def script_started(self, result_stub: Mapping[str, Any]) -> None:
         """A script started; ``result_stub`` has ``script``, ``path`` and ``name``."""
 
+    def script_retrying(self, result: Mapping[str, Any], attempt: int, delay: float) -> None:
+        """Attempt ``attempt`` of a script ended with ``result``; another follows in ``delay`` s."""
+
     def script_finished(self, result: Mapping[str, Any]) -> None:
         """A script has its final result (including skipped ones)."""
 
@@ -201,12 +204,22 @@ def render_console_summary(
             if text.strip():
                 label = f"--- {stream}" + ("" if lines is None else f" (last {lines} lines)")
                 out.write(f"{label} ---\n{text}")
-        for stream in ("stderr_path", "stdout_path"):
-            if r.get(stream):
-                out.write(f"full {stream[:6]}: {r[stream]}\n")
-    for r in results:
-        if r["status"] == "skipped" and verbosity > 0:
-            out.write(f"skipped {_display_path(r, root)}: {r.get('skip_reason') or ''}\n")
+        for stream in ("stderr", "stdout"):
+            if r.get(f"{stream}_path") and (r.get(stream) or "").strip():
+                out.write(f"full {stream}: {r[f'{stream}_path']}\n")
+    if verbosity >= 0:
+        by_reason: dict[str, list[str]] = {}
+        for r in results:
+            if r["status"] == "skipped":
+                by_reason.setdefault(r.get("skip_reason") or "", []).append(_display_path(r, root))
+        shown = None if verbosity > 0 else 5
+        for reason, paths in by_reason.items():
+            listed = ", ".join(paths[:shown])
+            if shown is not None and len(paths) > shown:
+                listed += f" and {len(paths) - shown} more"
+            out.write(f"\nskipped ({reason or 'no reason given'}): {listed}")
+        if by_reason:
+            out.write("\n")
     out.write("\n" + totals_line(results, wall_time) + "\n")
     return out.getvalue()
 
@@ -284,6 +297,16 @@ class ConsoleReporter(Reporter):
             self._write(
                 f"[{self.done}/{self.run.total}] {status} {path} "
                 f"{result.get('execution_time') or 0.0:.2f}s\n"
+            )
+
+    def script_retrying(self, result: Mapping[str, Any], attempt: int, delay: float) -> None:
+        if self.live:
+            self._draw()
+        elif self.verbosity >= 0 and self.run is not None:
+            path = _display_path(result, self.run.project_root)
+            self._write(
+                f"[retry] {path} {result['status']} on attempt {attempt}; "
+                f"trying again in {delay:g}s\n"
             )
 
     def tick(self) -> None:
@@ -398,6 +421,11 @@ def render_markdown(summary: Mapping[str, Any], results: Sequence[Mapping[str, A
                 fence = _fence(text)
                 out.write(f"{stream} (last {TAIL_LINES} lines):\n\n{fence}text\n{text}")
                 out.write(("" if text.endswith("\n") else "\n") + f"{fence}\n\n")
+    flaky = [r for r in results if r.get("flaky")]
+    if flaky:
+        out.write("\n## Flaky\n\nPassed only after a retry:\n\n")
+        for r in flaky:
+            out.write(f"- `{r['path']}`: passed on attempt {r.get('attempts')}\n")
     skipped = [r for r in results if r["status"] == "skipped"]
     if skipped:
         out.write("\n## Skipped\n\n")
@@ -526,20 +554,11 @@ def point_latest(reports_dir: Path, run_dir: Path) -> None:
 
 
 class FileReporter(Reporter):
-    """Writes the run directory: a JSON log per script as soon as it finishes, then the reports."""
+    """Writes the run's reports and points ``latest`` at it.
 
-    def __init__(self, settings: Mapping[str, Mapping[str, Any]] | None = None) -> None:
-        self.settings = settings or {}
-        self.run: RunInfo | None = None
-
-    def run_started(self, run: RunInfo) -> None:
-        assert run.run_dir is not None
-        self.run = run
-        (run.run_dir / "logs").mkdir(parents=True, exist_ok=True)
-
-    def script_finished(self, result: Mapping[str, Any]) -> None:
-        assert self.run is not None and self.run.run_dir is not None
-        save_log(result, self.run.run_dir / "logs", self.settings.get(result["script"]))
+    The per-script JSON logs are not its job: the engine writes each one in the
+    worker that ran the script, the moment it ends.
+    """
 
     def run_finished(self, run: RunInfo, results: Sequence[Mapping[str, Any]]) -> None:
         assert run.run_dir is not None
@@ -621,3 +640,34 @@ def render_script_reference(jobs: Sequence[Any], scripts_dir: Path) -> str:
                 facts.append(f"**skipped**: {s['skip_reason'] or 'by config'}")
             out.write("".join(f"- {fact}\n" for fact in facts))
     return out.getvalue()
+
+
+def render_graph(plan: Any, fmt: str = "text") -> str:
+    """The execution order with dependencies, as text or as a Mermaid flowchart.
+
+    The order is a topological one; among scripts that are ready together,
+    discovery order decides, as it does when the run is scheduled.
+    """
+    import graphlib
+
+    graph = plan.graph()
+    order_of = {rel: i for i, rel in enumerate(graph)}
+    sorter = graphlib.TopologicalSorter(graph)
+    sorter.prepare()
+    order: list[str] = []
+    while sorter.is_active():
+        ready = sorted(sorter.get_ready(), key=order_of.__getitem__)
+        order.extend(ready)
+        sorter.done(*ready)
+    if fmt == "mermaid":
+        ids = {rel: f"s{i}" for i, rel in enumerate(order)}
+        lines = ["flowchart TD"]
+        lines += [f'    {ids[rel]}["{rel}"]' for rel in order]
+        lines += [f"    {ids[dep]} --> {ids[rel]}" for rel in order for dep in graph[rel]]
+        return "\n".join(lines) + "\n"
+    width = len(str(len(order)))
+    lines = []
+    for i, rel in enumerate(order, 1):
+        after = f"  (after {', '.join(graph[rel])})" if graph[rel] else ""
+        lines.append(f"{i:>{width}}. {rel}{after}")
+    return "\n".join(lines) + "\n"

@@ -61,6 +61,7 @@ __all__ = [
     "WorkflowError",
     "WorkflowEvent",
     "WorkflowResults",
+    "check_acyclic",
 ]
 
 
@@ -194,6 +195,19 @@ class Task:
     is_async: bool = False
 
 
+def check_acyclic(graph: Mapping[str, Iterable[str]], source: str = "", hint: str = "") -> None:
+    """Raise :class:`CycleError` if ``{node: dependencies}`` has a cycle.
+
+    The error's path reads ``a -> b -> a``, where ``->`` means "depends on".
+    """
+    sorter = graphlib.TopologicalSorter(graph)
+    try:
+        sorter.prepare()
+    except graphlib.CycleError as exc:
+        # graphlib lists each node before the one that depends on it.
+        raise CycleError(list(reversed(exc.args[1])), source, hint) from None
+
+
 def _now() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -299,12 +313,9 @@ class Workflow:
                         f"workflow {self.name!r}: task {task.name!r} depends on unknown "
                         f"task {dep!r} (known: {known})"
                     )
-        sorter = graphlib.TopologicalSorter({t.name: t.dependencies for t in self.tasks.values()})
-        try:
-            sorter.prepare()
-        except graphlib.CycleError as exc:
-            # graphlib lists each node before the one that depends on it.
-            raise CycleError(list(reversed(exc.args[1])), f"workflow {self.name!r}") from None
+        check_acyclic(
+            {t.name: t.dependencies for t in self.tasks.values()}, f"workflow {self.name!r}"
+        )
 
     def stop(self, reason: str) -> None:
         """Start nothing new; tasks not yet started end ``skipped`` with ``reason``.
