@@ -158,6 +158,12 @@ class WorkflowResults(dict[str, TaskResult]):
             r.status in (TaskStatus.COMPLETED, TaskStatus.SKIPPED) and r.ok for r in self.values()
         )
 
+    def __repr__(self) -> str:
+        # Short on purpose: asyncio formats a finished task's result into reprs
+        # it builds on the way out, and 10,000 full TaskResults cost ~0.1 s.
+        counts = ", ".join(f"{n} {s}" for s, n in self.summary().items() if n)
+        return f"<WorkflowResults {len(self)} tasks: {counts or 'none'}>"
+
     def summary(self) -> dict[str, int]:
         """Counts by status, every status present."""
         counts = {status.value: 0 for status in TaskStatus}
@@ -210,6 +216,26 @@ def check_acyclic(graph: Mapping[str, Iterable[str]], source: str = "", hint: st
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+_NO_RETRY = RetryPolicy(max_attempts=1)
+# Introspecting an action costs microseconds; workflows reuse a few actions many times.
+_traits_cache: dict[Any, tuple[bool, bool]] = {}
+
+
+def _traits(action: Callable[..., Any]) -> tuple[bool, bool]:
+    """``(wants_results, is_async)`` of an action, cached when it is hashable."""
+    try:
+        return _traits_cache[action]
+    except (KeyError, TypeError):
+        pass
+    traits = (_wants_results(action), _is_async(action))
+    try:
+        if len(_traits_cache) < 1024:
+            _traits_cache[action] = traits
+    except TypeError:
+        pass
+    return traits
 
 
 def _wants_results(action: Callable[..., Any]) -> bool:
@@ -293,9 +319,8 @@ class Workflow:
             retry_policy=retry_policy,
             condition=condition,
             tags=tuple(tags),
-            wants_results=_wants_results(action),
-            is_async=_is_async(action),
         )
+        self.tasks[name].wants_results, self.tasks[name].is_async = _traits(action)
         return self
 
     def validate(self) -> None:
@@ -531,7 +556,7 @@ class _Run:
         return self.loop.run_in_executor(self.pool, functools.partial(action, *args, **kwargs))
 
     async def attempts(self, task: Task) -> TaskResult:
-        policy = task.retry_policy or RetryPolicy(max_attempts=1)
+        policy = task.retry_policy or _NO_RETRY
         start, began, _ = self.started[task.name]
         attempt = 0
         while True:
