@@ -18,12 +18,18 @@ if TYPE_CHECKING:
     from .errors import ConfigError, CycleError, DiscoveryError, OrchestratorError
     from .reporting import generate_report, save_log
     from .runner import Status, run_function, run_script
+    from .workflow import RetryPolicy, Task, TaskResult, TaskStatus, Workflow
 
 _EXPORTS = {
     "ConfigError": "errors",
     "CycleError": "errors",
     "DiscoveryError": "errors",
     "OrchestratorError": "errors",
+    "RetryPolicy": "workflow",
+    "Task": "workflow",
+    "TaskResult": "workflow",
+    "TaskStatus": "workflow",
+    "Workflow": "workflow",
     "Status": "runner",
     "discover_scripts": "discovery",
     "generate_report": "reporting",
@@ -40,7 +46,12 @@ __all__ = [
     "CycleError",
     "DiscoveryError",
     "OrchestratorError",
+    "RetryPolicy",
     "Status",
+    "Task",
+    "TaskResult",
+    "TaskStatus",
+    "Workflow",
     "__version__",
     "discover_scripts",
     "generate_report",

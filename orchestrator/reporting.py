@@ -353,7 +353,7 @@ def save_log(
     record = dict(result)
     if settings is not None:
         record["settings"] = dict(settings)
-    atomic_write_text(target, _json(record))
+    atomic_write_text(target, _json(record), durable=False)
     return target
 
 
