@@ -134,6 +134,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--dry-run", action="store_true", help="show what would run; run nothing")
     run.add_argument(
+        "--changed",
+        action="store_true",
+        help="run only scripts whose inputs changed since their last passing run",
+    )
+    run.add_argument("--force", action="store_true", help="with --changed: ignore the record")
+    run.add_argument(
         "--fail-fast",
         action="store_true",
         help="start nothing new after the first failure; running scripts finish",
@@ -188,6 +194,8 @@ def _options(args: argparse.Namespace, argv: Sequence[str]) -> Any:
         max_depth=args.max_depth,
         dry_run=getattr(args, "dry_run", False),
         fail_fast=getattr(args, "fail_fast", False),
+        changed=getattr(args, "changed", False),
+        force=getattr(args, "force", False),
         output_dir=getattr(args, "output_dir", None),
         verbosity=getattr(args, "verbose", 0) - getattr(args, "quiet", 0),
         color=False if getattr(args, "no_color", False) else None,

@@ -63,6 +63,7 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "retries": 0,
     "retry_delay": 1.0,
     "retry_on": ["failed", "timeout"],
+    "watch": [],
 }
 
 #: Statuses a script may be retried on.
@@ -158,6 +159,18 @@ def _script_paths(value: Any) -> list[str]:
     return [path.strip().removeprefix("./") for path in paths]
 
 
+def _globs(value: Any) -> list[str]:
+    patterns = _string_list(value)
+    for pattern in patterns:
+        if not pattern.strip("/ ") or pattern.startswith("/"):
+            raise _Invalid(f"expected globs relative to the project root, got {pattern!r}")
+        try:
+            _glob_regex(pattern)
+        except re.error as exc:
+            raise _Invalid(f"invalid glob {pattern!r}: {exc}") from None
+    return patterns
+
+
 def _retry_statuses(value: Any) -> list[str]:
     statuses = _string_list(value)
     for status in statuses:
@@ -186,6 +199,7 @@ _SETTING_RULES: dict[str, Callable[[Any], Any]] = {
     "retries": _non_negative_int,
     "retry_delay": _non_negative_seconds,
     "retry_on": _retry_statuses,
+    "watch": _globs,
 }
 
 

@@ -27,6 +27,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from .changes import INTERPRETER, Record, select_changed
+from .inputs import InputGraph
 from .plan import Plan, RunOptions, ScriptJob
 from .reporting import NOT_OK, Reporter, RunInfo, exit_code_for, save_log
 from .runner import run_script, skipped_result, terminate_all
@@ -112,6 +114,8 @@ class _ScriptRun:
         self.last: dict[str, dict[str, Any]] = {}
         self.results: dict[str, dict[str, Any]] = {}
         self.stopping = False
+        self.graph = InputGraph(run.project_root, run.scripts_dir)
+        self.record = Record(run.project_root)
         self.workflow = Workflow(
             f"orch run {run.run_id}", max_concurrency=options.jobs, listener=self.on_event
         )
@@ -135,8 +139,16 @@ class _ScriptRun:
 
     # Runs in a worker thread, once per attempt.
     def action(self, job: ScriptJob) -> dict[str, Any]:
+        if job.rel in self.plan.fresh:
+            result = skipped_result(job.path, self.scripts_dir, "up-to-date")
+            result.update(attempts=0, flaky=False)
+            self.last[job.rel] = result
+            self.log(result, job)
+            return result  # completed, as far as its dependents are concerned
         self.attempts[job.rel] += 1
         settings = job.settings
+        # Taken as the script starts: what it ran with, whatever it writes.
+        fingerprint = self.graph.fingerprint(job.path, settings, INTERPRETER)
         log_dir = None
         if self.run.run_dir is not None:
             log_dir = self.run.run_dir / "logs" / Path(job.rel).parent
@@ -155,6 +167,8 @@ class _ScriptRun:
         result["flaky"] = result["status"] == "passed" and attempts > 1
         self.last[job.rel] = result
         self.log(result, job)
+        if not (result["status"] == "error" and result["error"] == "interrupted"):
+            self.record.update(job.path, fingerprint, result["status"])
         if result["status"] == "passed":
             return result
         raise _RAISES[result["status"]](result)
@@ -217,6 +231,18 @@ class _ScriptRun:
             ticking.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await ticking
+            self.graph.save()
+
+
+def _ensure_state_dir(root: Path) -> None:
+    """Create ``.orchestrator/`` with a ``.gitignore`` of ``*``, so git never sees it."""
+    from .inputs import STATE_DIR
+
+    state = root / STATE_DIR
+    state.mkdir(exist_ok=True)
+    ignore = state / ".gitignore"
+    if not ignore.exists():
+        ignore.write_text("# Created by orchestrator: its caches and run record.\n*\n")
 
 
 def execute(
@@ -249,7 +275,10 @@ def execute(
     )
     if run.run_dir is not None:
         (run.run_dir / "logs").mkdir(parents=True, exist_ok=True)
+    _ensure_state_dir(run.project_root)
     bridge = _ScriptRun(plan, options, reporters, run, stop)
+    if options.changed and not options.force:
+        bridge.plan = plan = select_changed(plan, bridge.graph, bridge.record)
     bridge.emit("run_started", run)
     try:
         asyncio.run(bridge.go())

@@ -33,6 +33,8 @@ class RunOptions:
     max_depth: int = 2
     dry_run: bool = False
     fail_fast: bool = False
+    changed: bool = False
+    force: bool = False
     output_dir: Path | None = None
     verbosity: int = 0
     color: bool | None = None
@@ -86,6 +88,8 @@ class Plan:
     jobs: list[ScriptJob]
     notes: list[str] = field(default_factory=list)
     config_file: str | None = None
+    #: Scripts that are up to date (``--changed``): reported ``skipped``, never run.
+    fresh: frozenset[str] = frozenset()
 
     def graph(self) -> dict[str, list[str]]:
         """``{script path: [paths it depends on]}`` for every job."""

@@ -8,9 +8,11 @@ last dependency completes, and a slow task never holds back an unrelated one.
 
 Actions
     A coroutine function runs on the event loop; a plain function runs in a
-    thread pool. An action that declares a parameter named ``results``
-    receives ``{dependency name: value}`` for its direct dependencies; other
-    actions are called with just ``args`` and ``kwargs``.
+    worker thread (at most ``max_concurrency`` of them, or 64 when that is
+    unbounded; threads are made as needed and reused). An action that
+    declares a parameter named ``results`` receives ``{dependency name:
+    value}`` for its direct dependencies; other actions are called with just
+    ``args`` and ``kwargs``.
 
 Failures
     A task whose action raises is ``failed`` (``error`` holds the traceback),
@@ -41,11 +43,13 @@ import graphlib
 import heapq
 import inspect
 import math
+import queue
 import random
+import threading
 import time
 import traceback
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -140,12 +144,13 @@ class TaskResult:
     duration: float = 0.0
     reason: str | None = None
 
+    #: Skipped because a ``condition`` was false (its own, or a dependency's).
+    by_condition: bool = False
+
     @property
     def ok(self) -> bool:
-        """Completed, or skipped by its own condition (not because something failed)."""
-        return self.status is TaskStatus.COMPLETED or (
-            self.status is TaskStatus.SKIPPED and not (self.reason or "").endswith("failed")
-        )
+        """Completed, or skipped by a condition: nothing went wrong."""
+        return self.status is TaskStatus.COMPLETED or self.by_condition
 
 
 class WorkflowResults(dict[str, TaskResult]):
@@ -154,9 +159,7 @@ class WorkflowResults(dict[str, TaskResult]):
     @property
     def succeeded(self) -> bool:
         """True when no task failed, timed out or was cancelled."""
-        return all(
-            r.status in (TaskStatus.COMPLETED, TaskStatus.SKIPPED) and r.ok for r in self.values()
-        )
+        return all(r.ok for r in self.values())
 
     def __repr__(self) -> str:
         # Short on purpose: asyncio formats a finished task's result into reprs
@@ -219,6 +222,81 @@ def _now() -> datetime:
 
 
 _NO_RETRY = RetryPolicy(max_attempts=1)
+# Sync actions of a workflow without max_concurrency share this many threads.
+_MAX_THREADS = 64
+
+
+class _Threads:
+    """Worker threads for sync actions, made on demand and reused when idle.
+
+    At most ``cap`` run at once; the scheduler's own limit keeps them under it.
+    A thread whose action timed out cannot be stopped, so :meth:`abandon`
+    raises the cap by one: it must not hold back the tasks after it. Threads
+    are daemons, so an abandoned one never keeps the interpreter from exiting.
+    """
+
+    def __init__(self, cap: int, name: str) -> None:
+        self.cap = cap
+        self.name = name
+        self.queue: queue.SimpleQueue[tuple[Future[Any], Callable[[], Any]] | None] = (
+            queue.SimpleQueue()
+        )
+        self.lock = threading.Lock()
+        self.idle = 0  # workers waiting for an item nobody has claimed
+        self.backlog = 0  # items queued while every worker was busy and at the cap
+        self.count = 0
+
+    def submit(self, fn: Callable[[], Any]) -> Future[Any]:
+        future: Future[Any] = Future()
+        self.queue.put((future, fn))
+        with self.lock:
+            if self.idle:
+                self.idle -= 1  # that idle worker takes this item
+                return future
+            if self.count >= self.cap:
+                self.backlog += 1
+                return future
+            self.count += 1
+        threading.Thread(target=self._work, name=f"{self.name}-{self.count}", daemon=True).start()
+        return future
+
+    def _work(self) -> None:
+        while True:
+            item = self.queue.get()
+            if item is None:
+                return
+            future, fn = item
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(fn())
+                except BaseException as exc:
+                    future.set_exception(exc)
+            with self.lock:
+                if self.backlog:
+                    self.backlog -= 1  # this worker takes a queued item next
+                else:
+                    self.idle += 1
+
+    def abandon(self) -> None:
+        """One thread is stuck in an action that timed out: allow one more."""
+        with self.lock:
+            self.cap += 1
+            if not self.backlog:
+                return
+            self.backlog -= 1
+            self.count += 1
+        threading.Thread(target=self._work, name=f"{self.name}-{self.count}", daemon=True).start()
+
+    def shutdown(self) -> None:
+        """Let every worker exit once it is idle."""
+        for _ in range(self.count):
+            self.queue.put(None)
+
+
+class _Expired(Exception):
+    """A task's own deadline passed (unlike a TimeoutError its action raised)."""
+
+
 # Introspecting an action costs microseconds; workflows reuse a few actions many times.
 _traits_cache: dict[Any, tuple[bool, bool]] = {}
 
@@ -396,7 +474,7 @@ class _Run:
         self.done = loop.create_future()
         self.failed_first = False
         self.dispatching = False
-        self.pool: ThreadPoolExecutor | None = None
+        self.pool: _Threads | None = None
 
     # -- bookkeeping ----------------------------------------------------------------------
 
@@ -445,7 +523,11 @@ class _Run:
             )
             for dependent in reversed(self.dependents[name]):
                 if dependent not in self.results:
-                    stack.append(self.final(dependent, status, reason=cause))
+                    stack.append(
+                        self.final(
+                            dependent, status, reason=cause, by_condition=result.by_condition
+                        )
+                    )
             if (
                 self.wf.fail_fast
                 and result.status in (TaskStatus.FAILED, TaskStatus.TIMEOUT)
@@ -458,7 +540,13 @@ class _Run:
         self.dispatch()
 
     def final(
-        self, name: str, status: TaskStatus, *, reason: str | None = None, error: str | None = None
+        self,
+        name: str,
+        status: TaskStatus,
+        *,
+        reason: str | None = None,
+        error: str | None = None,
+        by_condition: bool = False,
     ) -> TaskResult:
         start, began, attempts = self.started.get(name, (None, None, 0))
         now = _now()
@@ -471,6 +559,7 @@ class _Run:
             end_time=now,
             duration=time.monotonic() - began if began is not None else 0.0,
             reason=reason,
+            by_condition=by_condition,
         )
 
     def cancel_all(self, reason: str) -> list[TaskResult]:
@@ -524,7 +613,11 @@ class _Run:
                 self.record(self.final(name, TaskStatus.FAILED, error=traceback.format_exc()))
                 return
             if not go:
-                self.record(self.final(name, TaskStatus.SKIPPED, reason="condition was false"))
+                self.record(
+                    self.final(
+                        name, TaskStatus.SKIPPED, reason="condition was false", by_condition=True
+                    )
+                )
                 return
         self.started[name] = (_now(), time.monotonic(), 0)
         future = asyncio.ensure_future(self.attempts(task))
@@ -548,12 +641,10 @@ class _Run:
             awaitable: Awaitable[Any] = task.action(*task.args, **kwargs)
             return awaitable
         if self.pool is None:
-            self.pool = ThreadPoolExecutor(
-                max_workers=int(min(self.limit, 64, max(len(self.tasks), 1))),
-                thread_name_prefix=f"workflow-{self.wf.name}",
-            )
-        action, args = task.action, task.args
-        return self.loop.run_in_executor(self.pool, functools.partial(action, *args, **kwargs))
+            cap = int(min(self.limit, _MAX_THREADS, max(len(self.tasks), 1)))
+            self.pool = _Threads(cap, f"workflow-{self.wf.name}")
+        future = self.pool.submit(functools.partial(task.action, *task.args, **kwargs))
+        return asyncio.wrap_future(future, loop=self.loop)
 
     async def attempts(self, task: Task) -> TaskResult:
         policy = task.retry_policy or _NO_RETRY
@@ -567,18 +658,24 @@ class _Run:
             exc: BaseException | None = None
             try:
                 pending = self.call(task)
-                if task.timeout is not None:
-                    value = await asyncio.wait_for(pending, task.timeout)
-                else:
+                if task.timeout is None:
                     value = await pending
+                else:
+                    # Not wait_for: an action that raises TimeoutError itself has failed,
+                    # and only a deadline that really passed is a timeout.
+                    attempt_future = asyncio.ensure_future(pending)
+                    await asyncio.wait({attempt_future}, timeout=task.timeout)
+                    if not attempt_future.done():
+                        attempt_future.cancel()
+                        if not task.is_async and self.pool is not None:
+                            self.pool.abandon()
+                        raise _Expired(task.timeout)
+                    value = attempt_future.result()
             except asyncio.CancelledError:
                 raise
-            except (asyncio.TimeoutError, TimeoutError) as caught:
-                exc = caught if not isinstance(caught, asyncio.TimeoutError) else TimeoutError()
-                if task.timeout is not None and isinstance(caught, asyncio.TimeoutError):
-                    status, error = TaskStatus.TIMEOUT, f"timed out after {task.timeout:g} s"
-                else:
-                    status, error = TaskStatus.FAILED, traceback.format_exc()
+            except _Expired:
+                exc = TimeoutError()
+                status, error = TaskStatus.TIMEOUT, f"timed out after {task.timeout:g} s"
             except Exception as caught:
                 exc = caught
                 status, error = TaskStatus.FAILED, traceback.format_exc()
@@ -609,21 +706,22 @@ class _Run:
             if self.wf.timeout is None:
                 await self.done
             else:
-                try:
-                    await asyncio.wait_for(asyncio.shield(self.done), self.wf.timeout)
-                except asyncio.TimeoutError:
+                await asyncio.wait({self.done}, timeout=self.wf.timeout)
+                if not self.done.done():
                     reason = f"workflow timed out after {self.wf.timeout:g} s"
-                    for name, future in list(self.running.items()):
-                        future.cancel()
-                        self.record(
-                            self.final(name, TaskStatus.TIMEOUT, reason=reason, error=reason)
-                        )
-                    self.cancel_all(reason)
+                    timed_out = [
+                        self.final(name, TaskStatus.TIMEOUT, reason=reason, error=reason)
+                        for name in self.running
+                    ]
+                    running = set(self.running)
+                    # Not started: cancelled, before the timed-out ones skip their dependents.
+                    cancelled = [r for r in self.cancel_all(reason) if r.name not in running]
+                    self.record(*cancelled, *timed_out)
         except asyncio.CancelledError:
             self.record(*self.cancel_all("cancelled"))
             raise
         finally:
             if self.pool is not None:
                 # Threads that outlived a timeout finish in the background.
-                self.pool.shutdown(wait=False, cancel_futures=True)
+                self.pool.shutdown()
         return WorkflowResults((name, self.results[name]) for name in self.tasks)

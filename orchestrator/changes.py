@@ -1,0 +1,109 @@
+"""What changed since the last passing run: fingerprints and the run record.
+
+A script's fingerprint is a content hash of its inputs (see
+:mod:`orchestrator.inputs`), its effective settings and the interpreter. The
+record, ``.orchestrator/record.json`` under the project root, keeps each
+script's last fingerprint and status. It is updated after every script, under
+a file lock and by atomic rename, so an interrupted run (or two runs at once)
+loses no completed result.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import sys
+from collections.abc import Iterator, Mapping
+from dataclasses import replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from ._files import atomic_write_text
+from .inputs import STATE_DIR, InputGraph
+from .plan import Plan
+
+__all__ = ["INTERPRETER", "Record", "select_changed"]
+
+#: What of the interpreter goes into a fingerprint: another version or
+#: virtualenv means other packages, so scripts run again.
+INTERPRETER = f"{sys.implementation.name} {sys.version} {sys.executable}"
+
+
+class Record:
+    """The last fingerprint and status of each script, in ``.orchestrator/record.json``."""
+
+    def __init__(self, project_root: Path) -> None:
+        self.root = project_root
+        self.path = project_root / STATE_DIR / "record.json"
+        self._lock_path = project_root / STATE_DIR / "record.lock"
+
+    def key(self, script: Path) -> str:
+        """The record's key for a script: its path relative to the project root."""
+        return Path(os.path.relpath(script, self.root)).as_posix()
+
+    def load(self) -> dict[str, dict[str, Any]]:
+        """Every entry; an unreadable record counts as empty (everything runs)."""
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        self._lock_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self._lock_path, "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def update(self, script: Path, fingerprint: str, status: str) -> None:
+        """Record one script's outcome: read, change one entry, rename into place."""
+        entry = {
+            "fingerprint": fingerprint,
+            "status": status,
+            "time": datetime.now(timezone.utc).isoformat(),
+        }
+        with self._locked():
+            data = self.load()
+            data[self.key(script)] = entry
+            atomic_write_text(self.path, json.dumps(data, indent=1, sort_keys=True), durable=False)
+
+
+def select_changed(
+    plan: Plan, graph: InputGraph, record: Record, entries: Mapping[str, Any] | None = None
+) -> Plan:
+    """The plan with every script that is up to date marked ``fresh``.
+
+    A script runs when it has no record, its last run did not pass, or its
+    fingerprint differs; so do the scripts that depend on one that runs
+    (through ``depends_on``, transitively). The rest are fresh: reported as
+    skipped, ``up-to-date``.
+    """
+    entries = record.load() if entries is None else entries
+    stale: set[str] = set()
+    for job in plan.jobs:
+        entry = entries.get(record.key(job.path))
+        if (
+            not isinstance(entry, dict)
+            or entry.get("status") != "passed"
+            or entry.get("fingerprint") != graph.fingerprint(job.path, job.settings, INTERPRETER)
+        ):
+            stale.add(job.rel)
+    dependents: dict[str, list[str]] = {}
+    for job in plan.jobs:
+        for dep in job.settings["depends_on"]:
+            dependents.setdefault(dep, []).append(job.rel)
+    queue = list(stale)
+    while queue:
+        for dependent in dependents.get(queue.pop(), ()):
+            if dependent not in stale:
+                stale.add(dependent)
+                queue.append(dependent)
+    fresh = frozenset(job.rel for job in plan.jobs if job.rel not in stale)
+    return replace(plan, fresh=fresh)

@@ -1,0 +1,370 @@
+"""Scripts run as a workflow: depends_on, retries, fail-fast and graphs, through real ``orch``."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import Project
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "GITHUB_STEP_SUMMARY"}
+    env["NO_COLOR"] = "1"
+    return env
+
+
+def orch(*args: str | Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m orchestrator ARGS`` to completion and capture its output."""
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrator", *map(str, args)],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def run_dir_of(result: subprocess.CompletedProcess[str]) -> Path:
+    """The run directory the console summary names on its ``reports:`` line."""
+    match = re.search(r"^reports: (.+)$", result.stdout, re.MULTILINE)
+    assert match, result.stdout + result.stderr
+    return Path(match.group(1))
+
+
+def summary_of(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((run_dir_of(result) / "summary.json").read_text())
+    return data
+
+
+def by_path(summary: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    return {r["path"]: r for r in summary["results"]}
+
+
+def statuses(summary: Mapping[str, Any]) -> dict[str, str]:
+    return {r["path"]: r["status"] for r in summary["results"]}
+
+
+def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 2, result
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def counting_script(counter: Path, fail_until: int) -> str:
+    """A script that counts its runs in ``counter`` and fails the first ``fail_until``."""
+    return f"""
+        from pathlib import Path
+        counter = Path({str(counter)!r})
+        runs = int(counter.read_text()) + 1 if counter.exists() else 1
+        counter.write_text(str(runs))
+        raise SystemExit(1 if runs <= {fail_until} else 0)
+        """
+
+
+def _prep_and_report(project: Project, marker: Path) -> None:
+    project.script(
+        "prep.py",
+        f"""
+        import time
+        from pathlib import Path
+        time.sleep(0.3)
+        Path({str(marker)!r}).write_text("ready")
+        """,
+    )
+    project.script(
+        "report.py",
+        f"""
+        from pathlib import Path
+        assert Path({str(marker)!r}).read_text() == "ready"
+        """,
+    )
+    project.config("scripts:\n  report.py: {depends_on: [prep.py]}\n")
+
+
+# -- depends_on -----------------------------------------------------------------------
+
+
+def test_dependent_starts_after_its_dependency_ended(project: Project, tmp_path: Path) -> None:
+    _prep_and_report(project, tmp_path / "marker")
+    result = orch("run", "-j", "4", project.scripts)
+    assert result.returncode == 0, result.stdout + result.stderr
+    results = by_path(summary_of(result))
+    assert {p: r["status"] for p, r in results.items()} == {
+        "prep.py": "passed",
+        "report.py": "passed",
+    }
+    prep_end = datetime.fromisoformat(results["prep.py"]["end_time"])
+    report_start = datetime.fromisoformat(results["report.py"]["start_time"])
+    assert report_start >= prep_end
+
+
+def test_selecting_a_script_also_runs_its_dependencies(project: Project, tmp_path: Path) -> None:
+    _prep_and_report(project, tmp_path / "marker")
+    project.script("unrelated.py", "raise SystemExit(1)")
+    result = orch("run", "-k", "report.py", project.scripts)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "also running prep.py" in result.stdout
+    summary = summary_of(result)
+    assert statuses(summary) == {"prep.py": "passed", "report.py": "passed"}
+    assert any("also running prep.py" in note for note in summary["notes"])
+
+
+def test_failed_script_skips_its_dependents(project: Project, tmp_path: Path) -> None:
+    project.script("bad.py", "raise SystemExit(3)")
+    project.script("child.py", f"open({str(tmp_path / 'child-ran')!r}, 'w')")
+    project.script("grandchild.py", "")
+    project.script("free.py", "")
+    project.config(
+        """
+        scripts:
+          child.py: {depends_on: [bad.py]}
+          grandchild.py: {depends_on: [child.py]}
+        """
+    )
+    result = orch("run", "-j", "2", project.scripts)
+    assert result.returncode == 1, result.stdout + result.stderr
+    results = by_path(summary_of(result))
+    assert {p: r["status"] for p, r in results.items()} == {
+        "bad.py": "failed",
+        "child.py": "skipped",
+        "free.py": "passed",
+        "grandchild.py": "skipped",
+    }
+    for path in ("child.py", "grandchild.py"):
+        assert "dependency 'bad.py' failed" in results[path]["skip_reason"]
+    assert not (tmp_path / "child-ran").exists()
+
+
+def test_config_skipped_script_skips_its_dependents(project: Project) -> None:
+    project.script("off.py", "raise SystemExit(1)")
+    project.script("needs_off.py", "raise SystemExit(1)")
+    project.script("ok.py", "")
+    project.config(
+        """
+        skip: [off.py]
+        scripts:
+          needs_off.py: {depends_on: [off.py]}
+        """
+    )
+    result = orch("run", project.scripts)
+    assert result.returncode == 0, result.stdout + result.stderr
+    results = by_path(summary_of(result))
+    assert {p: r["status"] for p, r in results.items()} == {
+        "needs_off.py": "skipped",
+        "off.py": "skipped",
+        "ok.py": "passed",
+    }
+    assert "off.py" in results["needs_off.py"]["skip_reason"]
+
+
+# -- retries --------------------------------------------------------------------------
+
+
+def test_flaky_script_passes_on_retry(project: Project, tmp_path: Path) -> None:
+    counter = tmp_path / "runs"
+    project.script("flaky.py", counting_script(counter, fail_until=1))
+    project.script("steady.py", "")
+    project.config("scripts:\n  flaky.py: {retries: 2, retry_delay: 0.1}\n")
+    result = orch("run", project.scripts)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert counter.read_text() == "2"
+    assert "[retry] scripts/flaky.py" in result.stdout
+    results = by_path(summary_of(result))
+    assert results["flaky.py"]["status"] == "passed"
+    assert results["flaky.py"]["attempts"] == 2
+    assert results["flaky.py"]["flaky"] is True
+    assert results["steady.py"]["attempts"] == 1
+    assert results["steady.py"]["flaky"] is False
+    report = (run_dir_of(result) / "report.md").read_text()
+    flaky_section = report.split("## Flaky", 1)[1].split("\n## ", 1)[0]
+    assert "`flaky.py`" in flaky_section
+    assert "steady.py" not in flaky_section
+
+
+def test_script_that_always_fails_uses_up_its_retries(project: Project, tmp_path: Path) -> None:
+    counter = tmp_path / "runs"
+    project.script("broken.py", counting_script(counter, fail_until=99))
+    project.config("scripts:\n  broken.py: {retries: 1, retry_delay: 0}\n")
+    result = orch("run", project.scripts)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert counter.read_text() == "2"
+    broken = by_path(summary_of(result))["broken.py"]
+    assert broken["status"] == "failed"
+    assert broken["attempts"] == 2
+    assert broken["flaky"] is False
+    assert "## Flaky" not in (run_dir_of(result) / "report.md").read_text()
+
+
+def test_retry_on_timeout_does_not_retry_a_failure(project: Project, tmp_path: Path) -> None:
+    counter = tmp_path / "runs"
+    project.script("broken.py", counting_script(counter, fail_until=99))
+    project.config("scripts:\n  broken.py: {retries: 3, retry_delay: 0, retry_on: [timeout]}\n")
+    result = orch("run", project.scripts)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert counter.read_text() == "1"
+    broken = by_path(summary_of(result))["broken.py"]
+    assert (broken["status"], broken["attempts"]) == ("failed", 1)
+
+
+# -- fail-fast ------------------------------------------------------------------------
+
+
+def test_fail_fast_skips_later_scripts(project: Project, tmp_path: Path) -> None:
+    project.script("a_fails.py", "raise SystemExit(1)")
+    for name in ("b.py", "c.py"):
+        project.script(name, f"open({str(tmp_path / name)!r}, 'w')")
+    result = orch("run", "-j", "1", "--fail-fast", project.scripts)
+    assert result.returncode == 1, result.stdout + result.stderr
+    results = by_path(summary_of(result))
+    assert results["a_fails.py"]["status"] == "failed"
+    for name in ("b.py", "c.py"):
+        assert results[name]["status"] == "skipped"
+        assert "fail-fast" in results[name]["skip_reason"]
+        assert not (tmp_path / name).exists()
+
+
+# -- configuration errors -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["run", "list"])
+def test_dependency_cycle_is_one_line(project: Project, command: str) -> None:
+    for name in ("a.py", "b.py", "c.py"):
+        project.script(name, "")
+    project.config(
+        """
+        scripts:
+          a.py: {depends_on: [b.py]}
+          b.py: {depends_on: [c.py]}
+          c.py: {depends_on: [a.py]}
+        """
+    )
+    line = one_error_line(orch(command, project.scripts))
+    assert "config.yaml" in line
+    rotations = ["a.py -> b.py -> c.py -> a.py", "b.py -> c.py -> a.py -> b.py"]
+    rotations.append("c.py -> a.py -> b.py -> c.py")
+    assert any(path in line for path in rotations), line
+    assert not (project.root / "reports").exists()
+
+
+def test_two_script_cycle_shows_the_path(project: Project) -> None:
+    project.script("a.py", "")
+    project.script("b.py", "")
+    project.config("scripts:\n  a.py: {depends_on: [b.py]}\n  b.py: {depends_on: [a.py]}\n")
+    line = one_error_line(orch("run", project.scripts))
+    assert "a.py -> b.py -> a.py" in line or "b.py -> a.py -> b.py" in line
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        ("{depends_on: [nope.py]}", "nope.py"),
+        ("{retries: -1}", "retries"),
+        ("{retry_on: [error]}", "retry_on"),
+    ],
+)
+def test_invalid_workflow_settings_are_one_line(
+    project: Project, settings: str, expected: str
+) -> None:
+    project.script("a.py", "")
+    project.config(f"scripts:\n  a.py: {settings}\n")
+    line = one_error_line(orch("run", project.scripts))
+    assert "config.yaml" in line
+    assert expected in line
+    assert not (project.root / "reports").exists()
+
+
+# -- graphs ---------------------------------------------------------------------------
+
+
+def _diamond(project: Project) -> None:
+    for name in ("fetch.py", "clean.py", "stats.py", "publish.py"):
+        project.script(name, "")
+    project.config(
+        """
+        scripts:
+          clean.py: {depends_on: [fetch.py]}
+          stats.py: {depends_on: [fetch.py]}
+          publish.py: {depends_on: [clean.py, stats.py]}
+        """
+    )
+
+
+def test_list_graph_text(project: Project) -> None:
+    _diamond(project)
+    result = orch("list", "--graph", project.scripts)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    order = [re.match(r"^\s*\d+\. (\S+)", line)[1] for line in lines]  # type: ignore[index]
+    assert sorted(order) == ["clean.py", "fetch.py", "publish.py", "stats.py"]
+    assert order[0] == "fetch.py"
+    assert order[-1] == "publish.py"
+    publish = next(line for line in lines if "publish.py" in line.split()[1])
+    assert "clean.py" in publish and "stats.py" in publish
+    fetch = next(line for line in lines if "fetch.py" in line.split()[1])
+    assert "after" not in fetch
+
+
+def test_list_graph_mermaid(project: Project) -> None:
+    _diamond(project)
+    result = orch("list", "--graph", "--format", "mermaid", project.scripts)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("flowchart")
+    ids = dict(re.findall(r'^\s*(\w+)\["([^"]+)"\]', result.stdout, re.MULTILINE))
+    edges = {(ids[a], ids[b]) for a, b in re.findall(r"(\w+) --> (\w+)", result.stdout)}
+    assert edges == {
+        ("fetch.py", "clean.py"),
+        ("fetch.py", "stats.py"),
+        ("clean.py", "publish.py"),
+        ("stats.py", "publish.py"),
+    }
+
+
+# -- result records -------------------------------------------------------------------
+
+
+def test_every_log_and_result_has_attempts_and_flaky(project: Project, tmp_path: Path) -> None:
+    project.script("pass.py", "")
+    project.script("fail.py", "raise SystemExit(1)")
+    project.script("sub/after_fail.py", "")
+    project.script("off.py", "")
+    project.script("slow.py", "import time\ntime.sleep(30)")
+    project.script("flaky.py", counting_script(tmp_path / "runs", fail_until=1))
+    project.config(
+        """
+        skip: [off.py]
+        scripts:
+          sub/after_fail.py: {depends_on: [fail.py]}
+          slow.py: {timeout: 0.3}
+          flaky.py: {retries: 1, retry_delay: 0}
+        """
+    )
+    result = orch("run", "-j", "3", project.scripts)
+    assert result.returncode == 1, result.stdout + result.stderr
+    summary = summary_of(result)
+    assert statuses(summary) == {
+        "fail.py": "failed",
+        "flaky.py": "passed",
+        "off.py": "skipped",
+        "pass.py": "passed",
+        "slow.py": "timeout",
+        "sub/after_fail.py": "skipped",
+    }
+    logs = sorted((run_dir_of(result) / "logs").rglob("*.json"))
+    assert len(logs) == len(summary["results"])
+    records = [json.loads(log.read_text()) for log in logs] + summary["results"]
+    for record in records:
+        assert isinstance(record["attempts"], int), record
+        assert isinstance(record["flaky"], bool), record
+    flaky = [r for r in records if r["flaky"]]
+    assert {r["path"] for r in flaky} == {"flaky.py"}
