@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
@@ -106,6 +107,34 @@ def _selection_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _run_options(parser: argparse.ArgumentParser) -> None:
+    """The options ``orch run`` and ``orch watch`` share."""
+    _selection_options(parser)
+    parser.add_argument(
+        "-j",
+        "--jobs",
+        type=_jobs,
+        default=1,
+        metavar="N",
+        help="scripts run at once; 'auto' = CPU count (default: 1)",
+    )
+    parser.add_argument(
+        "--fail-fast",
+        action="store_true",
+        help="start nothing new after the first failure; running scripts finish",
+    )
+    parser.add_argument(
+        "-o",
+        "--output-dir",
+        type=Path,
+        metavar="DIR",
+        help="where run reports go (default: reports/ under the project root)",
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="show whole outputs")
+    parser.add_argument("-q", "--quiet", action="count", default=0, help="only failures and totals")
+    parser.add_argument("--no-color", action="store_true", help="never colour the output")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``orch`` and its subcommands."""
     parser = _Parser(
@@ -123,15 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    _selection_options(run)
-    run.add_argument(
-        "-j",
-        "--jobs",
-        type=_jobs,
-        default=1,
-        metavar="N",
-        help="scripts run at once; 'auto' = CPU count (default: 1)",
-    )
+    _run_options(run)
     run.add_argument("--dry-run", action="store_true", help="show what would run; run nothing")
     run.add_argument(
         "--changed",
@@ -139,21 +160,37 @@ def build_parser() -> argparse.ArgumentParser:
         help="run only scripts whose inputs changed since their last passing run",
     )
     run.add_argument("--force", action="store_true", help="with --changed: ignore the record")
-    run.add_argument(
-        "--fail-fast",
-        action="store_true",
-        help="start nothing new after the first failure; running scripts finish",
+
+    watcher = commands.add_parser(
+        "watch",
+        help="run the scripts, then rerun the ones each edit affects",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    run.add_argument(
-        "-o",
-        "--output-dir",
+    _run_options(watcher)
+    watcher.add_argument(
+        "--no-initial", action="store_true", help="do not run everything before watching"
+    )
+    watcher.add_argument(
+        "--on-busy",
+        choices=("queue", "restart"),
+        default="queue",
+        help="edits while scripts run: rerun after the batch (queue, the default), "
+        "or kill and restart the affected running scripts (restart)",
+    )
+
+    deps = commands.add_parser("deps", help="a script's inputs, or the scripts a file affects")
+    deps.add_argument("target", type=Path, metavar="SCRIPT_OR_FILE")
+    deps.add_argument("--reverse", action="store_true", help="list the scripts that FILE affects")
+    deps.add_argument(
+        "-d",
+        "--scripts-dir",
         type=Path,
-        metavar="DIR",
-        help="where run reports go (default: reports/ under the project root)",
+        help="the scripts directory (default: scripts/ under the project root)",
     )
-    run.add_argument("-v", "--verbose", action="count", default=0, help="show whole outputs")
-    run.add_argument("-q", "--quiet", action="count", default=0, help="only failures and totals")
-    run.add_argument("--no-color", action="store_true", help="never colour the output")
+    deps.add_argument(
+        "--max-depth", type=_depth, default=2, help="deepest folder level searched (default: 2)"
+    )
 
     lister = commands.add_parser("list", help="list the scripts and their effective settings")
     _selection_options(lister)
@@ -318,7 +355,71 @@ def _cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     return outcome.exit_code
 
 
-_COMMANDS = {"run": _cmd_run, "list": _cmd_list, "docs": _cmd_docs, "report": _cmd_report}
+def _cmd_watch(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from .watch import WatchOptions, watch
+
+    options = _options(args, argv)
+    stop = threading.Event()
+    with _interrupts(stop):
+        return watch(
+            options,
+            WatchOptions(initial=not args.no_initial, on_busy=args.on_busy),
+            stop=stop,
+        )
+
+
+def _cmd_deps(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from .inputs import InputGraph
+    from .plan import RunOptions, build_plan, default_scripts_dir
+
+    options = RunOptions(
+        scripts_dir=(args.scripts_dir or default_scripts_dir()).resolve(),
+        max_depth=args.max_depth,
+    )
+    scripts_dir, root = options.scripts_dir, options.project_root
+    plan = build_plan(options)
+    graph = InputGraph(root, scripts_dir)
+    jobs = {job.path: job for job in plan.jobs}
+    target = args.target
+    candidates = [Path.cwd() / target, scripts_dir / target, root / target]
+    path = next((Path(os.path.abspath(c)) for c in candidates if c.exists()), None)
+    if path is None:
+        raise OrchestratorError(f"{target}: no such file (looked in ., {scripts_dir}, {root})")
+
+    def rel(p: Path) -> str:
+        return Path(os.path.relpath(p, root)).as_posix()
+
+    if args.reverse:
+        hits = graph.affected([path], {p: j.settings for p, j in jobs.items()})
+        for script in sorted(hits, key=lambda p: jobs[p].rel):
+            print(jobs[script].rel)
+        if not hits:
+            print(f"no script depends on {rel(path)}", file=sys.stderr)
+        graph.save()
+        return EXIT_OK
+    job = jobs.get(path)
+    if job is None:
+        raise OrchestratorError(f"{rel(path)} is not a script in {rel(scripts_dir)}/")
+    print(f"{rel(path)}")
+    for module in graph.modules(path):
+        error = graph.syntax_error(module)
+        print(f"  module  {rel(module)}" + (f"  ({error})" if error else ""))
+    for file in graph.watched(job.settings):
+        print(f"  watch   {rel(file)}")
+    if plan.config_file:
+        print(f"  config  {rel(Path(plan.config_file))}")
+    graph.save()
+    return EXIT_OK
+
+
+_COMMANDS = {
+    "run": _cmd_run,
+    "watch": _cmd_watch,
+    "list": _cmd_list,
+    "docs": _cmd_docs,
+    "report": _cmd_report,
+    "deps": _cmd_deps,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

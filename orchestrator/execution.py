@@ -34,9 +34,13 @@ from .reporting import NOT_OK, Reporter, RunInfo, exit_code_for, save_log
 from .runner import run_script, skipped_result, terminate_all
 from .workflow import RetryPolicy, TaskResult, TaskStatus, Workflow, WorkflowEvent
 
-__all__ = ["RunOutcome", "execute", "new_run_id"]
+__all__ = ["RESTARTED", "RunOutcome", "execute", "new_run_id"]
 
 _TICK = 0.1
+#: The error of a script killed by ``orch watch --on-busy restart``.
+RESTARTED = "restarted: its inputs changed"
+# Stopped from outside: the run says nothing about the script, so it is not recorded.
+_UNRECORDED = frozenset({"interrupted", RESTARTED})
 
 
 def new_run_id(now: datetime | None = None) -> str:
@@ -102,6 +106,7 @@ class _ScriptRun:
         reporters: Sequence[Reporter],
         run: RunInfo,
         stop: threading.Event,
+        graph: InputGraph | None = None,
     ) -> None:
         self.plan = plan
         self.options = options
@@ -114,7 +119,7 @@ class _ScriptRun:
         self.last: dict[str, dict[str, Any]] = {}
         self.results: dict[str, dict[str, Any]] = {}
         self.stopping = False
-        self.graph = InputGraph(run.project_root, run.scripts_dir)
+        self.graph = graph or InputGraph(run.project_root, run.scripts_dir)
         self.record = Record(run.project_root)
         self.workflow = Workflow(
             f"orch run {run.run_id}", max_concurrency=options.jobs, listener=self.on_event
@@ -167,7 +172,7 @@ class _ScriptRun:
         result["flaky"] = result["status"] == "passed" and attempts > 1
         self.last[job.rel] = result
         self.log(result, job)
-        if not (result["status"] == "error" and result["error"] == "interrupted"):
+        if not (result["status"] == "error" and result["error"] in _UNRECORDED):
             self.record.update(job.path, fingerprint, result["status"])
         if result["status"] == "passed":
             return result
@@ -252,6 +257,7 @@ def execute(
     *,
     stop: threading.Event | None = None,
     write_reports: bool = True,
+    graph: InputGraph | None = None,
 ) -> RunOutcome:
     """Run the plan with up to ``options.jobs`` scripts at once and return every result.
 
@@ -276,7 +282,7 @@ def execute(
     if run.run_dir is not None:
         (run.run_dir / "logs").mkdir(parents=True, exist_ok=True)
     _ensure_state_dir(run.project_root)
-    bridge = _ScriptRun(plan, options, reporters, run, stop)
+    bridge = _ScriptRun(plan, options, reporters, run, stop, graph)
     if options.changed and not options.force:
         bridge.plan = plan = select_changed(plan, bridge.graph, bridge.record)
     bridge.emit("run_started", run)
