@@ -31,7 +31,7 @@ from .changes import INTERPRETER, Record, select_changed
 from .inputs import InputGraph
 from .plan import Plan, RunOptions, ScriptJob
 from .reporting import NOT_OK, Reporter, RunInfo, exit_code_for, save_log
-from .runner import run_script, skipped_result, terminate_all
+from .runner import Status, run_script, skipped_result, terminate_all, unrun_result
 from .workflow import RetryPolicy, TaskResult, TaskStatus, Workflow, WorkflowEvent
 
 __all__ = ["RESTARTED", "RunOutcome", "execute", "new_run_id"]
@@ -188,10 +188,9 @@ class _ScriptRun:
             else:
                 reason = task.reason or task.status.value
             result = skipped_result(job.path, self.scripts_dir, reason)
-        else:  # our own bug in the action, or a workflow timeout: keep the traceback
-            result = skipped_result(job.path, self.scripts_dir, "")
-            del result["skip_reason"]
-            result.update(status="error", error=task.error or task.reason or "unknown error")
+        else:  # our own bug in the action: keep the traceback
+            error = task.error or task.reason or "unknown error"
+            result = unrun_result(job.path, self.scripts_dir, Status.ERROR, error=error)
         result.update(attempts=task.attempts, flaky=False)
         self.log(result, job)
         return result

@@ -48,6 +48,7 @@ __all__ = [
     "run_script",
     "skipped_result",
     "terminate_all",
+    "unrun_result",
 ]
 
 logger = logging.getLogger("orchestrator")
@@ -289,16 +290,31 @@ def _base_result(script: Path, scripts_dir: Path | None) -> dict[str, Any]:
     }
 
 
-def skipped_result(
-    script: str | os.PathLike[str], scripts_dir: str | os.PathLike[str] | None, reason: str
+def unrun_result(
+    script: str | os.PathLike[str],
+    scripts_dir: str | os.PathLike[str] | None,
+    status: Status,
+    *,
+    reason: str | None = None,
+    error: str | None = None,
 ) -> dict[str, Any]:
-    """The result dict of a script that was not run, with ``skip_reason``."""
+    """The result dict of a script that never ran: ``skipped`` with ``skip_reason``,
+    or ``error`` with ``error``."""
     now = _now().isoformat()
     result = _base_result(
         Path(os.path.abspath(script)), Path(scripts_dir) if scripts_dir is not None else None
     )
-    result.update(status=Status.SKIPPED.value, start_time=now, end_time=now, skip_reason=reason)
+    result.update(status=status.value, start_time=now, end_time=now, error=error)
+    if status is Status.SKIPPED:
+        result["skip_reason"] = reason or ""
     return result
+
+
+def skipped_result(
+    script: str | os.PathLike[str], scripts_dir: str | os.PathLike[str] | None, reason: str
+) -> dict[str, Any]:
+    """The result dict of a script that was not run, with ``skip_reason``."""
+    return unrun_result(script, scripts_dir, Status.SKIPPED, reason=reason)
 
 
 def _finish(result: dict[str, Any], start: datetime, started: float) -> dict[str, Any]:
