@@ -22,14 +22,39 @@ from pathlib import Path
 from typing import Any
 
 from ._files import atomic_write_text
+from .environments import EnvBuildError, Environments
 from .inputs import STATE_DIR, InputGraph
-from .plan import Plan
+from .plan import Plan, ScriptJob
 
-__all__ = ["INTERPRETER", "Record", "select_changed"]
+__all__ = ["INTERPRETER", "Fingerprints", "Record", "select_changed"]
 
 #: What of the interpreter goes into a fingerprint: another version or
 #: virtualenv means other packages, so scripts run again.
 INTERPRETER = f"{sys.implementation.name} {sys.version} {sys.executable}"
+
+
+class Fingerprints:
+    """Fingerprints of scripts: inputs, settings, and the interpreter each really runs on.
+
+    The interpreter part is ours, or ``python`` when given, plus the key of the
+    script's isolated environment: editing a group's requirements (or its
+    requirements file) changes the fingerprints of its scripts.
+    """
+
+    def __init__(self, graph: InputGraph, envs: Environments, python: str | None = None) -> None:
+        self.graph = graph
+        self.envs = envs
+        self.python = python or ""
+
+    def of(self, job: ScriptJob) -> str:
+        """The fingerprint of one planned script, as of now."""
+        try:
+            spec = self.envs.spec_for(job.path, job.settings)
+            env = spec.key() if spec is not None else ""
+        except EnvBuildError:
+            env = "<invalid inline metadata>"
+        interpreter = f"{INTERPRETER} {self.python} {env}"
+        return self.graph.fingerprint(job.path, job.settings, interpreter)
 
 
 class Record:
@@ -76,7 +101,10 @@ class Record:
 
 
 def select_changed(
-    plan: Plan, graph: InputGraph, record: Record, entries: Mapping[str, Any] | None = None
+    plan: Plan,
+    fingerprints: Fingerprints,
+    record: Record,
+    entries: Mapping[str, Any] | None = None,
 ) -> Plan:
     """The plan with every script that is up to date marked ``fresh``.
 
@@ -92,7 +120,7 @@ def select_changed(
         if (
             not isinstance(entry, dict)
             or entry.get("status") != "passed"
-            or entry.get("fingerprint") != graph.fingerprint(job.path, job.settings, INTERPRETER)
+            or entry.get("fingerprint") != fingerprints.of(job)
         ):
             stale.add(job.rel)
     dependents: dict[str, list[str]] = {}

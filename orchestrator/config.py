@@ -64,12 +64,18 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "retry_delay": 1.0,
     "retry_on": ["failed", "timeout"],
     "watch": [],
+    # Not a key users set: derived from the environments: groups' scripts globs.
+    "environment": None,
 }
 
 #: Statuses a script may be retried on.
 RETRYABLE = ("failed", "timeout")
 
-_SECTIONS = ("default", "skip", "timeout_override", "scripts")
+_SECTIONS = ("default", "skip", "timeout_override", "scripts", "environments")
+_ENV_KEYS = ("requirements", "requirements_file", "python", "scripts")
+_ENV_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
+#: The name of the scripts that belong to no environment (the nox default session).
+DEFAULT_ENVIRONMENT = "default"
 
 
 class _Invalid(Exception):
@@ -163,7 +169,7 @@ def _globs(value: Any) -> list[str]:
     patterns = _string_list(value)
     for pattern in patterns:
         if not pattern.strip("/ ") or pattern.startswith("/"):
-            raise _Invalid(f"expected globs relative to the project root, got {pattern!r}")
+            raise _Invalid(f"expected relative globs, got {pattern!r}")
         try:
             _glob_regex(pattern)
         except re.error as exc:
@@ -296,7 +302,49 @@ def _validate(source: str, data: Any) -> dict[str, Any]:
             key: _validate_settings(source, ("scripts", key), item)
             for key, item in mapping("scripts").items()
         },
+        "environments": _validate_environments(source, data.get("environments")),
     }
+
+
+def _validate_environments(source: str, data: Any) -> dict[str, dict[str, Any]]:
+    """``environments:``: named groups of scripts with their own requirements."""
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: environments: expected a mapping of names to groups")
+    groups: dict[str, dict[str, Any]] = {}
+    for name, group in data.items():
+        where = ("environments", name)
+        if not isinstance(name, str) or not _ENV_NAME.match(name) or name == DEFAULT_ENVIRONMENT:
+            raise ConfigError(
+                f"{source}: {_key_path(*where)}: expected a name of letters, digits, '_', '.', "
+                f"'-' (and not {DEFAULT_ENVIRONMENT!r}, which is the scripts in no group)"
+            )
+        if not isinstance(group, dict):
+            raise ConfigError(f"{source}: {_key_path(*where)}: expected a mapping")
+        for key in group:
+            if key not in _ENV_KEYS:
+                raise _unknown_key(source, where, key, list(_ENV_KEYS))
+        if ("requirements" in group) == ("requirements_file" in group):
+            raise ConfigError(
+                f"{source}: {_key_path(*where)}: give one of requirements (a list) "
+                "or requirements_file (a path)"
+            )
+        try:
+            python = group.get("python")
+            if isinstance(python, int | float) and not isinstance(python, bool):
+                python = str(python)
+            groups[name] = {
+                "requirements": _string_list(group.get("requirements", [])),
+                "requirements_file": _optional_string(group.get("requirements_file")),
+                "python": _optional_string(python),
+                "scripts": _globs(group.get("scripts", [])),
+            }
+        except _Invalid as exc:
+            raise ConfigError(f"{source}: {_key_path(*where)}: {exc}") from None
+        if not groups[name]["scripts"]:
+            raise ConfigError(f"{source}: {_key_path(*where, 'scripts')}: list the scripts' globs")
+    return groups
 
 
 # -- YAML ---------------------------------------------------------------------------
@@ -483,4 +531,16 @@ def get_script_config(
             settings["timeout"] = seconds
     for layer in exact:
         _merge(settings, layer)
+    owners = [
+        name
+        for name, group in config.get("environments", {}).items()
+        if any(match_path(pattern, rel) for pattern in group["scripts"])
+    ]
+    if len(owners) > 1:
+        source = config.get("config_file") or "config.yaml"
+        raise ConfigError(
+            f"{source}: environments: {rel} is in {' and '.join(owners)}; "
+            "a script belongs to one environment"
+        )
+    settings["environment"] = owners[0] if owners else None
     return settings

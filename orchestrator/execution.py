@@ -27,7 +27,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .changes import INTERPRETER, Record, select_changed
+from .changes import Fingerprints, Record, select_changed
+from .environments import EnvBuildError, Environments
 from .inputs import InputGraph
 from .plan import Plan, RunOptions, ScriptJob
 from .reporting import NOT_OK, Reporter, RunInfo, exit_code_for, save_log
@@ -121,6 +122,8 @@ class _ScriptRun:
         self.stopping = False
         self.graph = graph or InputGraph(run.project_root, run.scripts_dir)
         self.record = Record(run.project_root)
+        self.envs = Environments(run.project_root, plan.groups)
+        self.fingerprints = Fingerprints(self.graph, self.envs, options.python)
         self.workflow = Workflow(
             f"orch run {run.run_id}", max_concurrency=options.jobs, listener=self.on_event
         )
@@ -153,7 +156,15 @@ class _ScriptRun:
         self.attempts[job.rel] += 1
         settings = job.settings
         # Taken as the script starts: what it ran with, whatever it writes.
-        fingerprint = self.graph.fingerprint(job.path, settings, INTERPRETER)
+        fingerprint = self.fingerprints.of(job)
+        try:
+            python = self.interpreter(job)
+        except EnvBuildError as exc:
+            result = unrun_result(job.path, self.scripts_dir, Status.ERROR, error=str(exc))
+            result.update(attempts=self.attempts[job.rel], flaky=False)
+            self.last[job.rel] = result
+            self.log(result, job)
+            raise ScriptErrored(result) from None
         log_dir = None
         if self.run.run_dir is not None:
             log_dir = self.run.run_dir / "logs" / Path(job.rel).parent
@@ -166,6 +177,7 @@ class _ScriptRun:
             allowed_exit_codes=settings["allowed_exit_codes"],
             log_dir=log_dir,
             scripts_dir=self.scripts_dir,
+            python=python,
         )
         attempts = self.attempts[job.rel]
         result["attempts"] = attempts
@@ -177,6 +189,18 @@ class _ScriptRun:
         if result["status"] == "passed":
             return result
         raise _RAISES[result["status"]](result)
+
+    def interpreter(self, job: ScriptJob) -> str | None:
+        """The Python a script runs with: its isolated environment's, or the run's."""
+        spec = self.envs.spec_for(job.path, job.settings)
+        in_session = (
+            self.options.environment is not None
+            and spec is not None
+            and (spec.name == job.settings["environment"])
+        )
+        if spec is None or in_session:  # a nox session installed the group already
+            return self.options.python
+        return str(self.envs.python(spec))
 
     def result_of(self, task: TaskResult) -> dict[str, Any]:
         job = self.jobs[task.name]
@@ -283,7 +307,7 @@ def execute(
     _ensure_state_dir(run.project_root)
     bridge = _ScriptRun(plan, options, reporters, run, stop, graph)
     if options.changed and not options.force:
-        bridge.plan = plan = select_changed(plan, bridge.graph, bridge.record)
+        bridge.plan = plan = select_changed(plan, bridge.fingerprints, bridge.record)
     bridge.emit("run_started", run)
     try:
         asyncio.run(bridge.go())

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ._files import find_project_root
-from .config import get_script_config, load_config, relative_script_path
+from .config import DEFAULT_ENVIRONMENT, get_script_config, load_config, relative_script_path
 from .discovery import discover_scripts
 from .errors import ConfigError, DiscoveryError
 
@@ -35,6 +35,11 @@ class RunOptions:
     fail_fast: bool = False
     changed: bool = False
     force: bool = False
+    #: The interpreter for scripts that have no isolated environment (default: ours).
+    python: str | None = None
+    #: Only the scripts of this ``environments:`` group (``"default"``: those in
+    #: none), all run with ``python``: how a nox session per group runs its share.
+    environment: str | None = None
     output_dir: Path | None = None
     verbosity: int = 0
     color: bool | None = None
@@ -90,6 +95,8 @@ class Plan:
     config_file: str | None = None
     #: Scripts that are up to date (``--changed``): reported ``skipped``, never run.
     fresh: frozenset[str] = frozenset()
+    #: The config's ``environments:`` groups.
+    groups: dict[str, Any] = field(default_factory=dict)
 
     def graph(self) -> dict[str, list[str]]:
         """``{script path: [paths it depends on]}`` for every job."""
@@ -157,7 +164,18 @@ def build_plan(options: RunOptions) -> Plan:
         "remove one of these depends_on entries",
     )
     ordered = sorted(jobs.values(), key=lambda job: _path_key(job.rel))
-    return Plan(ordered, notes, config["config_file"])
+    if options.environment is not None:
+        # One nox session per group: only its scripts (and what they depend on).
+        wanted = None if options.environment == DEFAULT_ENVIRONMENT else options.environment
+        chosen = {job.rel for job in ordered if job.settings["environment"] == wanted}
+        pending = list(chosen)
+        while pending:
+            for dep in jobs[pending.pop()].settings["depends_on"]:
+                if dep not in chosen:
+                    chosen.add(dep)
+                    pending.append(dep)
+        ordered = [job for job in ordered if job.rel in chosen]
+    return Plan(ordered, notes, config["config_file"], groups=config["environments"])
 
 
 def cpu_jobs(value: str) -> int:

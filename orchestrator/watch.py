@@ -36,9 +36,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TextIO
 
-from .changes import INTERPRETER, Record
+from .changes import Fingerprints, Record
 from .config import CONFIG_NAMES
 from .discovery import SKIP_DIRS
+from .environments import Environments
 from .errors import OrchestratorError
 from .execution import RESTARTED, execute
 from .inputs import STATE_DIR, InputGraph
@@ -272,11 +273,14 @@ class _Session:
 
         # Only what differs from what it last ran with: a save without a change reruns nothing.
         entries = self.record.load()
+        fingerprints = Fingerprints(
+            self.graph, Environments(self.root, self.plan.groups), self.options.python
+        )
         stale: set[str] = set()
         for rel in set().union(*causes.values()) if causes else set():
             job = new_jobs[rel]
             entry = entries.get(self.record.key(job.path))
-            fingerprint = self.graph.fingerprint(job.path, job.settings, INTERPRETER)
+            fingerprint = fingerprints.of(job)
             if not isinstance(entry, dict) or entry.get("fingerprint") != fingerprint:
                 stale.add(rel)
         dependents: dict[str, list[str]] = {}
@@ -308,7 +312,7 @@ class _Session:
                 if job.rel in rels:
                     deps = [d for d in job.settings["depends_on"] if d in rels]
                     jobs.append(replace(job, settings={**job.settings, "depends_on": deps}))
-            plan = Plan(jobs, [], plan.config_file)
+            plan = Plan(jobs, [], plan.config_file, groups=plan.groups)
         if not plan.jobs:
             return
         reporters: list[Reporter] = [

@@ -104,6 +104,7 @@ def test_no_config_gives_empty_defaults(scripts: Path) -> None:
         "skip": [],
         "timeout_override": {},
         "scripts": {},
+        "environments": {},
         "config_file": None,
         "project_root": str(scripts.parent),
     }
