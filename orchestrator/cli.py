@@ -160,6 +160,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="run only scripts whose inputs changed since their last passing run",
     )
     run.add_argument("--force", action="store_true", help="with --changed: ignore the record")
+    run.add_argument(
+        "--python",
+        metavar="PATH",
+        help="interpreter for scripts without an isolated environment (default: orch's own)",
+    )
+    run.add_argument(
+        "--environment",
+        metavar="NAME",
+        help="only the scripts of this environments: group ('default': those in none), "
+        "run with --python instead of a cached environment (what a nox session does)",
+    )
+    run.add_argument(
+        "--run-id",
+        metavar="ID",
+        help="write into reports/ID, merging with the results already there",
+    )
 
     watcher = commands.add_parser(
         "watch",
@@ -191,6 +207,16 @@ def build_parser() -> argparse.ArgumentParser:
     deps.add_argument(
         "--max-depth", type=_depth, default=2, help="deepest folder level searched (default: 2)"
     )
+
+    envs = commands.add_parser("envs", help="the cache of isolated environments")
+    envs.add_argument("action", choices=("list", "clean"), help="list them, or remove them")
+    envs.add_argument(
+        "scripts_dir", nargs="?", type=Path, metavar="SCRIPTS_DIR", help="default: scripts/"
+    )
+    envs.add_argument(
+        "--all", action="store_true", help="clean: remove every environment, not only unused ones"
+    )
+    envs.add_argument("--max-depth", type=_depth, default=2, help=argparse.SUPPRESS)
 
     lister = commands.add_parser("list", help="list the scripts and their effective settings")
     _selection_options(lister)
@@ -233,6 +259,9 @@ def _options(args: argparse.Namespace, argv: Sequence[str]) -> Any:
         fail_fast=getattr(args, "fail_fast", False),
         changed=getattr(args, "changed", False),
         force=getattr(args, "force", False),
+        python=getattr(args, "python", None),
+        environment=getattr(args, "environment", None),
+        run_id=getattr(args, "run_id", None),
         output_dir=getattr(args, "output_dir", None),
         verbosity=getattr(args, "verbose", 0) - getattr(args, "quiet", 0),
         color=False if getattr(args, "no_color", False) else None,
@@ -412,6 +441,45 @@ def _cmd_deps(args: argparse.Namespace, argv: Sequence[str]) -> int:
     return EXIT_OK
 
 
+def _cmd_envs(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from tabulate import tabulate
+
+    from .environments import EnvBuildError, Environments
+    from .plan import RunOptions, build_plan, default_scripts_dir
+
+    options = RunOptions(
+        scripts_dir=(args.scripts_dir or default_scripts_dir()).resolve(),
+        max_depth=args.max_depth,
+    )
+    plan = build_plan(options)
+    envs = Environments(options.project_root, plan.groups)
+    used: dict[str, list[str]] = {}
+    for job in plan.jobs:
+        try:
+            spec = envs.spec_for(job.path, job.settings)
+        except EnvBuildError:
+            continue
+        if spec is not None:
+            used.setdefault(spec.key(), []).append(job.rel)
+    if args.action == "clean":
+        removed = envs.clean(None if args.all else set(used))
+        print(f"removed {len(removed)} environment(s) from {envs.dir}")
+        return EXIT_OK
+    rows = [
+        [
+            env["key"],
+            env.get("name", "?"),
+            " ".join(env.get("requirements") or []) or env.get("requirements_file") or "",
+            f"{env['size'] / 1e6:.1f} MB",
+            ", ".join(used.get(env["key"], [])) or "(unused)",
+        ]
+        for env in envs.cached()
+    ]
+    print(tabulate(rows, headers=["Key", "Name", "Requirements", "Size", "Scripts"]))
+    print(f"\n{len(rows)} environment(s) in {envs.dir}")
+    return EXIT_OK
+
+
 _COMMANDS = {
     "run": _cmd_run,
     "watch": _cmd_watch,
@@ -419,6 +487,7 @@ _COMMANDS = {
     "docs": _cmd_docs,
     "report": _cmd_report,
     "deps": _cmd_deps,
+    "envs": _cmd_envs,
 }
 
 

@@ -291,7 +291,7 @@ def execute(
     stop = stop or threading.Event()
     start = datetime.now(timezone.utc)
     began = time.monotonic()
-    run_id = new_run_id(start)
+    run_id = options.run_id or new_run_id(start)
     run = RunInfo(
         run_id=run_id,
         scripts_dir=options.scripts_dir.resolve(),

@@ -246,12 +246,36 @@ class InputGraph:
     # -- watch: globs ---------------------------------------------------------------
 
     def watched(self, settings: Mapping[str, Any]) -> list[Path]:
-        """Files under the project root matching the script's ``watch:`` globs."""
+        """Files under the project root matching the script's ``watch:`` globs.
+
+        Matched with the config's glob rules (``**`` spans folders, a folder
+        covers what is below it), walking from the pattern's fixed prefix and
+        skipping the folders discovery skips.
+        """
+        from .discovery import SKIP_DIRS
+
         files: dict[Path, None] = {}
         for pattern in settings.get("watch", ()):
-            for path in sorted(self.root.glob(pattern)):
-                if path.is_file() and STATE_DIR not in path.relative_to(self.root).parts:
-                    files[path] = None
+            parts = pattern.strip("/").split("/")
+            fixed = []
+            for part in parts:
+                if any(c in part for c in "*?["):
+                    break
+                fixed.append(part)
+            base = self.root.joinpath(*fixed)
+            if base.is_file():
+                files[base] = None
+                continue
+            for folder, dirs, names in os.walk(base):
+                dirs[:] = sorted(
+                    d
+                    for d in dirs
+                    if d not in SKIP_DIRS and d != STATE_DIR and not d.endswith(".egg-info")
+                )
+                for name in sorted(names):
+                    path = Path(folder, name)
+                    if match_path(pattern, path.relative_to(self.root).as_posix()):
+                        files[path] = None
         return list(files)
 
     def watches(self, settings: Mapping[str, Any], path: Path) -> bool:

@@ -40,6 +40,8 @@ class RunOptions:
     #: Only the scripts of this ``environments:`` group (``"default"``: those in
     #: none), all run with ``python``: how a nox session per group runs its share.
     environment: str | None = None
+    #: Write into this run id's directory, merging with what is there already.
+    run_id: str | None = None
     output_dir: Path | None = None
     verbosity: int = 0
     color: bool | None = None

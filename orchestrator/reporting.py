@@ -562,16 +562,27 @@ class FileReporter(Reporter):
 
     def run_finished(self, run: RunInfo, results: Sequence[Mapping[str, Any]]) -> None:
         assert run.run_dir is not None
+        start_time, wall_time, notes = run.start_time, run.wall_time, list(run.notes)
+        merged = list(results)
+        if (run.run_dir / "summary.json").is_file():
+            # A run id given again (one nox session per environment): one report for all.
+            summary, earlier = load_run(run.run_dir)
+            now = {r["path"] for r in results}
+            merged += [r for r in earlier if r["path"] not in now]
+            merged.sort(key=lambda r: str(r["path"]).split("/"))
+            start_time = summary.get("start_time") or start_time
+            wall_time += float(summary.get("wall_time") or 0.0)
+            notes = [n for n in summary.get("notes", []) if n not in notes] + notes
         generate_report(
-            results,
+            merged,
             run.run_dir,
             run_id=run.run_id,
             command=run.command,
-            start_time=run.start_time,
+            start_time=start_time,
             end_time=run.end_time,
-            wall_time=run.wall_time,
+            wall_time=wall_time,
             interrupted=run.interrupted,
-            notes=run.notes,
+            notes=notes,
         )
         point_latest(run.run_dir.parent, run.run_dir)
 
