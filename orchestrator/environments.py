@@ -42,7 +42,7 @@ from typing import Any
 from .errors import OrchestratorError
 from .inputs import STATE_DIR
 
-__all__ = ["EnvBuildError", "EnvSpec", "Environments", "inline_metadata"]
+__all__ = ["EnvBuildError", "EnvSpec", "Environments", "inline_metadata", "satisfies"]
 
 _MARKER = "orchestrator-env.json"
 _INSTALL_TIMEOUT = 900.0
@@ -79,6 +79,39 @@ def inline_metadata(source: str) -> dict[str, Any] | None:
     return data
 
 
+_CLAUSE = re.compile(r"\s*(~=|===|==|!=|<=|>=|<|>)\s*([0-9][0-9.]*)(\.\*)?\s*\Z")
+
+
+def satisfies(version: tuple[int, ...], spec: str) -> bool:
+    """Whether a Python version meets a ``requires-python`` specifier such as ``>=3.10,<4``.
+
+    Raises:
+        EnvBuildError: the specifier cannot be read.
+    """
+    for clause in filter(None, (c.strip() for c in spec.split(","))):
+        match = _CLAUSE.match(clause)
+        if match is None:
+            raise EnvBuildError(f"cannot read requires-python {spec!r}")
+        op, text, wildcard = match.groups()
+        want = tuple(int(p) for p in text.split("."))
+        have = version[: len(want)] if wildcard or op in ("==", "!=", "===") else version
+        if op == "~=":
+            ok = version >= want and version[: len(want) - 1] == want[:-1]
+        else:
+            ok = {
+                "==": have == want,
+                "===": have == want,
+                "!=": have != want,
+                "<=": have <= want,
+                ">=": have >= want,
+                "<": have < want,
+                ">": have > want,
+            }[op]
+        if not ok:
+            return False
+    return True
+
+
 @dataclass(frozen=True)
 class EnvSpec:
     """What an environment holds; equal specs share one environment."""
@@ -87,11 +120,14 @@ class EnvSpec:
     requirements: tuple[str, ...] = ()
     requirements_file: Path | None = None
     python: str | None = None
+    requires_python: str | None = None
 
     def key(self) -> str:
         """The cache key: requirements, requirements file content, Python, our interpreter."""
         digest = hashlib.sha256()
-        digest.update(json.dumps([list(self.requirements), self.python]).encode())
+        digest.update(
+            json.dumps([list(self.requirements), self.python, self.requires_python]).encode()
+        )
         if self.requirements_file is not None:
             try:
                 digest.update(self.requirements_file.read_bytes())
@@ -170,7 +206,14 @@ class Environments:
                 deps = meta.get("dependencies", [])
                 if not isinstance(deps, list) or not all(isinstance(d, str) for d in deps):
                     raise EnvBuildError("'dependencies' must be a list of strings")
-                return EnvSpec(name=f"script {script.name}", requirements=tuple(deps))
+                requires = meta.get("requires-python")
+                if requires is not None and not isinstance(requires, str):
+                    raise EnvBuildError("'requires-python' must be a string")
+                return EnvSpec(
+                    name=f"script {script.name}",
+                    requirements=tuple(deps),
+                    requires_python=requires,
+                )
         group = settings.get("environment")
         if group is None:
             return None
@@ -262,18 +305,24 @@ class Environments:
                 raise EnvBuildError(f"requirements_file {spec.requirements_file} is missing")
             args += ["-r", str(spec.requirements_file)]
         uv = shutil.which("uv")
+        base = _base_python(spec.python)
+        needs = spec.requires_python
+        if needs is not None and not spec.python and not satisfies(sys.version_info[:3], needs):
+            if uv is None:
+                raise EnvBuildError(
+                    f"requires-python {needs!r} is not met by Python "
+                    f"{sys.version.split()[0]}; install uv to fetch a matching one"
+                )
+            base = needs  # uv finds an interpreter that matches
         if uv is not None:
-            _run_installer(
-                [uv, "venv", "--quiet", "--python", _base_python(spec.python), str(env)],
-                "uv venv",
-            )
+            _run_installer([uv, "venv", "--quiet", "--python", base, str(env)], "uv venv")
             if args:
                 _run_installer(
                     [uv, "pip", "install", "--quiet", "--python", str(python), *args],
                     "uv pip install",
                 )
             return
-        _run_installer([_base_python(spec.python), "-m", "venv", str(env)], "python -m venv")
+        _run_installer([base, "-m", "venv", str(env)], "python -m venv")
         if args:
             _run_installer(
                 [
