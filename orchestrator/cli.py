@@ -133,6 +133,18 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="show whole outputs")
     parser.add_argument("-q", "--quiet", action="count", default=0, help="only failures and totals")
     parser.add_argument("--no-color", action="store_true", help="never colour the output")
+    parser.add_argument(
+        "--executor",
+        choices=("local", "dask"),
+        default="local",
+        help="where scripts run: here (local, the default) or on a Dask cluster",
+    )
+    parser.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="with --executor dask: the scheduler, e.g. tcp://host:8786 "
+        "(default: $ORCH_DASK_SCHEDULER, or a LocalCluster sized to this machine)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -262,6 +274,8 @@ def _options(args: argparse.Namespace, argv: Sequence[str]) -> Any:
         python=getattr(args, "python", None),
         environment=getattr(args, "environment", None),
         run_id=getattr(args, "run_id", None),
+        executor=getattr(args, "executor", "local"),
+        scheduler=getattr(args, "scheduler", None),
         output_dir=getattr(args, "output_dir", None),
         verbosity=getattr(args, "verbose", 0) - getattr(args, "quiet", 0),
         color=False if getattr(args, "no_color", False) else None,

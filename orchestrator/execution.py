@@ -29,10 +29,11 @@ from typing import Any
 
 from .changes import Fingerprints, Record, select_changed
 from .environments import EnvBuildError, Environments
+from .executors import Executor, LocalExecutor, ScriptCall, make_executor
 from .inputs import InputGraph
 from .plan import Plan, RunOptions, ScriptJob
 from .reporting import NOT_OK, Reporter, RunInfo, exit_code_for, save_log
-from .runner import Status, run_script, skipped_result, terminate_all, unrun_result
+from .runner import Status, skipped_result, terminate_all, unrun_result
 from .workflow import RetryPolicy, TaskResult, TaskStatus, Workflow, WorkflowEvent
 
 __all__ = ["RESTARTED", "RunOutcome", "execute", "new_run_id"]
@@ -108,6 +109,7 @@ class _ScriptRun:
         run: RunInfo,
         stop: threading.Event,
         graph: InputGraph | None = None,
+        executor: Executor | None = None,
     ) -> None:
         self.plan = plan
         self.options = options
@@ -123,6 +125,7 @@ class _ScriptRun:
         self.graph = graph or InputGraph(run.project_root, run.scripts_dir)
         self.record = Record(run.project_root)
         self.envs = Environments(run.project_root, plan.groups)
+        self.executor = executor or LocalExecutor()
         self.fingerprints = Fingerprints(self.graph, self.envs, options.python)
         self.workflow = Workflow(
             f"orch run {run.run_id}", max_concurrency=options.jobs, listener=self.on_event
@@ -167,18 +170,24 @@ class _ScriptRun:
             raise ScriptErrored(result) from None
         log_dir = None
         if self.run.run_dir is not None:
-            log_dir = self.run.run_dir / "logs" / Path(job.rel).parent
-        result = run_script(
-            job.path,
+            log_dir = str(self.run.run_dir / "logs" / Path(job.rel).parent)
+        inputs: dict[str, str | None] = {}
+        if self.executor.verifies:
+            for path in self.graph.inputs(job.path, {}):
+                inputs[str(path)] = self.graph.file_hash(path)
+        call = ScriptCall(
+            script=str(job.path),
+            scripts_dir=str(self.scripts_dir),
             timeout=settings["timeout"],
             env=settings["env"],
             cwd=settings["cwd"],
             args=settings["args"],
             allowed_exit_codes=settings["allowed_exit_codes"],
-            log_dir=log_dir,
-            scripts_dir=self.scripts_dir,
             python=python,
+            log_dir=log_dir,
+            inputs=inputs,
         )
+        result = self.executor.run(call)
         attempts = self.attempts[job.rel]
         result["attempts"] = attempts
         result["flaky"] = result["status"] == "passed" and attempts > 1
@@ -248,7 +257,8 @@ class _ScriptRun:
             while True:
                 await asyncio.sleep(_TICK)
                 if self.stop.is_set():
-                    terminate_all("interrupted")
+                    if not self.stopping:
+                        self.executor.stop_all("interrupted")
                     self.halt("not started: the run was interrupted")
                 self.emit("tick")
 
@@ -302,10 +312,11 @@ def execute(
         start_time=start.isoformat(),
         notes=list(plan.notes),
     )
+    executor = make_executor(options.executor, options.scheduler)  # may refuse: before any file
     if run.run_dir is not None:
         (run.run_dir / "logs").mkdir(parents=True, exist_ok=True)
     _ensure_state_dir(run.project_root)
-    bridge = _ScriptRun(plan, options, reporters, run, stop, graph)
+    bridge = _ScriptRun(plan, options, reporters, run, stop, graph, executor)
     if options.changed and not options.force:
         bridge.plan = plan = select_changed(plan, bridge.fingerprints, bridge.record)
     bridge.emit("run_started", run)
@@ -313,7 +324,9 @@ def execute(
         asyncio.run(bridge.go())
     finally:
         if len(bridge.results) < len(plan.jobs):  # our own exception: leave no child behind
+            executor.stop_all("interrupted")
             terminate_all("interrupted")
+        executor.close()
     run.interrupted = stop.is_set()
     run.end_time = datetime.now(timezone.utc).isoformat()
     run.wall_time = round(time.monotonic() - began, 6)

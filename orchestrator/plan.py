@@ -42,6 +42,10 @@ class RunOptions:
     environment: str | None = None
     #: Write into this run id's directory, merging with what is there already.
     run_id: str | None = None
+    #: Where scripts run: ``local`` (children of this process) or ``dask``.
+    executor: str = "local"
+    #: The Dask scheduler's address; None starts a LocalCluster.
+    scheduler: str | None = None
     output_dir: Path | None = None
     verbosity: int = 0
     color: bool | None = None

@@ -1,0 +1,221 @@
+"""Where scripts run: in this process's children, or on a Dask cluster's workers.
+
+An executor takes a :class:`ScriptCall` (plain values, so it can travel) and
+returns the script's result dict, blocking; the workflow engine calls it from
+its worker threads, and ``-j`` bounds how many calls are in flight. The engine,
+the reporters and the CLI never know which executor runs.
+
+On a worker, a script runs through the same :func:`~orchestrator.runner.run_script`,
+so process groups, timeouts, bounded output and every status behave exactly as
+locally; results gain a ``worker`` field. Before running, the worker checks the
+content hash of the script and of every local module it imports against the
+submitting checkout: a mismatch is status ``error`` naming the worker and the
+file, never a silent run of other code. A worker that dies mid-script is
+detected by the scheduler; the script is submitted once more, and a second
+loss is status ``error`` with the reason. Task keys share one prefix,
+``orch-script-<id>``, because a prefix per key slows the scheduler down
+quadratically.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import threading
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from .errors import OrchestratorError
+from .runner import Status, run_script, terminate_all, unrun_result
+
+__all__ = ["DaskExecutor", "Executor", "LocalExecutor", "ScriptCall", "make_executor"]
+
+#: Where ``--executor dask`` finds its scheduler when ``--scheduler`` is not given.
+SCHEDULER_ENV = "ORCH_DASK_SCHEDULER"
+
+
+@dataclass(frozen=True)
+class ScriptCall:
+    """One script run, as plain values: the arguments of ``run_script``."""
+
+    script: str
+    scripts_dir: str
+    timeout: float | None
+    env: dict[str, str]
+    cwd: str | None
+    args: list[str]
+    allowed_exit_codes: list[int]
+    python: str | None
+    log_dir: str | None
+    #: ``{path: sha256}`` of the script and its local modules, checked where it runs.
+    inputs: dict[str, str | None] = field(default_factory=dict)
+
+    def run(self) -> dict[str, Any]:
+        """Run the script here."""
+        kwargs = asdict(self)
+        kwargs.pop("inputs")
+        script = kwargs.pop("script")
+        return run_script(script, **kwargs)
+
+
+class Executor(Protocol):
+    """Runs script calls; ``run`` blocks and is called from several threads at once."""
+
+    #: Whether calls carry input hashes to check (another machine may run them).
+    verifies: bool
+
+    def run(self, call: ScriptCall) -> dict[str, Any]:
+        """Run one script and return its result dict; never raises for the script."""
+
+    def stop_all(self, reason: str) -> None:
+        """Kill every running script's process group; pending ones end ``error``."""
+
+    def close(self) -> None:
+        """Release what the executor holds (a cluster, a client)."""
+
+
+class LocalExecutor:
+    """Children of this process: the default."""
+
+    verifies = False
+
+    def run(self, call: ScriptCall) -> dict[str, Any]:
+        """Run the script in a child process of this one."""
+        return call.run()
+
+    def stop_all(self, reason: str) -> None:
+        """Kill every running child's process group."""
+        terminate_all(reason)
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+def _hash(path: str) -> str | None:
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def _remote_run(call: ScriptCall) -> dict[str, Any]:
+    """On a worker: check the checkout, then run the script as locally."""
+    from distributed import get_worker
+
+    try:
+        worker = get_worker().address
+    except ValueError:  # not on a worker (a synchronous test client)
+        worker = "local"
+    for path, digest in call.inputs.items():
+        if _hash(path) != digest:
+            what = "is missing" if os.path.exists(path) is False else "differs"
+            result = unrun_result(
+                call.script,
+                call.scripts_dir,
+                Status.ERROR,
+                error=f"worker {worker}: {path} {what} from the submitting checkout; "
+                "workers must see the same files",
+            )
+            result["worker"] = worker
+            return result
+    result = call.run()
+    result["worker"] = worker
+    return result
+
+
+def _stop_here(reason: str) -> int:
+    return terminate_all(reason)
+
+
+class DaskExecutor:
+    """Scripts run on the workers of a Dask ``distributed`` cluster."""
+
+    verifies = True
+
+    def __init__(self, scheduler: str | None = None) -> None:
+        try:
+            import dask
+            from distributed import Client, LocalCluster
+        except ImportError:
+            raise OrchestratorError(
+                "--executor dask needs Dask's distributed: pip install 'orchestrator[dask]'"
+            ) from None
+        self._cluster: Any = None
+        self._lock = threading.Lock()
+        self._futures: set[Any] = set()
+        self._stopped: str | None = None
+        if scheduler:
+            try:
+                self.client: Any = Client(scheduler, timeout="10s")
+            except OSError as exc:
+                raise OrchestratorError(
+                    f"cannot reach the Dask scheduler at {scheduler}: {exc}; "
+                    f"start one with `dask scheduler`, or unset {SCHEDULER_ENV}"
+                ) from None
+        else:
+            # A death is ours to retry once (see run()); the scheduler should not retry too.
+            with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+                self._cluster = LocalCluster(
+                    n_workers=os.cpu_count() or 1,
+                    threads_per_worker=1,
+                    processes=True,
+                    dashboard_address=None,
+                )
+            self.client = Client(self._cluster)
+
+    def run(self, call: ScriptCall) -> dict[str, Any]:
+        """Submit the script, wait for its result; on a lost worker, submit once more."""
+        from distributed import CancelledError
+
+        reason = ""
+        for _ in range(2):
+            if self._stopped:
+                break
+            future = self.client.submit(
+                _remote_run, call, key=f"orch-script-{uuid.uuid4().hex}", pure=False
+            )
+            with self._lock:
+                self._futures.add(future)
+            try:
+                return dict(future.result())
+            except CancelledError:
+                break
+            except Exception as exc:  # KilledWorker, a lost connection: the worker is gone
+                reason = f"{type(exc).__name__}: {exc}"
+            finally:
+                with self._lock:
+                    self._futures.discard(future)
+        error = self._stopped or f"the worker running it died, twice ({reason})"
+        return unrun_result(call.script, call.scripts_dir, Status.ERROR, error=error)
+
+    def stop_all(self, reason: str) -> None:
+        """Cancel pending scripts and kill the running ones' process groups on every worker."""
+        self._stopped = reason
+        with self._lock:
+            futures = list(self._futures)
+        # A dying cluster may refuse; cancelling below still frees our threads.
+        with contextlib.suppress(Exception):
+            self.client.run(_stop_here, reason)
+        self.client.cancel(futures, force=True)
+
+    def close(self) -> None:
+        """Close the client, and the cluster if we started it."""
+        self.client.close()
+        if self._cluster is not None:
+            self._cluster.close()
+
+
+def make_executor(name: str, scheduler: str | None = None) -> Executor:
+    """The executor called ``name`` (``local`` or ``dask``).
+
+    Raises:
+        OrchestratorError: an unknown name, or dask is missing or unreachable.
+    """
+    if name == "local":
+        return LocalExecutor()
+    if name == "dask":
+        return DaskExecutor(scheduler or os.environ.get(SCHEDULER_ENV) or None)
+    raise OrchestratorError(f"unknown executor {name!r}: use local or dask")
