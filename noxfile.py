@@ -73,9 +73,16 @@ def typecheck(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Run every benchmark and put their output into benchmarks/README.md."""
-    session.install("-e", ".")
+    session.install("-e", ".[dask]", "uv")
     outputs = []
-    for script in ("discovery.py", "overhead.py", "dag.py", "watch.py"):
+    for script in (
+        "discovery.py",
+        "overhead.py",
+        "dag.py",
+        "watch.py",
+        "environments.py",
+        "dask.py",
+    ):
         output = session.run("python", f"benchmarks/{script}", silent=True)
         outputs.append(f"$ python benchmarks/{script}\n{output}")
         session.log(output)
