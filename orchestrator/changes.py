@@ -123,15 +123,6 @@ def select_changed(
             or entry.get("fingerprint") != fingerprints.of(job)
         ):
             stale.add(job.rel)
-    dependents: dict[str, list[str]] = {}
-    for job in plan.jobs:
-        for dep in job.settings["depends_on"]:
-            dependents.setdefault(dep, []).append(job.rel)
-    queue = list(stale)
-    while queue:
-        for dependent in dependents.get(queue.pop(), ()):
-            if dependent not in stale:
-                stale.add(dependent)
-                queue.append(dependent)
+    stale.update(plan.dependents_of(stale))
     fresh = frozenset(job.rel for job in plan.jobs if job.rel not in stale)
     return replace(plan, fresh=fresh)

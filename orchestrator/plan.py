@@ -9,6 +9,7 @@ before anything runs.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -107,6 +108,27 @@ class Plan:
     def graph(self) -> dict[str, list[str]]:
         """``{script path: [paths it depends on]}`` for every job."""
         return {job.rel: list(job.settings["depends_on"]) for job in self.jobs}
+
+    def dependents_of(self, rels: Iterable[str]) -> dict[str, str]:
+        """The scripts that depend on any of ``rels``, transitively, and not in it.
+
+        Returns ``{dependent: the script through which it depends}``.
+        """
+        direct: dict[str, list[str]] = {}
+        for job in self.jobs:
+            for dep in job.settings["depends_on"]:
+                direct.setdefault(dep, []).append(job.rel)
+        seen = set(rels)
+        found: dict[str, str] = {}
+        todo = list(seen)
+        while todo:
+            rel = todo.pop()
+            for dependent in direct.get(rel, ()):
+                if dependent not in seen:
+                    seen.add(dependent)
+                    found[dependent] = rel
+                    todo.append(dependent)
+        return found
 
 
 def _path_key(rel: str) -> list[str]:

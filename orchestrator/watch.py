@@ -283,18 +283,9 @@ class _Session:
             fingerprint = fingerprints.of(job)
             if not isinstance(entry, dict) or entry.get("fingerprint") != fingerprint:
                 stale.add(rel)
-        dependents: dict[str, list[str]] = {}
-        for job in self.plan.jobs:
-            for dep in job.settings["depends_on"]:
-                dependents.setdefault(dep, []).append(job.rel)
-        todo = list(stale)
-        while todo:
-            rel = todo.pop()
-            for dependent in dependents.get(rel, ()):
-                if dependent not in stale:
-                    stale.add(dependent)
-                    todo.append(dependent)
-                    causes.setdefault(f"{rel} reruns (depends_on)", set()).add(dependent)
+        for dependent, via in self.plan.dependents_of(stale).items():
+            stale.add(dependent)
+            causes.setdefault(f"{via} reruns (depends_on)", set()).add(dependent)
         for cause, rels in causes.items():
             chosen = sorted(rels & stale)
             if chosen:
