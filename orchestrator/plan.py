@@ -193,6 +193,12 @@ def build_plan(options: RunOptions) -> Plan:
     )
     ordered = sorted(jobs.values(), key=lambda job: _path_key(job.rel))
     if options.environment is not None:
+        known = [*config["environments"], DEFAULT_ENVIRONMENT]
+        if options.environment not in known:
+            raise ConfigError(
+                f"{source}: environments: no group {options.environment!r}; "
+                f"known: {', '.join(known)}"
+            )
         # One nox session per group: only its scripts (and what they depend on).
         wanted = None if options.environment == DEFAULT_ENVIRONMENT else options.environment
         chosen = {job.rel for job in ordered if job.settings["environment"] == wanted}
