@@ -106,10 +106,14 @@ class InputGraph:
         self._imports = _Cache(state / "imports.json")
         self._hashes = _Cache(state / "hashes.json")
         self._lock = threading.RLock()
-        src = project_root / "src"
-        self._shared_roots = [r for r in (scripts_dir, src, project_root) if r.is_dir()]
+        self._shared_roots = self._roots()
         self._direct: dict[Path, tuple[Path, ...]] = {}
         self._errors: dict[Path, str] = {}
+
+    def _roots(self) -> list[Path]:
+        """The shared import roots that exist now: scripts directory, ``src/``, project root."""
+        candidates = (self.scripts_dir, self.root / "src", self.root)
+        return [r for r in candidates if r.is_dir()]
 
     # -- caches ---------------------------------------------------------------------
 
@@ -128,6 +132,7 @@ class InputGraph:
         """
         with self._lock:
             if structural:
+                self._shared_roots = self._roots()  # a src/ made since counts now
                 self._direct.clear()
                 self._errors.clear()
             for path in paths:

@@ -85,12 +85,15 @@ class _Watcher(threading.Thread):
         self._dirs: frozenset[Path] = frozenset()
         self._rewatch = threading.Event()
 
-    def set_dirs(self, dirs: Iterable[Path]) -> None:
+    def set_dirs(self, dirs: Iterable[Path]) -> bool:
+        """Watch these folders from now on; return whether that changed anything."""
         dirs = frozenset(dirs)
-        if dirs != self._dirs:
-            self._dirs = dirs
-            self.ready.clear()
-            self._rewatch.set()
+        if dirs == self._dirs:
+            return False
+        self._dirs = dirs
+        self.ready.clear()
+        self._rewatch.set()
+        return True
 
     def _filter(self, change: Any, path: str) -> bool:
         if any(path == p or path.startswith(p + os.sep) for p in self.ignore):
@@ -176,6 +179,7 @@ class _Session:
         self.pending: list[tuple[float, set[tuple[Any, str]]]] = []
         self.running: set[str] = set()
         self.last_window = (0.0, 0.0)  # wall-clock start and end of the last batch
+        self.last_ran: dict[Path, Mapping[str, Any]] = {}  # the scripts of the last batch
 
     def say(self, text: str) -> None:
         self.out.write(text + "\n")
@@ -230,16 +234,18 @@ class _Session:
         )
         start, end = self.last_window
         paths: list[Path] = []
-        jobs = self.jobs_by_path(self.plan)
         for path in changes:
+            # A data file an input of the last batch's scripts, modified while they ran,
+            # is taken as their output: rerunning them for it would loop.
             if path.suffix != ".py" and path not in self.config_candidates():
                 with contextlib.suppress(OSError):
-                    if start <= path.stat().st_mtime <= end + 0.5:
-                        if self.graph.affected([path], jobs):
-                            batch.notes.append(
-                                f"{self.rel_root(path)} was written while scripts ran; "
-                                "taken as their output, not an edit"
-                            )
+                    if start <= path.stat().st_mtime <= end + 0.05 and self.graph.affected(
+                        [path], self.last_ran
+                    ):
+                        batch.notes.append(
+                            f"{self.rel_root(path)} was written while the scripts reading it "
+                            "ran; taken as their output, not an edit (save it again to rerun)"
+                        )
                         continue
             paths.append(path)
         if not paths:
@@ -253,6 +259,8 @@ class _Session:
             except OrchestratorError as exc:
                 self.say(f"orch: error: {exc}")
                 self.say("orch: still watching, with the last good config")
+                # Deleted scripts go even so; new ones wait for a good config.
+                self.plan = replace(self.plan, jobs=[j for j in self.plan.jobs if j.path.exists()])
         old_settings = {job.rel: job.settings for job in old.jobs}
         new_jobs = {job.rel: job for job in self.plan.jobs}
         for rel in old_settings.keys() - new_jobs.keys():
@@ -316,6 +324,7 @@ class _Session:
             execute(plan, self.options, reporters, stop=self.stop, graph=self.graph)
         finally:
             self.last_window = (began, time.time())
+            self.last_ran = self.jobs_by_path(plan)
             self.running.clear()
 
     def take_batches(self, timeout: float) -> list[tuple[float, set[tuple[Any, str]]]]:
@@ -329,6 +338,29 @@ class _Session:
             pass
         return batches
 
+    def rewatch(self) -> bool:
+        """Register the folders that now hold inputs; True if that changed the set.
+
+        Re-registering leaves a short gap; the caller rescans for what it missed.
+        """
+        if not self.watcher.set_dirs(self.watch_dirs()):
+            return False
+        self.watcher.ready.wait(5)
+        return True
+
+    def rescan(self) -> set[str]:
+        """Scripts that ran before and whose inputs differ from then (after a gap)."""
+        entries = self.record.load()
+        fingerprints = Fingerprints(
+            self.graph, Environments(self.root, self.plan.groups), self.options.python
+        )
+        stale = set()
+        for job in self.plan.jobs:
+            entry = entries.get(self.record.key(job.path))
+            if isinstance(entry, dict) and entry.get("fingerprint") != fingerprints.of(job):
+                stale.add(job.rel)
+        return stale
+
     def loop(self) -> None:
         self.watcher.set_dirs(self.watch_dirs())
         self.watcher.start()
@@ -336,20 +368,27 @@ class _Session:
         if self.watch_options.initial:
             self.run(None)
         self.say(f"watching {self.rel_root(self.scripts_dir)}/ (Ctrl-C to stop)")
+        missed: set[str] = set()
         while not self.stop.is_set():
             if self.watcher.failure is not None:
                 raise self.watcher.failure
             batches = self.take_batches(_POLL)
-            if not batches or self.stop.is_set():
+            if (not batches and not missed) or self.stop.is_set():
                 continue
-            batch = self.understand(batches)
+            batch = self.understand(batches) if batches else _Batch()
             for note in batch.notes:
                 self.say(note)
             for cause, rels in batch.why.items():
                 self.say(f"{cause} -> {', '.join(rels)}")
-            if batch.scripts:
-                self.run(batch.scripts)
-            self.watcher.set_dirs(self.watch_dirs())
+            if missed - batch.scripts:
+                self.say(f"changed while re-registering folders -> {', '.join(sorted(missed))}")
+            scripts, missed = batch.scripts | missed, set()
+            if self.rewatch():  # new folders are watched before anything runs
+                scripts |= self.rescan()
+            if scripts:
+                self.run(scripts)
+            if self.rewatch():
+                missed = self.rescan()
             self.graph.save()
 
 

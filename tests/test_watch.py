@@ -1,0 +1,531 @@
+"""``orch watch``: the real command, the real watcher, real edits; runs counted exactly."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import pytest
+from conftest import Project, pid_alive, wait_for
+
+#: Seconds to wait for something that should happen (a loaded machine delays the watcher).
+TIMEOUT = 30.0
+#: Seconds of silence that show nothing more happens.
+QUIET = 1.0
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "GITHUB_STEP_SUMMARY"}
+    env["NO_COLOR"] = "1"
+    return env
+
+
+class Watch:
+    """A running ``orch watch scripts --no-color ARGS``, its output collected by a thread."""
+
+    def __init__(self, root: Path, *args: str, ready: bool = True) -> None:
+        command = [sys.executable, "-m", "orchestrator", "watch", "scripts", "--no-color", *args]
+        self.proc = subprocess.Popen(
+            command,
+            cwd=root,
+            env=_env(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="backslashreplace",
+        )
+        self._lines: list[str] = []
+        self._lock = threading.Lock()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        if ready:
+            self.wait(r"^watching scripts/")
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            with self._lock:
+                self._lines.append(line)
+
+    @property
+    def output(self) -> str:
+        with self._lock:
+            return "".join(self._lines)
+
+    def mark(self) -> int:
+        """The current end of the output: pass it as ``after`` to look only at what follows."""
+        return len(self.output)
+
+    def since(self, after: int) -> str:
+        return self.output[after:]
+
+    def wait(self, pattern: str, after: int = 0, timeout: float = TIMEOUT) -> re.Match[str]:
+        """The first match of ``pattern`` (a multiline regex) in the output after ``after``."""
+        regex = re.compile(pattern, re.MULTILINE)
+        found: list[re.Match[str]] = []
+
+        def seen() -> bool:
+            match = regex.search(self.output, after)
+            if match:
+                found.append(match)
+            return match is not None or not self.alive()
+
+        if not wait_for(seen, timeout) or not found:
+            self._reader.join(1)  # it exited: read its last words before giving up
+            seen()
+        if not found:
+            state = "running" if self.alive() else f"exited {self.proc.returncode}"
+            raise AssertionError(f"{pattern!r} not seen in {timeout} s ({state}):\n{self.output}")
+        return found[0]
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def interrupt(self, timeout: float = 10) -> int:
+        """Send SIGINT (Ctrl-C) and return the exit code."""
+        self.proc.send_signal(signal.SIGINT)
+        return self.proc.wait(timeout)
+
+    def close(self) -> None:
+        if self.alive():
+            try:
+                self.interrupt()
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._reader.join(5)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+class Sample:
+    """A project whose scripts append a line to ``runs/<name>`` each time they start."""
+
+    def __init__(self, project: Project, runs: Path) -> None:
+        self.project = project
+        self.root = project.root
+        self.scripts = project.scripts
+        self.runs = runs
+        runs.mkdir(exist_ok=True)
+
+    def standard(self) -> Sample:
+        """``a/x.py`` and ``b/y.py`` import ``src/util.py``; ``c/z.py`` watches ``data/*.csv``."""
+        self.util = self.write("src/util.py", "VALUE = 1\n")
+        self.data = self.write("data/input.csv", "a,b\n")
+        self.add("a/x.py", "import util")
+        self.add("b/y.py", "from util import VALUE")
+        self.add("c/z.py")
+        self.add("w.py")
+        self.project.config('scripts:\n  c/z.py: {watch: ["data/*.csv"]}\n')
+        return self
+
+    def write(self, rel: str, body: str) -> Path:
+        path = self.root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(body).lstrip("\n"))
+        return path
+
+    def marker(self, rel: str) -> Path:
+        return self.runs / rel.replace("/", "_")
+
+    def add(self, rel: str, head: str = "", tail: str = "") -> Path:
+        """A script that runs ``head``, appends to its marker, then runs ``tail``."""
+        body = (
+            f"{head}\n"
+            f"with open({str(self.marker(rel))!r}, 'a') as f:\n"
+            "    f.write('run\\n')\n"
+            f"{tail}\n"
+        )
+        return self.project.script(rel, body)
+
+    def count(self, rel: str) -> int:
+        marker = self.marker(rel)
+        return len(marker.read_text().splitlines()) if marker.exists() else 0
+
+    def counts(self) -> dict[str, int]:
+        scripts = sorted(p.relative_to(self.scripts).as_posix() for p in self.scripts.rglob("*.py"))
+        return {rel: self.count(rel) for rel in scripts}
+
+    def reached(self, expected: Mapping[str, int], timeout: float = TIMEOUT) -> None:
+        """Wait until each script has started at least its ``expected`` number of times."""
+        if not wait_for(lambda: all(self.count(r) >= n for r, n in expected.items()), timeout):
+            raise AssertionError(f"runs {self.counts()}, expected {dict(expected)}")
+
+    def settled(self, expected: Mapping[str, int], quiet: float = QUIET) -> None:
+        """After ``quiet`` seconds, the run counts are exactly ``expected``."""
+        time.sleep(quiet)
+        assert self.counts() == dict(expected)
+
+
+@pytest.fixture
+def sample(project: Project, tmp_path: Path) -> Sample:
+    return Sample(project, tmp_path / "runs")
+
+
+@pytest.fixture
+def watch(project: Project) -> Iterator[type[Watch]]:
+    """Start ``Watch(root, *args)`` sessions; each is interrupted at teardown."""
+    started: list[Watch] = []
+
+    class _Tracked(Watch):
+        def __init__(self, root: Path, *args: str, ready: bool = True) -> None:
+            started.append(self)
+            super().__init__(root, *args, ready=ready)
+
+    yield _Tracked
+    for session in started:
+        session.close()
+
+
+def edit(path: Path) -> None:
+    """Change a file's content (and size), as an editor would."""
+    with path.open("a") as handle:
+        handle.write("# edited\n")
+
+
+def after_edit(w: Watch, sample: Sample, pos: int, expected: Mapping[str, int]) -> str:
+    """Wait for the batch an edit caused to end, then for a quiet spell; its output."""
+    sample.reached(expected)
+    w.wait(r"^reports: ", after=pos)
+    sample.settled(expected)
+    assert w.alive()
+    return w.since(pos)
+
+
+ALL_ONCE = {"a/x.py": 1, "b/y.py": 1, "c/z.py": 1, "w.py": 1}
+
+
+# -- the initial run ----------------------------------------------------------------------
+
+
+def test_the_initial_run_runs_every_script_once(sample: Sample, watch: type[Watch]) -> None:
+    sample.standard()
+    w = watch(sample.root)
+    sample.settled(ALL_ONCE)
+    assert "Traceback" not in w.output
+
+
+def test_no_initial_runs_nothing_until_an_edit(sample: Sample, watch: type[Watch]) -> None:
+    sample.standard()
+    w = watch(sample.root, "--no-initial")
+    sample.settled(dict.fromkeys(ALL_ONCE, 0))
+    assert "reports:" not in w.output
+    pos = w.mark()
+    edit(sample.scripts / "w.py")
+    out = after_edit(w, sample, pos, {**dict.fromkeys(ALL_ONCE, 0), "w.py": 1})
+    assert re.search(r"^scripts/w\.py changed -> w\.py$", out, re.MULTILINE), out
+
+
+# -- edits ------------------------------------------------------------------------------
+
+
+def test_editing_a_script_reruns_only_it_into_a_new_report(
+    sample: Sample, watch: type[Watch]
+) -> None:
+    sample.standard()
+    w = watch(sample.root)
+    latest = sample.root / "reports" / "latest"
+    first = latest.resolve()
+    sample.settled(ALL_ONCE)
+    pos = w.mark()
+    edit(sample.scripts / "b/y.py")
+    out = after_edit(w, sample, pos, {**ALL_ONCE, "b/y.py": 2})
+    assert re.search(r"^scripts/b/y\.py changed -> b/y\.py$", out, re.MULTILINE), out
+    second = latest.resolve()
+    assert second != first
+    assert f"reports: {second}" in out
+    summary = json.loads((second / "summary.json").read_text())
+    assert [(r["path"], r["status"]) for r in summary["results"]] == [("b/y.py", "passed")]
+    assert len([d for d in latest.parent.iterdir() if d.name != "latest"]) == 2
+
+
+def test_editing_a_shared_module_reruns_exactly_its_importers(
+    sample: Sample, watch: type[Watch]
+) -> None:
+    sample.standard()
+    w = watch(sample.root)
+    sample.settled(ALL_ONCE)
+    pos = w.mark()
+    sample.util.write_text("VALUE = 2\n")
+    out = after_edit(w, sample, pos, {**ALL_ONCE, "a/x.py": 2, "b/y.py": 2})
+    assert re.search(r"^src/util\.py changed -> a/x\.py, b/y\.py$", out, re.MULTILINE), out
+
+
+def test_editing_a_watched_data_file_reruns_its_script(sample: Sample, watch: type[Watch]) -> None:
+    sample.standard()
+    w = watch(sample.root)
+    sample.settled(ALL_ONCE)
+    pos = w.mark()
+    sample.data.write_text("a,b\n1,2\n")
+    out = after_edit(w, sample, pos, {**ALL_ONCE, "c/z.py": 2})
+    assert re.search(r"^data/input\.csv changed -> c/z\.py$", out, re.MULTILINE), out
+
+
+def test_a_config_edit_reruns_only_the_script_whose_settings_changed(
+    sample: Sample, watch: type[Watch]
+) -> None:
+    sample.standard()
+    w = watch(sample.root)
+    sample.settled(ALL_ONCE)
+    pos = w.mark()
+    sample.project.config(
+        """
+        scripts:
+          c/z.py: {watch: ["data/*.csv"]}
+          a/x.py: {env: {MODE: "slow"}}
+        """
+    )
+    out = after_edit(w, sample, pos, {**ALL_ONCE, "a/x.py": 2})
+    assert re.search(r"^scripts/config\.yaml changed -> a/x\.py$", out, re.MULTILINE), out
+
+
+def test_saving_identical_content_reruns_nothing(sample: Sample, watch: type[Watch]) -> None:
+    sample.standard()
+    w = watch(sample.root)
+    sample.settled(ALL_ONCE)
+    pos = w.mark()
+    for path in (sample.util, sample.scripts / "a/x.py", sample.data):
+        path.write_bytes(path.read_bytes())
+    time.sleep(0.3)
+    # A real edit afterwards: once it has run, the saves before it were seen too.
+    edit(sample.scripts / "w.py")
+    out = after_edit(w, sample, pos, {**ALL_ONCE, "w.py": 2})
+    assert "x.py" not in out and "z.py" not in out, out
+
+
+# -- scripts that come and go ------------------------------------------------------------
+
+
+def test_a_new_script_runs(sample: Sample, watch: type[Watch]) -> None:
+    sample.standard()
+    w = watch(sample.root)
+    sample.settled(ALL_ONCE)
+    pos = w.mark()
+    sample.add("c/new.py", "import util")
+    out = after_edit(w, sample, pos, {**ALL_ONCE, "c/new.py": 1})
+    assert re.search(r"^new script c/new\.py -> c/new\.py$", out, re.MULTILINE), out
+    pos = w.mark()
+    sample.util.write_text("VALUE = 2\n")
+    out = after_edit(w, sample, pos, {**ALL_ONCE, "a/x.py": 2, "b/y.py": 2, "c/new.py": 2})
+    assert re.search(r"^src/util\.py changed -> a/x\.py, b/y\.py, c/new\.py$", out, re.M), out
+
+
+def test_a_new_script_in_a_new_folder_runs_and_its_edits_are_seen(
+    sample: Sample, watch: type[Watch]
+) -> None:
+    sample.standard()
+    w = watch(sample.root)
+    sample.settled(ALL_ONCE)
+    pos = w.mark()
+    fresh = sample.add("d/fresh.py")
+    out = after_edit(w, sample, pos, {**ALL_ONCE, "d/fresh.py": 1})
+    assert "new script d/fresh.py" in out, out
+    pos = w.mark()
+    edit(fresh)
+    after_edit(w, sample, pos, {**ALL_ONCE, "d/fresh.py": 2})
+
+
+def test_a_deleted_script_is_dropped_and_watching_goes_on(
+    sample: Sample, watch: type[Watch]
+) -> None:
+    sample.standard()
+    w = watch(sample.root)
+    sample.settled(ALL_ONCE)
+    pos = w.mark()
+    (sample.scripts / "b/y.py").unlink()
+    w.wait(r"^b/y\.py is gone: dropped$", after=pos)
+    sample.settled({k: v for k, v in ALL_ONCE.items() if k != "b/y.py"})
+    assert "reports:" not in w.since(pos)
+    pos = w.mark()
+    sample.util.write_text("VALUE = 2\n")
+    out = after_edit(w, sample, pos, {"a/x.py": 2, "c/z.py": 1, "w.py": 1})
+    assert sample.count("b/y.py") == 1
+    assert re.search(r"^src/util\.py changed -> a/x\.py$", out, re.MULTILINE), out
+    assert "Traceback" not in w.output
+
+
+@pytest.mark.slow
+def test_an_edit_to_a_new_folders_script_during_its_first_run_is_kept(
+    sample: Sample, watch: type[Watch]
+) -> None:
+    sample.add("w.py")
+    w = watch(sample.root)
+    sample.settled({"w.py": 1})
+    pos = w.mark()
+    fresh = sample.add("d/fresh.py", tail="import time\ntime.sleep(1)")
+    sample.reached({"d/fresh.py": 1})
+    edit(fresh)
+    w.wait(r"^reports: ", after=pos)
+    assert wait_for(lambda: sample.count("d/fresh.py") == 2, 3.0), w.since(pos)
+
+
+# -- loops -------------------------------------------------------------------------------
+
+
+def test_a_script_writing_next_to_itself_runs_once_per_edit(
+    sample: Sample, watch: type[Watch]
+) -> None:
+    write_out = (
+        "import json\nfrom pathlib import Path\n"
+        "out = Path(__file__).with_name({name!r})\n"
+        "n = json.loads(out.read_text())['n'] if out.exists() else 0\n"
+        "out.write_text(json.dumps({{'n': n + 1}}))"
+    )
+    sample.add("writer.py", tail=write_out.format(name="out.json"))
+    # Worse: its own output is one of its inputs.
+    sample.add("loop/looper.py", tail=write_out.format(name="state.json"))
+    sample.project.config('scripts:\n  loop/looper.py: {watch: ["scripts/loop/*.json"]}\n')
+    w = watch(sample.root)
+    sample.settled({"writer.py": 1, "loop/looper.py": 1})
+    pos = w.mark()
+    edit(sample.scripts / "writer.py")
+    edit(sample.scripts / "loop/looper.py")
+    sample.reached({"writer.py": 2, "loop/looper.py": 2})
+    w.wait(r"^reports: ", after=pos)
+    sample.settled({"writer.py": 2, "loop/looper.py": 2}, quiet=2.0)
+    assert json.loads((sample.scripts / "out.json").read_text()) == {"n": 2}
+    assert json.loads((sample.scripts / "loop/state.json").read_text()) == {"n": 2}
+    assert w.alive()
+
+
+# -- edits while scripts run -------------------------------------------------------------
+
+
+def _slow(sample: Sample, seconds: float) -> Path:
+    """``slow.py``: starts (marker), sleeps ``seconds`` in a child, ends (``slow.end``)."""
+    return sample.add(
+        "slow.py",
+        "import subprocess",
+        f"""
+child = subprocess.Popen(["sleep", "{seconds}"])
+with open({str(sample.runs / "slow.pids")!r}, "a") as f:
+    f.write(f"{{child.pid}}\\n")
+child.wait()
+with open({str(sample.runs / "slow.end")!r}, "a") as f:
+    f.write("end\\n")
+""",
+    )
+
+
+def _lines(path: Path) -> list[str]:
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def _words(path: Path) -> list[str]:
+    return path.read_text().split() if path.exists() else []
+
+
+@pytest.mark.slow
+def test_an_edit_while_scripts_run_is_queued_until_the_batch_ends(
+    sample: Sample, watch: type[Watch]
+) -> None:
+    slow = _slow(sample, 2)
+    quick = sample.add("quick.py")
+    w = watch(sample.root, ready=False)
+    sample.reached({"quick.py": 1, "slow.py": 1})
+    edit(quick)
+    edit(slow)  # the running script itself: it ran with the old text, so it must run again
+    w.wait(r"^watching scripts/")
+    sample.reached({"quick.py": 2, "slow.py": 2})
+    assert wait_for(lambda: len(_lines(sample.runs / "slow.end")) == 2, TIMEOUT)
+    sample.settled({"quick.py": 2, "slow.py": 2})
+    assert len(_lines(sample.runs / "slow.end")) == 2, "nothing was killed"
+    assert "restarted" not in w.output
+
+
+def test_on_busy_restart_kills_the_affected_running_script_and_starts_it_again(
+    sample: Sample, watch: type[Watch]
+) -> None:
+    slow = _slow(sample, 60)
+    quick = sample.add("quick.py")
+    pids = sample.runs / "slow.pids"
+    w = watch(sample.root, "--on-busy", "restart", ready=False)
+    assert wait_for(lambda: len(_lines(pids)) == 1, TIMEOUT)
+    first = int(_lines(pids)[0])
+    assert pid_alive(first)
+
+    edit(quick)  # quick.py is not running: slow.py is left alone
+    time.sleep(QUIET)
+    assert pid_alive(first)
+    assert sample.counts() == {"quick.py": 1, "slow.py": 1}
+
+    edit(slow)
+    assert wait_for(lambda: not pid_alive(first), TIMEOUT), "the old run's child survived"
+    sample.reached({"quick.py": 2, "slow.py": 2})
+    assert wait_for(lambda: len(_lines(pids)) == 2, TIMEOUT)
+    second = int(_lines(pids)[1])
+    assert second != first and pid_alive(second)
+    sample.settled({"quick.py": 2, "slow.py": 2})
+    assert _lines(sample.runs / "slow.end") == []
+    assert "restarted" in w.output
+    w.close()
+    assert wait_for(lambda: not pid_alive(second), 2)
+
+
+# -- config errors and Ctrl-C ------------------------------------------------------------
+
+
+def test_a_broken_config_is_one_error_line_and_watching_goes_on(
+    sample: Sample, watch: type[Watch]
+) -> None:
+    sample.standard()
+    good = 'scripts:\n  c/z.py: {watch: ["data/*.csv"]}\n  a/x.py: {env: {MODE: "%s"}}\n'
+    sample.project.config(good % "1")
+    w = watch(sample.root)
+    sample.settled(ALL_ONCE)
+
+    pos = w.mark()
+    sample.project.config("scripts: [\n")
+    w.wait(r"^orch: still watching", after=pos)
+    sample.settled(ALL_ONCE)
+    errors = [line for line in w.since(pos).splitlines() if line.startswith("orch: error:")]
+    assert len(errors) == 1, w.since(pos)
+    assert "config.yaml" in errors[0]
+    assert "Traceback" not in w.output
+
+    pos = w.mark()
+    edit(sample.scripts / "w.py")
+    after_edit(w, sample, pos, {**ALL_ONCE, "w.py": 2})
+
+    pos = w.mark()
+    sample.project.config(good % "2")
+    out = after_edit(w, sample, pos, {**ALL_ONCE, "w.py": 2, "a/x.py": 2})
+    assert re.search(r"^scripts/config\.yaml changed -> a/x\.py$", out, re.MULTILINE), out
+    assert "orch: error" not in out
+
+
+def test_ctrl_c_ends_the_watch_at_once_and_leaves_no_process(
+    sample: Sample, watch: type[Watch]
+) -> None:
+    sample.add(
+        "busy.py",
+        "import os, subprocess",
+        f"""
+child = subprocess.Popen(["sleep", "60"])
+with open({str(sample.runs / "busy.pids")!r}, "w") as f:
+    f.write(f"{{os.getpid()}} {{child.pid}}\\n")
+child.wait()
+""",
+    )
+    pids_file = sample.runs / "busy.pids"
+    w = watch(sample.root, ready=False)
+    assert wait_for(lambda: len(_words(pids_file)) == 2, TIMEOUT)
+    pids = [int(p) for p in _words(pids_file)]
+    assert all(pid_alive(p) for p in pids)
+    began = time.monotonic()
+    code = w.interrupt()
+    took = time.monotonic() - began
+    assert code == 130, w.output
+    assert took < 1.0, f"took {took:.2f} s"
+    assert wait_for(lambda: not any(pid_alive(p) for p in pids), 0.5), pids
+    assert "Traceback" not in w.output
