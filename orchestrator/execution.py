@@ -186,6 +186,7 @@ class _ScriptRun:
             python=python,
             log_dir=log_dir,
             inputs=inputs,
+            tag=self.run.run_id,
         )
         result = self.executor.run(call)
         attempts = self.attempts[job.rel]

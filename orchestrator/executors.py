@@ -23,13 +23,14 @@ import contextlib
 import hashlib
 import os
 import threading
+import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from .errors import OrchestratorError
-from .runner import Status, run_script, terminate_all, unrun_result
+from .runner import KILL_GRACE, Status, run_script, terminate_all, unrun_result
 
 __all__ = ["DaskExecutor", "Executor", "LocalExecutor", "ScriptCall", "make_executor"]
 
@@ -52,6 +53,8 @@ class ScriptCall:
     log_dir: str | None
     #: ``{path: sha256}`` of the script and its local modules, checked where it runs.
     inputs: dict[str, str | None] = field(default_factory=dict)
+    #: The run's id: a stop kills this run's scripts, not another run's on the same workers.
+    tag: str | None = None
 
     def run(self) -> dict[str, Any]:
         """Run the script here."""
@@ -126,8 +129,8 @@ def _remote_run(call: ScriptCall) -> dict[str, Any]:
     return result
 
 
-def _stop_here(reason: str) -> int:
-    return terminate_all(reason)
+def _stop_here(reason: str, tag: str | None) -> int:
+    return terminate_all(reason, tag=tag)
 
 
 class DaskExecutor:
@@ -147,13 +150,20 @@ class DaskExecutor:
         self._lock = threading.Lock()
         self._futures: set[Any] = set()
         self._stopped: str | None = None
+        self._give_up_at: float | None = None
+        self._tag: str | None = None
         if scheduler:
             try:
                 self.client: Any = Client(scheduler, timeout="10s")
-            except OSError as exc:
+            except (OSError, ValueError, TypeError) as exc:
+                from_env = scheduler == os.environ.get(SCHEDULER_ENV)
+                hint = (
+                    f"set {SCHEDULER_ENV} right, or unset it"
+                    if from_env
+                    else ("give tcp://HOST:PORT of a running `dask scheduler`")
+                )
                 raise OrchestratorError(
-                    f"cannot reach the Dask scheduler at {scheduler}: {exc}; "
-                    f"start one with `dask scheduler`, or unset {SCHEDULER_ENV}"
+                    f"cannot reach the Dask scheduler at {scheduler}: {exc}; {hint}"
                 ) from None
         else:
             # A death is ours to retry once (see run()); the scheduler should not retry too.
@@ -163,6 +173,8 @@ class DaskExecutor:
                     threads_per_worker=1,
                     processes=True,
                     dashboard_address=None,
+                    # Not 8787: another cluster may hold it, and distributed would warn.
+                    scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
                 )
             self.client = Client(self._cluster)
 
@@ -179,8 +191,9 @@ class DaskExecutor:
             )
             with self._lock:
                 self._futures.add(future)
+                self._tag = call.tag
             try:
-                return dict(future.result())
+                return dict(self._wait(future))
             except CancelledError:
                 break
             except Exception as exc:  # KilledWorker, a lost connection: the worker is gone
@@ -191,15 +204,35 @@ class DaskExecutor:
         error = self._stopped or f"the worker running it died, twice ({reason})"
         return unrun_result(call.script, call.scripts_dir, Status.ERROR, error=error)
 
+    def _wait(self, future: Any) -> Any:
+        """The future's result; after a stop, give up on it once the grace has passed."""
+        from distributed import CancelledError
+        from distributed import TimeoutError as DaskTimeout
+
+        while True:
+            try:
+                return future.result(timeout=0.2)
+            except (TimeoutError, DaskTimeout):
+                if self._give_up_at is not None and time.monotonic() > self._give_up_at:
+                    self.client.cancel([future], force=True)
+                    raise CancelledError() from None
+
     def stop_all(self, reason: str) -> None:
-        """Cancel pending scripts and kill the running ones' process groups on every worker."""
+        """Cancel the scripts not yet started; kill the running ones' process groups.
+
+        Running scripts are stopped on their workers, so their results (with
+        their output so far) still come back, as they do locally; only a
+        worker that does not answer within the grace loses its result.
+        """
         self._stopped = reason
         with self._lock:
             futures = list(self._futures)
-        # A dying cluster may refuse; cancelling below still frees our threads.
+        with contextlib.suppress(Exception):  # a dying cluster may refuse; we cancel anyway
+            processing = {k for keys in self.client.processing().values() for k in keys}
+            self.client.cancel([f for f in futures if f.key not in processing], force=True)
         with contextlib.suppress(Exception):
-            self.client.run(_stop_here, reason)
-        self.client.cancel(futures, force=True)
+            self.client.run(_stop_here, reason, self._tag)
+        self._give_up_at = time.monotonic() + KILL_GRACE + 5.0
 
     def close(self) -> None:
         """Close the client, and the cluster if we started it."""

@@ -154,6 +154,8 @@ class _Child:
     pgid: int
     grace: float
     marker: bytes = b""  # empty: find the group only, not escaped descendants
+    tag: str | None = None  # who started it (a run id), so that a stop can pick its own
+    wake: int | None = None  # write end of a pipe that interrupts the pump's select()
     reason: str | None = None  # set when stopped from outside
     stopped: threading.Event = field(default_factory=threading.Event)
 
@@ -171,6 +173,9 @@ class _Child:
             self.reason = reason
         self.signal(signal.SIGTERM)
         self.stopped.set()
+        if self.wake is not None:  # so that the SIGKILL after the grace is not late
+            with contextlib.suppress(OSError):
+                os.write(self.wake, b"!")
 
     def reap(self) -> None:
         """Return once no process of the run is alive: SIGTERM, then SIGKILL after the grace."""
@@ -196,16 +201,23 @@ _live_lock = threading.Lock()
 
 
 def terminate_all(
-    reason: str = "interrupted", predicate: Callable[[str], bool] | None = None
+    reason: str = "interrupted",
+    predicate: Callable[[str], bool] | None = None,
+    tag: str | None = None,
 ) -> int:
-    """Stop every running child (or those whose script path passes ``predicate``).
+    """Stop every running child (or those whose script path passes ``predicate``,
+    or that were started with ``tag``).
 
     Each is sent SIGTERM at once, and SIGKILL after its grace period by the
     thread that runs it; its result gets status ``error`` with ``reason``.
     Safe to call from a signal handler's thread. Returns how many were stopped.
     """
     with _live_lock:
-        chosen = [c for c in _live if predicate is None or predicate(c.script)]
+        chosen = [
+            c
+            for c in _live
+            if (predicate is None or predicate(c.script)) and (tag is None or c.tag == tag)
+        ]
     for child in chosen:
         child.stop(reason)
     return len(chosen)
@@ -337,6 +349,7 @@ def run_script(
     scripts_dir: str | os.PathLike[str] | None = None,
     max_output: int = DEFAULT_MAX_OUTPUT,
     kill_grace: float = KILL_GRACE,
+    tag: str | None = None,
 ) -> dict[str, Any]:
     """Run ``[python, script, *args]`` and return its result dict; never raises for the script.
 
@@ -355,6 +368,7 @@ def run_script(
         scripts_dir: the scripts directory, used for ``path`` and ``subdirectory``.
         max_output: bytes of each stream kept in the result (a tail).
         kill_grace: seconds between SIGTERM and SIGKILL.
+        tag: a label (a run id) that ``terminate_all(tag=...)`` can pick it by.
 
     Returns:
         A dict with ``script, name, path, subdirectory, start_time, end_time,
@@ -410,13 +424,17 @@ def run_script(
         result["error"] = f"{what}: {command[0]}: {exc.strerror or exc}"
         return _finish(result, start, started)
 
-    child = _Child(str(script), proc.pid, kill_grace, marker)
+    wake_r, wake_w = os.pipe()
+    child = _Child(str(script), proc.pid, kill_grace, marker, tag=tag, wake=wake_w)
     with _live_lock:
         _live.add(child)
     timed_out = False
     try:
-        timed_out = _pump(proc, child, out, err, timeout)
+        timed_out = _pump(proc, child, out, err, timeout, wake_r)
     finally:
+        child.wake = None
+        os.close(wake_r)
+        os.close(wake_w)
         try:
             child.reap()
             with contextlib.suppress(subprocess.TimeoutExpired):
@@ -466,6 +484,7 @@ def _pump(
     out: _Capture,
     err: _Capture,
     timeout: float | None,
+    wake: int,
 ) -> bool:
     """Stream the child's output until it has exited and its pipes are closed.
 
@@ -478,6 +497,7 @@ def _pump(
     sel = selectors.DefaultSelector()
     sel.register(proc.stdout, selectors.EVENT_READ, out)
     sel.register(proc.stderr, selectors.EVENT_READ, err)
+    sel.register(wake, selectors.EVENT_READ, "wake")
     open_pipes = 2
     pidfd = None
     if hasattr(os, "pidfd_open"):
@@ -513,15 +533,19 @@ def _pump(
                 logger.warning("%s: output pipes still open after SIGKILL; closing", child.script)
                 break
             if kill_at is None:
-                wake = exited_at + _LINGER if exited_at is not None else deadline
+                until = exited_at + _LINGER if exited_at is not None else deadline
             else:
-                wake = give_up_at or kill_at
+                until = give_up_at or kill_at
             if exited_at is None and pidfd is None:
-                wake = min(wake, now + _POLL) if wake is not None else now + _POLL
-            for key, _ in sel.select(None if wake is None else max(0.0, wake - now)):
+                until = min(until, now + _POLL) if until is not None else now + _POLL
+            for key, _ in sel.select(None if until is None else max(0.0, until - now)):
                 capture = key.data
                 if capture is None:  # the pidfd: the child exited
                     sel.unregister(key.fileobj)
+                    continue
+                if capture == "wake":  # stopped from outside: the loop escalates
+                    with contextlib.suppress(OSError):
+                        os.read(key.fd, 64)
                     continue
                 data = os.read(key.fd, _CHUNK)
                 if data:
