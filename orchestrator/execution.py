@@ -2,10 +2,11 @@
 
 Each script is a task named by its relative path; ``depends_on`` gives its
 dependencies, ``-j`` the workflow's ``max_concurrency``, and ``retries`` its
-retry policy. The task's action runs the script in a worker thread and writes
-its JSON log there, as soon as the script ends, so a result is on disk before
-anyone is told about it. Workflow events are turned into reporter calls in the
-main thread; the engine itself never prints.
+retry policy. The task's action, in a worker thread, hands the script to an
+executor (:mod:`orchestrator.executors`: a child of this process, or a Dask
+worker), records its fingerprint and writes its JSON log as soon as it ends, so
+a result is on disk before anyone is told about it. Workflow events are turned
+into reporter calls in the main thread; the engine itself never prints.
 
 A failed script's dependents are ``skipped`` with the reason. So are a
 config-skipped script's dependents: what they need did not run. With
