@@ -1,7 +1,10 @@
-"""Check a small data set with a helper from the project's src/ package."""
+"""Check data/numbers.csv with a helper from the project's src/ package."""
+
+import csv
 
 from demo_lib import mean
 
-values = [3.0, 4.0, 5.0]
-assert mean(values) == 4.0, "mean is wrong"
+with open("data/numbers.csv", newline="") as handle:  # scripts run from the project root
+    values = [float(row["value"]) for row in csv.DictReader(handle)]
+assert mean(values) == 4.0, f"mean of {values} is not 4"
 print(f"mean of {values} is {mean(values)}")
