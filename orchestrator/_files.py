@@ -3,11 +3,41 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 PROJECT_MARKERS = ("pyproject.toml", ".git")
+#: The folder, under the project root, where orchestrator keeps its caches and record.
+STATE_DIR = ".orchestrator"
+
+# mkstemp makes files 0600; reports should get the mode any new file would.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+def state_dir(project_root: Path) -> Path:
+    """``.orchestrator/`` under the project root, made with a ``.gitignore`` of ``*``."""
+    state = project_root / STATE_DIR
+    ignore = state / ".gitignore"
+    if not ignore.exists():
+        state.mkdir(parents=True, exist_ok=True)
+        ignore.write_text("# Made by orchestrator: its caches and run record.\n*\n")
+    return state
+
+
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` (created if missing), across processes."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def find_project_root(start: str | os.PathLike[str]) -> Path | None:
@@ -48,6 +78,11 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, durable: bo
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
+        try:
+            mode = target.stat().st_mode & 0o7777  # keep the mode of the file it replaces
+        except OSError:
+            mode = 0o666 & ~_UMASK
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             if durable:

@@ -10,20 +10,18 @@ loses no completed result.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import os
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ._files import atomic_write_text
+from ._files import STATE_DIR, atomic_write_text, locked, state_dir
 from .environments import EnvBuildError, Environments
-from .inputs import STATE_DIR, InputGraph
+from .inputs import InputGraph
 from .plan import Plan, ScriptJob
 
 __all__ = ["INTERPRETER", "Fingerprints", "Record", "select_changed"]
@@ -77,16 +75,6 @@ class Record:
             return {}
         return data if isinstance(data, dict) else {}
 
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        self._lock_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self._lock_path, "a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
-
     def update(self, script: Path, fingerprint: str, status: str) -> None:
         """Record one script's outcome: read, change one entry, rename into place."""
         entry = {
@@ -94,10 +82,21 @@ class Record:
             "status": status,
             "time": datetime.now(timezone.utc).isoformat(),
         }
-        with self._locked():
+        state_dir(self.root)
+        with locked(self._lock_path):
             data = self.load()
             data[self.key(script)] = entry
             atomic_write_text(self.path, json.dumps(data, indent=1, sort_keys=True), durable=False)
+
+
+def changed_plan(plan: Plan, options: Any) -> Plan:
+    """``select_changed`` with the project's own graph, environments and record."""
+    from .environments import Environments
+
+    root = options.project_root
+    graph = InputGraph(root, options.scripts_dir.resolve())
+    fingerprints = Fingerprints(graph, Environments(root, plan.groups), options.python)
+    return select_changed(plan, fingerprints, Record(root))
 
 
 def select_changed(

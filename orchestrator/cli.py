@@ -254,6 +254,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _checked_run_id(run_id: str | None) -> str | None:
+    if run_id is not None and (
+        not run_id
+        or run_id in (".", "..", "latest")
+        or not all(c.isalnum() or c in "-_." for c in run_id)
+    ):
+        raise OrchestratorError(
+            f"--run-id {run_id!r}: use letters, digits, '-', '_' and '.' (it names a folder "
+            "in the reports directory)"
+        )
+    return run_id
+
+
 def _options(args: argparse.Namespace, argv: Sequence[str]) -> Any:
     from .plan import RunOptions, default_scripts_dir
 
@@ -273,7 +286,7 @@ def _options(args: argparse.Namespace, argv: Sequence[str]) -> Any:
         force=getattr(args, "force", False),
         python=getattr(args, "python", None),
         environment=getattr(args, "environment", None),
-        run_id=getattr(args, "run_id", None),
+        run_id=_checked_run_id(getattr(args, "run_id", None)),
         executor=getattr(args, "executor", "local"),
         scheduler=getattr(args, "scheduler", None),
         output_dir=getattr(args, "output_dir", None),
@@ -284,22 +297,22 @@ def _options(args: argparse.Namespace, argv: Sequence[str]) -> Any:
 
 
 @contextmanager
-def _interrupts(stop: threading.Event) -> Iterator[None]:
+def _interrupts(stop: threading.Event, force: threading.Event) -> Iterator[None]:
     """While running, SIGINT/SIGTERM stop the run instead of raising.
 
-    The first signal sets ``stop`` and kills the running process groups; later
-    ones are ignored until the reports are written, so a second Ctrl-C cannot
-    leave a half-written file.
+    The handler only sets events (it takes no lock and scans nothing): the
+    engine's ticker sees ``stop`` within 0.1 s and stops the scripts (SIGTERM,
+    SIGKILL after the grace). A second signal sets ``force``: SIGKILL at once.
+    Reports are still written, atomically, so no Ctrl-C leaves half a file.
     """
-    from .runner import terminate_all
 
     def handler(signum: int, frame: FrameType | None) -> None:
         if not stop.is_set():
             stop.set()
-            terminate_all("interrupted")
-            sys.stderr.write("\norch: interrupted; stopping scripts and writing reports\n")
-        else:
-            sys.stderr.write("\norch: already stopping; reports are being written\n")
+            os.write(2, b"\norch: interrupted; stopping scripts and writing reports\n")
+        elif not force.is_set():
+            force.set()
+            os.write(2, b"\norch: interrupted again; killing the scripts now\n")
 
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -379,22 +392,30 @@ def _cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
     options = _options(args, argv)
     plan = build_plan(options)
-    jobs = plan.jobs
     if options.dry_run:
         from tabulate import tabulate
 
-        print(tabulate(_settings_rows(jobs), headers=["Would run", "Timeout", "Args", "Skip"]))
+        from .changes import changed_plan
+
+        if options.changed and not options.force:
+            plan = changed_plan(plan, options)
+        rows = _settings_rows(plan.jobs)
+        for row, job in zip(rows, plan.jobs, strict=True):
+            if job.rel in plan.fresh:
+                row[-1] = "up-to-date"
+        print(tabulate(rows, headers=["Would run", "Timeout", "Args", "Skip"]))
         for note in plan.notes:
             print(note)
-        print(f"\n{len(jobs)} scripts; nothing was run (--dry-run)")
+        count = len(plan.jobs) - len(plan.fresh)
+        print(f"\n{count} of {len(plan.jobs)} scripts would run; nothing was run (--dry-run)")
         return EXIT_OK
     reporters: list[Reporter] = [
         FileReporter(),
         ConsoleReporter(verbosity=options.verbosity, color=options.color),
     ]
-    stop = threading.Event()
-    with _interrupts(stop):
-        outcome = execute(plan, options, reporters, stop=stop)
+    stop, force = threading.Event(), threading.Event()
+    with _interrupts(stop, force):
+        outcome = execute(plan, options, reporters, stop=stop, force=force)
     return outcome.exit_code
 
 
@@ -402,12 +423,18 @@ def _cmd_watch(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from .watch import WatchOptions, watch
 
     options = _options(args, argv)
-    stop = threading.Event()
-    with _interrupts(stop):
+    if args.on_busy == "restart" and options.executor != "local":
+        raise OrchestratorError(
+            "--on-busy restart stops scripts on this machine only: use it with the local "
+            "executor, or --on-busy queue"
+        )
+    stop, force = threading.Event(), threading.Event()
+    with _interrupts(stop, force):
         return watch(
             options,
             WatchOptions(initial=not args.no_initial, on_busy=args.on_busy),
             stop=stop,
+            force=force,
         )
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .errors import DiscoveryError
 
-__all__ = ["SKIP_DIRS", "SKIP_PATTERNS", "discover_scripts"]
+__all__ = ["SKIP_DIRS", "SKIP_PATTERNS", "discover_scripts", "skipped_dir"]
 
 logger = logging.getLogger("orchestrator")
 
@@ -65,6 +65,14 @@ def _split_patterns(patterns: Iterable[str]) -> tuple[frozenset[str], tuple[str,
 
 def _matches(name: str, exact: frozenset[str], globs: tuple[str, ...]) -> bool:
     return name in exact or any(fnmatch.fnmatchcase(name, g) for g in globs)
+
+
+_DEFAULT_SKIPS = _split_patterns(SKIP_DIRS)
+
+
+def skipped_dir(name: str) -> bool:
+    """Whether a folder of this name is never walked into (:data:`SKIP_DIRS`)."""
+    return _matches(name, *_DEFAULT_SKIPS)
 
 
 def discover_scripts(

@@ -22,7 +22,6 @@ with the installer's message, and leaves nothing behind.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -33,14 +32,15 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from ._files import STATE_DIR, locked, state_dir
 from .errors import OrchestratorError
-from .inputs import STATE_DIR
+from .runner import tracked
 
 __all__ = ["EnvBuildError", "EnvSpec", "Environments", "inline_metadata", "satisfies"]
 
@@ -156,7 +156,8 @@ def _run_installer(command: Sequence[str], what: str) -> None:
     except OSError as exc:
         raise EnvBuildError(f"{what}: cannot start {command[0]}: {exc.strerror}") from None
     try:
-        output, _ = proc.communicate(timeout=_INSTALL_TIMEOUT)
+        with tracked(proc, what):  # an interrupt stops the install as it stops scripts
+            output, _ = proc.communicate(timeout=_INSTALL_TIMEOUT)
     except BaseException:
         _kill_group(proc)
         raise
@@ -262,22 +263,13 @@ class Environments:
                 self._ready[key] = python
             return python
 
-    @contextlib.contextmanager
-    def _file_lock(self, key: str) -> Iterator[None]:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        with open(self.dir / f"{key}.lock", "a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
-
     def _ensure(self, spec: EnvSpec, key: str) -> Path:
         env = self.dir / key
         python = env / "bin" / "python"
         if (env / _MARKER).is_file():
             return python  # reused: no install step at all
-        with self._file_lock(key):
+        state_dir(self.root)
+        with locked(self.dir / f"{key}.lock"):
             if (env / _MARKER).is_file():
                 return python  # another run built it while we waited
             shutil.rmtree(env, ignore_errors=True)

@@ -5,8 +5,11 @@ exception. These classes are for the cases where orchestrator cannot proceed::
 
     OrchestratorError          anything the user can fix; the CLI exits 2
     ├── ConfigError            bad config file: YAML, unknown key, wrong type
-    ├── DiscoveryError         missing scripts directory, no project root
-    └── CycleError             a dependency cycle; ``.cycle`` holds the path
+    ├── DiscoveryError         missing scripts directory or --subdirs folder
+    ├── CycleError             a dependency cycle; ``.cycle`` holds the path
+    ├── WorkflowError          (workflow.py) a duplicate task, an unknown dependency
+    └── EnvBuildError          (environments.py) an isolated environment failed to
+                               build; a script's error, not the run's
 
 Each message is one line that names the file, the key and the fix, so the CLI
 can print it without a traceback.

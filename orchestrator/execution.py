@@ -28,13 +28,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from ._files import state_dir
 from .changes import Fingerprints, Record, select_changed
 from .environments import EnvBuildError, Environments
+from .errors import OrchestratorError
 from .executors import Executor, LocalExecutor, ScriptCall, make_executor
 from .inputs import InputGraph
 from .plan import Plan, RunOptions, ScriptJob
 from .reporting import NOT_OK, Reporter, RunInfo, exit_code_for, save_log
-from .runner import Status, skipped_result, terminate_all, unrun_result
+from .runner import Status, kill_all, skipped_result, terminate_all, unrun_result
 from .workflow import RetryPolicy, TaskResult, TaskStatus, Workflow, WorkflowEvent
 
 __all__ = ["RESTARTED", "RunOutcome", "execute", "new_run_id"]
@@ -65,20 +67,25 @@ class RunOutcome:
         return exit_code_for(self.results, self.run.interrupted)
 
 
-class ScriptFailed(Exception):
-    """A script ended ``failed``; the workflow retries on it if the settings say so."""
+class _ScriptOutcome(Exception):
+    """A script did not pass; the workflow retries on the kinds its settings name."""
 
     def __init__(self, result: dict[str, Any]) -> None:
-        super().__init__(f"{result['path']}: {result['status']}: {result['error']}")
+        super().__init__(f"{result['path']}: {result['status']}: {result.get('error')}")
         self.result = result
 
 
-class ScriptTimedOut(ScriptFailed):
+# Siblings, not subclasses: retry_on [failed] must not retry a timeout, nor anything an error.
+class ScriptFailed(_ScriptOutcome):
+    """A script ended ``failed``."""
+
+
+class ScriptTimedOut(_ScriptOutcome):
     """A script ended ``timeout``."""
 
 
-class ScriptErrored(ScriptFailed):
-    """A script could not start or was interrupted; never retried."""
+class ScriptErrored(_ScriptOutcome):
+    """A script could not start, was interrupted, or never started; never retried."""
 
 
 _RAISES = {"failed": ScriptFailed, "timeout": ScriptTimedOut, "error": ScriptErrored}
@@ -111,6 +118,7 @@ class _ScriptRun:
         stop: threading.Event,
         graph: InputGraph | None = None,
         executor: Executor | None = None,
+        force: threading.Event | None = None,
     ) -> None:
         self.plan = plan
         self.options = options
@@ -127,6 +135,7 @@ class _ScriptRun:
         self.record = Record(run.project_root)
         self.envs = Environments(run.project_root, plan.groups)
         self.executor = executor or LocalExecutor()
+        self.force = force
         self.fingerprints = Fingerprints(self.graph, self.envs, options.python)
         self.workflow = Workflow(
             f"orch run {run.run_id}", max_concurrency=options.jobs, listener=self.on_event
@@ -149,8 +158,18 @@ class _ScriptRun:
         if self.run.run_dir is not None:
             save_log(result, self.run.run_dir / "logs", job.settings)
 
+    def not_started(self, job: ScriptJob) -> ScriptErrored:
+        """The run was interrupted before this script could start."""
+        result = skipped_result(job.path, self.scripts_dir, "not started: the run was interrupted")
+        result.update(attempts=self.attempts[job.rel], flaky=False)
+        self.last[job.rel] = result
+        self.log(result, job)
+        return ScriptErrored(result)
+
     # Runs in a worker thread, once per attempt.
     def action(self, job: ScriptJob) -> dict[str, Any]:
+        if self.stop.is_set():  # dispatched just before the ticker saw the interrupt
+            raise self.not_started(job)
         if job.rel in self.plan.fresh:
             result = skipped_result(job.path, self.scripts_dir, "up-to-date")
             result.update(attempts=0, flaky=False)
@@ -169,6 +188,8 @@ class _ScriptRun:
             self.last[job.rel] = result
             self.log(result, job)
             raise ScriptErrored(result) from None
+        if self.stop.is_set():  # interrupted while its environment was being built
+            raise self.not_started(job)
         log_dir = None
         if self.run.run_dir is not None:
             log_dir = str(self.run.run_dir / "logs" / Path(job.rel).parent)
@@ -256,11 +277,17 @@ class _ScriptRun:
 
     async def go(self) -> None:
         async def ticker() -> None:
+            told = False
             while True:
                 await asyncio.sleep(_TICK)
                 if self.stop.is_set():
-                    if not self.stopping:
+                    if not told:
+                        told = True
                         self.executor.stop_all("interrupted")
+                    # Again each tick: a child that registered just after the last call.
+                    terminate_all("interrupted")
+                    if self.force is not None and self.force.is_set():
+                        kill_all()
                     self.halt("not started: the run was interrupted")
                 self.emit("tick")
 
@@ -274,17 +301,6 @@ class _ScriptRun:
             self.graph.save()
 
 
-def _ensure_state_dir(root: Path) -> None:
-    """Create ``.orchestrator/`` with a ``.gitignore`` of ``*``, so git never sees it."""
-    from .inputs import STATE_DIR
-
-    state = root / STATE_DIR
-    state.mkdir(exist_ok=True)
-    ignore = state / ".gitignore"
-    if not ignore.exists():
-        ignore.write_text("# Created by orchestrator: its caches and run record.\n*\n")
-
-
 def execute(
     plan: Plan,
     options: RunOptions,
@@ -293,12 +309,20 @@ def execute(
     stop: threading.Event | None = None,
     write_reports: bool = True,
     graph: InputGraph | None = None,
+    executor: Executor | None = None,
+    force: threading.Event | None = None,
 ) -> RunOutcome:
     """Run the plan with up to ``options.jobs`` scripts at once and return every result.
 
     Setting ``stop`` (a signal handler does) starts nothing new and kills the
-    running scripts' process groups; they end ``error`` with ``interrupted``
-    and the rest are ``skipped``.
+    running scripts' process groups (SIGTERM, then SIGKILL after the grace,
+    or at once when ``force`` is set too); they end ``error`` with
+    ``interrupted`` and the rest are ``skipped``. ``executor`` is used and
+    left open (``orch watch`` keeps one); without it one is made and closed.
+
+    Raises:
+        OrchestratorError: the executor cannot start, or the reports folder
+            cannot be written.
     """
     stop = stop or threading.Event()
     start = datetime.now(timezone.utc)
@@ -314,11 +338,21 @@ def execute(
         start_time=start.isoformat(),
         notes=list(plan.notes),
     )
-    executor = make_executor(options.executor, options.scheduler)  # may refuse: before any file
+    own_executor = executor is None
+    if executor is None:
+        executor = make_executor(options.executor, options.scheduler)  # may refuse: first
     if run.run_dir is not None:
-        (run.run_dir / "logs").mkdir(parents=True, exist_ok=True)
-    _ensure_state_dir(run.project_root)
-    bridge = _ScriptRun(plan, options, reporters, run, stop, graph, executor)
+        try:
+            (run.run_dir / "logs").mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            if own_executor:
+                executor.close()
+            raise OrchestratorError(
+                f"cannot write reports to {run.run_dir.parent}: {exc.strerror}; "
+                "pass a writable folder with -o"
+            ) from None
+    state_dir(run.project_root)
+    bridge = _ScriptRun(plan, options, reporters, run, stop, graph, executor, force)
     if options.changed and not options.force:
         bridge.plan = plan = select_changed(plan, bridge.fingerprints, bridge.record)
     bridge.emit("run_started", run)
@@ -328,7 +362,8 @@ def execute(
         if len(bridge.results) < len(plan.jobs):  # our own exception: leave no child behind
             executor.stop_all("interrupted")
             terminate_all("interrupted")
-        executor.close()
+        if own_executor:
+            executor.close()
     run.interrupted = stop.is_set()
     run.end_time = datetime.now(timezone.utc).isoformat()
     run.wall_time = round(time.monotonic() - began, 6)

@@ -22,18 +22,21 @@ import hashlib
 import json
 import os
 import threading
+import time
 from collections import deque
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from ._files import atomic_write_text
+from ._files import STATE_DIR, atomic_write_text, state_dir
 from .config import match_path
+from .discovery import skipped_dir
 
 __all__ = ["STATE_DIR", "InputGraph"]
 
-#: The folder, under the project root, where orchestrator keeps its own state.
-STATE_DIR = ".orchestrator"
+# A file changed this recently may change again within the same mtime tick
+# (or be rewritten with its old mtime restored): its content is not cached.
+_RACY_NS = 2_000_000_000
 
 # (module, level, imported names): `import a.b` is ("a.b", 0, ()),
 # `from ..x import y` is ("x", 2, ("y",)).
@@ -84,11 +87,14 @@ class _Cache:
         return None
 
     def put(self, file: Path, key: list[int], value: Any) -> None:
+        if key[1] > time.time_ns() - _RACY_NS:
+            return
         self.entries[str(file)] = [*key, value]
         self.dirty = True
 
     def save(self) -> None:
         if self.dirty:
+            state_dir(self.path.parent.parent)
             atomic_write_text(self.path, json.dumps(self.entries), durable=False)
             self.dirty = False
 
@@ -257,8 +263,6 @@ class InputGraph:
         covers what is below it), walking from the pattern's fixed prefix and
         skipping the folders discovery skips.
         """
-        from .discovery import SKIP_DIRS
-
         files: dict[Path, None] = {}
         for pattern in settings.get("watch", ()):
             parts = pattern.strip("/").split("/")
@@ -272,11 +276,7 @@ class InputGraph:
                 files[base] = None
                 continue
             for folder, dirs, names in os.walk(base):
-                dirs[:] = sorted(
-                    d
-                    for d in dirs
-                    if d not in SKIP_DIRS and d != STATE_DIR and not d.endswith(".egg-info")
-                )
+                dirs[:] = sorted(d for d in dirs if not skipped_dir(d))
                 for name in sorted(names):
                     path = Path(folder, name)
                     if match_path(pattern, path.relative_to(self.root).as_posix()):

@@ -34,7 +34,10 @@ __all__ = ["orchestrate_sessions"]
 
 def _session_python(session: Any) -> str:
     """The interpreter of a nox session's virtualenv (nox's own without one)."""
-    bin_dir = getattr(session, "bin", None)
+    try:
+        bin_dir = session.bin
+    except ValueError:  # -db none: no virtualenv, so nox's own interpreter
+        return sys.executable
     if bin_dir:
         for name in ("python", "python.exe"):
             candidate = Path(bin_dir) / name

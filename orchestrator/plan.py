@@ -163,6 +163,13 @@ def build_plan(options: RunOptions) -> Plan:
         rel = relative_script_path(path, scripts_dir)
         return ScriptJob(path, rel, get_script_config(path, scripts_dir, config))
 
+    for sub in options.subdirs or ():
+        # discover_scripts only warns; asked for by name on the command line, a typo
+        # must not pass as a green run of nothing.
+        if not (scripts_dir / sub.strip("/")).is_dir():
+            raise DiscoveryError(
+                f"--subdirs {sub}: no such folder in {scripts_dir}; check the name"
+            )
     paths = discover_scripts(
         scripts_dir,
         subdirs=options.subdirs,

@@ -600,14 +600,22 @@ def load_run(path: str | os.PathLike[str]) -> tuple[dict[str, Any], list[dict[st
         from .errors import OrchestratorError
 
         raise OrchestratorError(f"{run_dir}: no summary.json here; pass a run directory")
-    summary = json.loads(summary_path.read_text(encoding="utf-8"))
-    results = []
-    for entry in summary["results"]:
-        log = run_dir / "logs" / f"{entry['path']}.json"
-        full = json.loads(log.read_text(encoding="utf-8")) if log.is_file() else {}
-        results.append(
-            {**entry, "stdout": full.get("stdout", ""), "stderr": full.get("stderr", "")}
-        )
+    from .errors import OrchestratorError
+
+    try:
+        summary = json.loads(summary_path.read_text(encoding="utf-8"))
+        results = []
+        for entry in summary["results"]:
+            log = run_dir / "logs" / f"{entry['path']}.json"
+            full = json.loads(log.read_text(encoding="utf-8")) if log.is_file() else {}
+            results.append(
+                {**entry, "stdout": full.get("stdout", ""), "stderr": full.get("stderr", "")}
+            )
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise OrchestratorError(
+            f"{summary_path}: not a run summary orch can read ({type(exc).__name__}: {exc}); "
+            "pass a run directory written by orch run"
+        ) from None
     return summary, results
 
 

@@ -32,7 +32,7 @@ import time
 import traceback
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -44,6 +44,7 @@ __all__ = [
     "DEFAULT_MAX_OUTPUT",
     "KILL_GRACE",
     "Status",
+    "kill_all",
     "run_function",
     "run_script",
     "skipped_result",
@@ -118,8 +119,10 @@ def _members(pgid: int, marker: bytes) -> list[int]:
         pid = int(name)
         if pid == me:
             continue
-        if last is not None and (pid < pgid or pid > last) and not (last < pgid and pid <= last):
-            continue  # older than the run, or (after a wrap) not in the new range
+        if last is not None and not (
+            pgid <= pid <= last if pgid <= last else (pid >= pgid or pid <= last)
+        ):
+            continue  # older than the run (PIDs from pgid up to last, across a wrap)
         try:
             with open(f"/proc/{name}/stat", "rb") as handle:
                 stat = handle.read()
@@ -197,7 +200,8 @@ class _Child:
 
 
 _live: set[_Child] = set()
-_live_lock = threading.Lock()
+# Reentrant: a signal handler may call terminate_all while its thread holds the lock.
+_live_lock = threading.RLock()
 
 
 def terminate_all(
@@ -221,6 +225,33 @@ def terminate_all(
     for child in chosen:
         child.stop(reason)
     return len(chosen)
+
+
+def kill_all() -> int:
+    """SIGKILL every running child's processes now (a second Ctrl-C). Returns how many."""
+    with _live_lock:
+        chosen = list(_live)
+    for child in chosen:
+        if child.reason is None:
+            child.reason = "interrupted"
+        child.signal(signal.SIGKILL)
+    return len(chosen)
+
+
+@contextlib.contextmanager
+def tracked(proc: subprocess.Popen[bytes], name: str) -> Iterator[None]:
+    """Register a child started elsewhere (an installer) so that an interrupt stops it too.
+
+    It must have been started with ``start_new_session=True``.
+    """
+    child = _Child(name, proc.pid, KILL_GRACE)
+    with _live_lock:
+        _live.add(child)
+    try:
+        yield
+    finally:
+        with _live_lock:
+            _live.discard(child)
 
 
 # -- output capture -------------------------------------------------------------------

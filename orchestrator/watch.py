@@ -36,13 +36,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TextIO
 
+from ._files import STATE_DIR
 from .changes import Fingerprints, Record
 from .config import CONFIG_NAMES
-from .discovery import SKIP_DIRS
+from .discovery import skipped_dir
 from .environments import Environments
 from .errors import OrchestratorError
 from .execution import RESTARTED, execute
-from .inputs import STATE_DIR, InputGraph
+from .executors import make_executor
+from .inputs import InputGraph
 from .plan import Plan, RunOptions, build_plan
 from .reporting import ConsoleReporter, FileReporter, Reporter
 from .runner import terminate_all
@@ -141,11 +143,7 @@ def _pruned_dirs(top: Path, max_depth: int, excluded: Sequence[Path]) -> set[Pat
             continue
         with contextlib.suppress(OSError), os.scandir(directory) as entries:
             for entry in entries:
-                if (
-                    entry.is_dir(follow_symlinks=False)
-                    and entry.name not in SKIP_DIRS
-                    and not entry.name.endswith(".egg-info")
-                ):
+                if entry.is_dir(follow_symlinks=False) and not skipped_dir(entry.name):
                     stack.append((Path(entry.path), depth + 1))
     return found
 
@@ -163,15 +161,23 @@ class _Session:
     """The state ``orch watch`` keeps between batches."""
 
     def __init__(
-        self, options: RunOptions, watch_options: WatchOptions, out: TextIO, stop: threading.Event
+        self,
+        options: RunOptions,
+        watch_options: WatchOptions,
+        out: TextIO,
+        stop: threading.Event,
+        force: threading.Event | None = None,
     ) -> None:
         self.options = options
+        self.force = force
         self.watch_options = watch_options
         self.out = out
         self.stop = stop
         self.root = options.project_root
         self.scripts_dir = options.scripts_dir.resolve()
         self.plan = build_plan(options)  # a broken config at start is a usage error
+        # One executor for the whole session: a Dask cluster is not started per batch.
+        self.executor = make_executor(options.executor, options.scheduler)
         self.graph = InputGraph(self.root, self.scripts_dir)
         self.record = Record(self.root)
         self.excluded = [options.reports_dir.resolve(), self.root / STATE_DIR]
@@ -321,7 +327,15 @@ class _Session:
         ]
         began = time.time()
         try:
-            execute(plan, self.options, reporters, stop=self.stop, graph=self.graph)
+            execute(
+                plan,
+                self.options,
+                reporters,
+                stop=self.stop,
+                graph=self.graph,
+                executor=self.executor,
+                force=self.force,
+            )
         finally:
             self.last_window = (began, time.time())
             self.last_ran = self.jobs_by_path(plan)
@@ -433,6 +447,7 @@ def watch(
     *,
     stop: threading.Event | None = None,
     out: TextIO | None = None,
+    force: threading.Event | None = None,
 ) -> int:
     """Watch the scripts' inputs and rerun the affected scripts until ``stop`` is set.
 
@@ -440,12 +455,14 @@ def watch(
     for the first load; later config errors are printed and watching goes on.
     """
     stop = stop or threading.Event()
-    session = _Session(options, watch_options or WatchOptions(), out or sys.stdout, stop)
+    session = _Session(options, watch_options or WatchOptions(), out or sys.stdout, stop, force)
     try:
         session.loop()
     finally:
         stop.set()
+        session.executor.stop_all("interrupted")
         terminate_all("interrupted")
         session.watcher.join(2)
         session.graph.save()
+        session.executor.close()
     return 130

@@ -37,6 +37,7 @@ reads ``a -> b -> c -> a``, where ``->`` means "depends on".
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import functools
 import graphlib
@@ -303,14 +304,16 @@ _traits_cache: dict[Any, tuple[bool, bool]] = {}
 
 def _traits(action: Callable[..., Any]) -> tuple[bool, bool]:
     """``(wants_results, is_async)`` of an action, cached when it is hashable."""
+    # A bound method's key would keep its object (a whole run) alive: key on the function.
+    key = getattr(action, "__func__", action)
     try:
-        return _traits_cache[action]
+        return _traits_cache[key]
     except (KeyError, TypeError):
         pass
     traits = (_wants_results(action), _is_async(action))
     try:
         if len(_traits_cache) < 1024:
-            _traits_cache[action] = traits
+            _traits_cache[key] = traits
     except TypeError:
         pass
     return traits
@@ -442,12 +445,12 @@ class Workflow:
         """
         self.validate()
         run = _Run(self, asyncio.get_running_loop())
-        self._stop_reason = None
         self._wake = run.wake_threadsafe
         try:
             return await run.go()
         finally:
             self._wake = None
+            self._stop_reason = None  # a stop() before run() counts; after it, not again
 
 
 class _Run:
@@ -474,6 +477,7 @@ class _Run:
         self.done = loop.create_future()
         self.failed_first = False
         self.dispatching = False
+        self.stopped = asyncio.Event()  # set by Workflow.stop(): wakes retry delays
         self.pool: _Threads | None = None
 
     # -- bookkeeping ----------------------------------------------------------------------
@@ -484,7 +488,11 @@ class _Run:
 
     def wake_threadsafe(self) -> None:
         if not self.loop.is_closed():
-            self.loop.call_soon_threadsafe(self.dispatch)
+            self.loop.call_soon_threadsafe(self.on_stop)
+
+    def on_stop(self) -> None:
+        self.stopped.set()
+        self.dispatch()
 
     def record(self, *results: TaskResult) -> None:
         """Tasks have final results: release or skip their dependents, then start more.
@@ -687,7 +695,10 @@ class _Run:
                 break
             delay = policy.delay(attempt)
             self.emit("retrying", task.name, attempt=attempt, delay=delay)
-            await asyncio.sleep(delay)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.stopped.wait(), delay)
+            if self.wf._stop_reason is not None:  # stopped while waiting: no new attempt
+                break
         end = _now()
         return TaskResult(
             name=task.name,

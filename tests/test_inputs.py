@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import textwrap
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -415,8 +416,9 @@ def test_a_src_folder_created_later_is_searched_after_a_structural_invalidate(
 def test_save_writes_the_caches_and_a_new_graph_reuses_them(project: Project) -> None:
     root = project.root
     script = project.script("job.py", "import aa\n")
-    project.script("aa.py")
-    project.script("bb.py")
+    past = time.time_ns() - 60_000_000_000  # files changed just now are never cached
+    for path in (script, project.script("aa.py"), project.script("bb.py")):
+        os.utime(path, ns=(past, past))
     graph = graph_of(project)
     assert rels(project, graph.modules(script)) == {"scripts/aa.py"}
     fp = graph.fingerprint(script, {}, INTERPRETER)
@@ -450,7 +452,9 @@ def test_save_writes_the_caches_and_a_new_graph_reuses_them(project: Project) ->
 
 def test_save_without_changes_does_not_rewrite_the_cache(project: Project) -> None:
     script = project.script("job.py", "import aa\n")
-    project.script("aa.py")
+    past = time.time_ns() - 60_000_000_000  # files changed just now are never cached
+    for path in (script, project.script("aa.py")):
+        os.utime(path, ns=(past, past))
     graph = graph_of(project)
     graph.fingerprint(script, {}, INTERPRETER)
     graph.save()
@@ -465,6 +469,9 @@ def test_save_without_changes_does_not_rewrite_the_cache(project: Project) -> No
 def test_a_corrupt_cache_is_ignored(project: Project) -> None:
     script = project.script("job.py", "import aa\n")
     aa = project.script("aa.py")
+    past = time.time_ns() - 60_000_000_000  # files changed just now are never cached
+    for path in (script, aa):
+        os.utime(path, ns=(past, past))
     state = project.root / STATE_DIR
     state.mkdir()
     (state / "imports.json").write_text("{not json")
@@ -536,3 +543,14 @@ def test_affected_only_considers_the_scripts_given(project: Project) -> None:
     graph = graph_of(project)
     assert graph.affected([f["util"]], {f["x"]: {}, f["z"]: {}}) == {f["x"]: [f["util"]]}
     assert graph.affected([f["csv"]], {f["z"]: {}}) == {}
+
+
+def test_a_file_changed_just_now_is_not_cached(project: Project) -> None:
+    """Racy-git: a same-size rewrite within the same mtime tick must not hit a stale hash."""
+    script = project.script("job.py", "x = 1\n")
+    graph = graph_of(project)
+    first = graph.file_hash(script)
+    stat = script.stat()
+    script.write_text("x = 2\n")
+    os.utime(script, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert graph.file_hash(script) != first
