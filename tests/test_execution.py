@@ -5,15 +5,17 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Project
+from conftest import Project, wait_for
 
 
 def _env() -> dict[str, str]:
@@ -368,3 +370,88 @@ def test_every_log_and_result_has_attempts_and_flaky(project: Project, tmp_path:
         assert isinstance(record["flaky"], bool), record
     flaky = [r for r in records if r["flaky"]]
     assert {r["path"] for r in flaky} == {"flaky.py"}
+
+
+# -- interrupts, retries and usage errors found in review -------------------------------
+
+
+def test_retry_on_failed_does_not_retry_a_timeout(project: Project) -> None:
+    project.script("slow.py", "import time\ntime.sleep(5)\n")
+    project.config(
+        """
+        scripts:
+          slow.py: {timeout: 0.5, retries: 2, retry_delay: 0.1, retry_on: [failed]}
+        """
+    )
+    result = orch("run", project.scripts)
+    (entry,) = summary_of(result)["results"]
+    assert (entry["status"], entry["attempts"]) == ("timeout", 1)
+
+
+def test_ctrl_c_is_not_followed_by_a_retry(project: Project, tmp_path: Path) -> None:
+    starts = tmp_path / "starts"
+    project.script(
+        "slow.py",
+        f"import time\nopen({str(starts)!r}, 'a').write('x')\ntime.sleep(20)\n",
+    )
+    project.config("scripts:\n  slow.py: {retries: 2, retry_delay: 0.2}\n")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "orchestrator", "run", str(project.scripts)],
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert wait_for(lambda: starts.exists(), 10)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=15)
+    assert proc.returncode == 130
+    time.sleep(0.5)
+    assert starts.read_text() == "x", "the interrupted script was started again"
+    assert "[retry]" not in out
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (("--run-id", "../escape"), "--run-id"),
+        (("--subdirs", "nope"), "nope"),
+        (("-o", "/proc/no-such-place"), "/proc/no-such-place"),
+    ],
+)
+def test_bad_run_options_are_usage_errors(
+    project: Project, args: tuple[str, ...], needle: str
+) -> None:
+    project.script("x.py", "")
+    result = orch("run", project.scripts, *args)
+    assert result.returncode == 2, result.stderr
+    assert needle in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_report_of_a_malformed_summary_is_a_usage_error(tmp_path: Path) -> None:
+    (tmp_path / "summary.json").write_text('{"results": 3}')
+    result = orch("report", tmp_path)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+
+
+def test_changed_dry_run_lists_only_what_would_run(project: Project) -> None:
+    project.script("a.py", "")
+    project.script("b.py", "")
+    assert orch("run", project.scripts).returncode == 0
+    project.script("b.py", "x = 2\n")
+    result = orch("run", project.scripts, "--changed", "--dry-run")
+    assert result.returncode == 0
+    assert "1 of 2 scripts would run" in result.stdout
+    assert "up-to-date" in result.stdout
+
+
+def test_reports_are_readable_by_others(project: Project) -> None:
+    project.script("x.py", "")
+    run_dir = run_dir_of(orch("run", project.scripts))
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in ("summary.json", "report.md", "junit.xml", "logs/x.py.json"):
+        assert (run_dir / name).stat().st_mode & 0o777 == 0o666 & ~umask, name

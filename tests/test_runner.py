@@ -375,3 +375,16 @@ def test_run_function_process_death_is_reported() -> None:
 def test_run_function_unpicklable_function() -> None:
     result = run_function(lambda: 1)
     assert result["status"] == "error"
+
+
+def test_group_scan_finds_the_leader_after_a_pid_wrap(monkeypatch: pytest.MonkeyPatch) -> None:
+    import orchestrator.runner as runner
+
+    proc = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    try:
+        # PIDs wrapped since the leader started: the last PID handed out is below it.
+        monkeypatch.setattr(runner, "_last_pid", lambda: 1)
+        assert proc.pid in runner._members(proc.pid, b"")
+    finally:
+        proc.kill()
+        proc.wait()
