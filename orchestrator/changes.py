@@ -75,6 +75,27 @@ class Record:
             return {}
         return data if isinstance(data, dict) else {}
 
+    def differs(
+        self,
+        job: ScriptJob,
+        fingerprints: Fingerprints,
+        entries: Mapping[str, Any],
+        *,
+        unrecorded: bool = True,
+        unpassed: bool = False,
+    ) -> bool:
+        """Whether a script's inputs differ from those of its last recorded run.
+
+        ``unrecorded``: what a script with no record counts as. ``unpassed``:
+        a script whose last run did not pass counts as differing (``--changed``).
+        """
+        entry = entries.get(self.key(job.path))
+        if not isinstance(entry, dict):
+            return unrecorded
+        if unpassed and entry.get("status") != "passed":
+            return True
+        return bool(entry.get("fingerprint") != fingerprints.of(job))
+
     def update(self, script: Path, fingerprint: str, status: str) -> None:
         """Record one script's outcome: read, change one entry, rename into place."""
         entry = {
@@ -113,15 +134,9 @@ def select_changed(
     skipped, ``up-to-date``.
     """
     entries = record.load() if entries is None else entries
-    stale: set[str] = set()
-    for job in plan.jobs:
-        entry = entries.get(record.key(job.path))
-        if (
-            not isinstance(entry, dict)
-            or entry.get("status") != "passed"
-            or entry.get("fingerprint") != fingerprints.of(job)
-        ):
-            stale.add(job.rel)
+    stale = {
+        job.rel for job in plan.jobs if record.differs(job, fingerprints, entries, unpassed=True)
+    }
     stale.update(plan.dependents_of(stale))
     fresh = frozenset(job.rel for job in plan.jobs if job.rel not in stale)
     return replace(plan, fresh=fresh)

@@ -287,16 +287,11 @@ class _Session:
 
         # Only what differs from what it last ran with: a save without a change reruns nothing.
         entries = self.record.load()
-        fingerprints = Fingerprints(
-            self.graph, Environments(self.root, self.plan.groups), self.options.python
-        )
-        stale: set[str] = set()
-        for rel in set().union(*causes.values()) if causes else set():
-            job = new_jobs[rel]
-            entry = entries.get(self.record.key(job.path))
-            fingerprint = fingerprints.of(job)
-            if not isinstance(entry, dict) or entry.get("fingerprint") != fingerprint:
-                stale.add(rel)
+        fingerprints = self.fingerprints()
+        candidates = set().union(*causes.values()) if causes else set()
+        stale = {
+            rel for rel in candidates if self.record.differs(new_jobs[rel], fingerprints, entries)
+        }
         for dependent, via in self.plan.dependents_of(stale).items():
             stale.add(dependent)
             causes.setdefault(f"{via} reruns (depends_on)", set()).add(dependent)
@@ -362,18 +357,19 @@ class _Session:
         self.watcher.ready.wait(5)
         return True
 
+    def fingerprints(self) -> Fingerprints:
+        """Fingerprints under the current config (its groups may have changed)."""
+        envs = Environments(self.root, self.plan.groups)
+        return Fingerprints(self.graph, envs, self.options.python)
+
     def rescan(self) -> set[str]:
         """Scripts that ran before and whose inputs differ from then (after a gap)."""
-        entries = self.record.load()
-        fingerprints = Fingerprints(
-            self.graph, Environments(self.root, self.plan.groups), self.options.python
-        )
-        stale = set()
-        for job in self.plan.jobs:
-            entry = entries.get(self.record.key(job.path))
-            if isinstance(entry, dict) and entry.get("fingerprint") != fingerprints.of(job):
-                stale.add(job.rel)
-        return stale
+        entries, fingerprints = self.record.load(), self.fingerprints()
+        return {
+            job.rel
+            for job in self.plan.jobs
+            if self.record.differs(job, fingerprints, entries, unrecorded=False)
+        }
 
     def loop(self) -> None:
         self.watcher.set_dirs(self.watch_dirs())

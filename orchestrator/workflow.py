@@ -190,7 +190,11 @@ class WorkflowEvent:
 
 @dataclass
 class Task:
-    """One node of a workflow. Build these with :meth:`Workflow.add_task`."""
+    """One node of a workflow. Build these with :meth:`Workflow.add_task`.
+
+    ``tags`` are the caller's labels (to select or group tasks); the engine keeps
+    them and does not read them.
+    """
 
     name: str
     action: Callable[..., Any]
