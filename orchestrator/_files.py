@@ -29,11 +29,14 @@ def state_dir(project_root: Path) -> Path:
 
 
 @contextlib.contextmanager
-def locked(path: Path) -> Iterator[None]:
-    """Hold an exclusive ``flock`` on ``path`` (created if missing), across processes."""
+def locked(path: Path, *, shared: bool = False) -> Iterator[None]:
+    """Hold a ``flock`` on ``path`` (created if missing), across processes.
+
+    Exclusive by default; ``shared`` locks only keep exclusive ones out.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        fcntl.flock(handle, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
         try:
             yield
         finally:

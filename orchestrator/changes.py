@@ -2,10 +2,10 @@
 
 A script's fingerprint is a content hash of its inputs (see
 :mod:`orchestrator.inputs`), its effective settings and the interpreter. The
-record, ``.orchestrator/record.json`` under the project root, keeps each
-script's last fingerprint and status. It is updated after every script, under
-a file lock and by atomic rename, so an interrupted run (or two runs at once)
-loses no completed result.
+record, ``.orchestrator/record.jsonl`` under the project root, keeps each
+script's last fingerprint and status. A line is appended after every script,
+whole or not at all, so an interrupted run (or two runs at once) loses no
+completed result.
 """
 
 from __future__ import annotations
@@ -56,24 +56,42 @@ class Fingerprints:
 
 
 class Record:
-    """The last fingerprint and status of each script, in ``.orchestrator/record.json``."""
+    """The last fingerprint and status of each script: ``.orchestrator/record.jsonl``.
+
+    A journal: each finished script appends one JSON line with a single
+    ``write`` in append mode, so an entry is whole or absent (a torn last line
+    from a crash is skipped on reading) and nothing earlier is ever rewritten
+    in place. The last line for a script wins. :meth:`compact` rewrites the
+    journal atomically, under an exclusive lock that appends wait for.
+    """
 
     def __init__(self, project_root: Path) -> None:
         self.root = project_root
-        self.path = project_root / STATE_DIR / "record.json"
-        self._lock_path = project_root / STATE_DIR / "record.lock"
+        self.path = project_root / STATE_DIR / "record.jsonl"
+        self._lock = project_root / STATE_DIR / "record.lock"
 
     def key(self, script: Path) -> str:
         """The record's key for a script: its path relative to the project root."""
         return Path(os.path.relpath(script, self.root)).as_posix()
 
-    def load(self) -> dict[str, dict[str, Any]]:
-        """Every entry; an unreadable record counts as empty (everything runs)."""
+    def _lines(self) -> list[dict[str, Any]]:
         try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return {}
-        return data if isinstance(data, dict) else {}
+            text = self.path.read_text(encoding="utf-8")
+        except OSError:
+            return []
+        entries = []
+        for line in text.splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue  # a line torn by a crash
+            if isinstance(entry, dict) and isinstance(entry.get("script"), str):
+                entries.append(entry)
+        return entries
+
+    def load(self) -> dict[str, dict[str, Any]]:
+        """The latest entry of every script; an unreadable record counts as empty."""
+        return {entry["script"]: entry for entry in self._lines()}
 
     def differs(
         self,
@@ -97,17 +115,32 @@ class Record:
         return bool(entry.get("fingerprint") != fingerprints.of(job))
 
     def update(self, script: Path, fingerprint: str, status: str) -> None:
-        """Record one script's outcome: read, change one entry, rename into place."""
+        """Record one script's outcome: append its line to the journal."""
         entry = {
+            "script": self.key(script),
             "fingerprint": fingerprint,
             "status": status,
             "time": datetime.now(timezone.utc).isoformat(),
         }
+        line = (json.dumps(entry) + "\n").encode()
         state_dir(self.root)
-        with locked(self._lock_path):
-            data = self.load()
-            data[self.key(script)] = entry
-            atomic_write_text(self.path, json.dumps(data, indent=1, sort_keys=True), durable=False)
+        with locked(self._lock, shared=True):
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+            try:
+                os.write(fd, line)
+            finally:
+                os.close(fd)
+
+    def compact(self, slack: int = 4) -> None:
+        """Rewrite the journal with one line per script once it has ``slack`` times more."""
+        lines = self._lines()
+        latest = {entry["script"]: entry for entry in lines}
+        if len(lines) <= slack * max(len(latest), 16):
+            return
+        with locked(self._lock):
+            latest = self.load()  # appends may have landed since
+            text = "".join(json.dumps(entry) + "\n" for entry in latest.values())
+            atomic_write_text(self.path, text, durable=False)
 
 
 def changed_plan(plan: Plan, options: Any) -> Plan:

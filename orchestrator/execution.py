@@ -353,6 +353,7 @@ def execute(
             ) from None
     state_dir(run.project_root)
     bridge = _ScriptRun(plan, options, reporters, run, stop, graph, executor, force)
+    bridge.record.compact()
     if options.changed and not options.force:
         bridge.plan = plan = select_changed(plan, bridge.fingerprints, bridge.record)
     bridge.emit("run_started", run)

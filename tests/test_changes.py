@@ -107,8 +107,10 @@ class Sample:
         return summary_of(result)
 
     def record(self) -> dict[str, Any]:
-        data: dict[str, Any] = json.loads((self.root / ".orchestrator/record.json").read_text())
-        return data
+        """The latest record entry of each script; every journal line must be valid JSON."""
+        journal = self.root / ".orchestrator" / "record.jsonl"
+        entries = [json.loads(line) for line in journal.read_text().splitlines()]
+        return {entry["script"]: entry for entry in entries}
 
 
 @pytest.fixture
@@ -420,3 +422,20 @@ def test_deps_of_a_file_that_is_not_a_script_is_one_line_and_exit_2(sample: Samp
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert "src/util.py" in lines[0] and "not a script" in lines[0]
+
+
+def test_a_torn_journal_line_is_skipped_and_compaction_keeps_the_latest(tmp_path: Path) -> None:
+    from orchestrator.changes import Record
+
+    (tmp_path / "pyproject.toml").write_text("")
+    record = Record(tmp_path)
+    for i in range(100):
+        record.update(tmp_path / "scripts" / "a.py", f"fp{i}", "passed")
+    record.update(tmp_path / "scripts" / "b.py", "fpb", "failed")
+    with open(record.path, "a") as journal:
+        journal.write('{"script": "scripts/c.py", "fingerp')  # a crash mid-write
+    assert set(record.load()) == {"scripts/a.py", "scripts/b.py"}
+    record.compact()
+    lines = record.path.read_text().splitlines()
+    assert len(lines) == 2
+    assert record.load()["scripts/a.py"]["fingerprint"] == "fp99"
