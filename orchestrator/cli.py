@@ -485,7 +485,7 @@ def _cmd_deps(args: argparse.Namespace, argv: Sequence[str]) -> int:
 def _cmd_envs(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from tabulate import tabulate
 
-    from .environments import EnvBuildError, Environments
+    from .environments import Environments
     from .plan import RunOptions, build_plan, default_scripts_dir
 
     options = RunOptions(
@@ -494,14 +494,7 @@ def _cmd_envs(args: argparse.Namespace, argv: Sequence[str]) -> int:
     )
     plan = build_plan(options)
     envs = Environments(options.project_root, plan.groups)
-    used: dict[str, list[str]] = {}
-    for job in plan.jobs:
-        try:
-            spec = envs.spec_for(job.path, job.settings)
-        except EnvBuildError:
-            continue
-        if spec is not None:
-            used.setdefault(spec.key(), []).append(job.rel)
+    used = envs.used_by(plan.jobs)
     if args.action == "clean":
         removed = envs.clean(None if args.all else set(used))
         print(f"removed {len(removed)} environment(s) from {envs.dir}")

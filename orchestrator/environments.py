@@ -32,7 +32,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -226,6 +226,21 @@ class Environments:
             requirements_file=(self.root / file) if file else None,
             python=spec.get("python"),
         )
+
+    def used_by(self, jobs: Iterable[Any]) -> dict[str, list[str]]:
+        """``{environment key: [script paths]}`` for the planned scripts that have one.
+
+        A script with invalid inline metadata uses none (it fails when run).
+        """
+        used: dict[str, list[str]] = {}
+        for job in jobs:
+            try:
+                spec = self.spec_for(job.path, job.settings)
+            except EnvBuildError:
+                continue
+            if spec is not None:
+                used.setdefault(spec.key(), []).append(job.rel)
+        return used
 
     def path(self, spec: EnvSpec) -> Path:
         """Where the environment of ``spec`` lives."""

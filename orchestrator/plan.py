@@ -8,6 +8,7 @@ before anything runs.
 
 from __future__ import annotations
 
+import heapq
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -108,6 +109,31 @@ class Plan:
     def graph(self) -> dict[str, list[str]]:
         """``{script path: [paths it depends on]}`` for every job."""
         return {job.rel: list(job.settings["depends_on"]) for job in self.jobs}
+
+    def start_order(self) -> list[str]:
+        """The scripts in the order ``orch run -j1`` starts them.
+
+        The workflow's ready queue: of the scripts whose dependencies are done,
+        the first in discovery order goes next.
+        """
+        graph = self.graph()
+        index = {rel: i for i, rel in enumerate(graph)}
+        waiting = {rel: len(deps) for rel, deps in graph.items()}
+        dependents: dict[str, list[str]] = {}
+        for rel, deps in graph.items():
+            for dep in deps:
+                dependents.setdefault(dep, []).append(rel)
+        ready = [(index[rel], rel) for rel, n in waiting.items() if n == 0]
+        heapq.heapify(ready)
+        order: list[str] = []
+        while ready:
+            _, rel = heapq.heappop(ready)
+            order.append(rel)
+            for dependent in dependents.get(rel, ()):
+                waiting[dependent] -= 1
+                if waiting[dependent] == 0:
+                    heapq.heappush(ready, (index[dependent], dependent))
+        return order
 
     def dependents_of(self, rels: Iterable[str]) -> dict[str, str]:
         """The scripts that depend on any of ``rels``, transitively, and not in it.

@@ -664,28 +664,10 @@ def render_script_reference(jobs: Sequence[Any], scripts_dir: Path) -> str:
 def render_graph(plan: Any, fmt: str = "text") -> str:
     """The execution order with dependencies, as text or as a Mermaid flowchart.
 
-    The order is the one ``orch run -j1`` starts them in: the workflow's ready
-    queue, where among scripts that are ready the first in discovery order wins.
+    The order is :meth:`Plan.start_order`, the one ``orch run -j1`` starts them in.
     """
-    import heapq
-
     graph = plan.graph()
-    index = {rel: i for i, rel in enumerate(graph)}
-    waiting = {rel: len(deps) for rel, deps in graph.items()}
-    dependents: dict[str, list[str]] = {}
-    for rel, deps in graph.items():
-        for dep in deps:
-            dependents.setdefault(dep, []).append(rel)
-    ready = [(index[rel], rel) for rel, n in waiting.items() if n == 0]
-    heapq.heapify(ready)
-    order: list[str] = []
-    while ready:
-        _, rel = heapq.heappop(ready)
-        order.append(rel)
-        for dependent in dependents.get(rel, ()):
-            waiting[dependent] -= 1
-            if waiting[dependent] == 0:
-                heapq.heappush(ready, (index[dependent], dependent))
+    order: list[str] = plan.start_order()
     if fmt == "mermaid":
         ids = {rel: f"s{i}" for i, rel in enumerate(order)}
         lines = ["flowchart TD"]
