@@ -268,17 +268,19 @@ def _checked_run_id(run_id: str | None) -> str | None:
 
 
 def _options(args: argparse.Namespace, argv: Sequence[str]) -> Any:
+    """The one RunOptions of every command; a command lacking an option gets its default."""
     from .plan import RunOptions, default_scripts_dir
 
     subdirs = None
-    if args.subdirs:
+    if getattr(args, "subdirs", None):
         subdirs = tuple(s for item in args.subdirs for s in item.split(",") if s)
+    scripts_dir = args.scripts_dir if args.scripts_dir is not None else default_scripts_dir()
     return RunOptions(
-        scripts_dir=args.scripts_dir if args.scripts_dir is not None else default_scripts_dir(),
+        scripts_dir=scripts_dir.resolve(),
         jobs=getattr(args, "jobs", 1),
-        timeout=args.timeout,
+        timeout=getattr(args, "timeout", None),
         subdirs=subdirs,
-        pattern=args.pattern,
+        pattern=getattr(args, "pattern", None),
         max_depth=args.max_depth,
         dry_run=getattr(args, "dry_run", False),
         fail_fast=getattr(args, "fail_fast", False),
@@ -440,12 +442,9 @@ def _cmd_watch(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
 def _cmd_deps(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from .inputs import InputGraph
-    from .plan import RunOptions, build_plan, default_scripts_dir
+    from .plan import build_plan
 
-    options = RunOptions(
-        scripts_dir=(args.scripts_dir or default_scripts_dir()).resolve(),
-        max_depth=args.max_depth,
-    )
+    options = _options(args, argv)
     scripts_dir, root = options.scripts_dir, options.project_root
     plan = build_plan(options)
     graph = InputGraph(root, scripts_dir)
@@ -486,12 +485,9 @@ def _cmd_envs(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from tabulate import tabulate
 
     from .environments import Environments
-    from .plan import RunOptions, build_plan, default_scripts_dir
+    from .plan import build_plan
 
-    options = RunOptions(
-        scripts_dir=(args.scripts_dir or default_scripts_dir()).resolve(),
-        max_depth=args.max_depth,
-    )
+    options = _options(args, argv)
     plan = build_plan(options)
     envs = Environments(options.project_root, plan.groups)
     used = envs.used_by(plan.jobs)

@@ -190,13 +190,33 @@ class Environments:
         self._failed: dict[str, str] = {}
         self._lock = threading.Lock()
         self._key_locks: dict[str, threading.Lock] = {}
+        self._specs: dict[tuple[Any, ...], EnvSpec | EnvBuildError | None] = {}
 
     def spec_for(self, script: Path, settings: Mapping[str, Any]) -> EnvSpec | None:
         """The environment a script runs in, or None for the current interpreter.
 
+        Remembered per file version: a run asks once for the fingerprint and
+        once to start the script, and the script is read only once.
+
         Raises:
             EnvBuildError: the script's inline metadata is invalid.
         """
+        try:
+            st = script.stat()
+            key: tuple[Any, ...] = (script, st.st_size, st.st_mtime_ns, settings.get("environment"))
+        except OSError:
+            return self._read_spec(script, settings)
+        if key not in self._specs:
+            try:
+                self._specs[key] = self._read_spec(script, settings)
+            except EnvBuildError as exc:
+                self._specs[key] = exc
+        found = self._specs[key]
+        if isinstance(found, EnvBuildError):
+            raise found
+        return found
+
+    def _read_spec(self, script: Path, settings: Mapping[str, Any]) -> EnvSpec | None:
         try:
             source = script.read_text(encoding="utf-8", errors="replace")
         except OSError:

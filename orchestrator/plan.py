@@ -203,6 +203,16 @@ def build_plan(options: RunOptions) -> Plan:
         max_depth=options.max_depth,
     )
     jobs = {job.rel: job for job in map(job_for, paths)}
+    if options.environment is not None:
+        known = [*config["environments"], DEFAULT_ENVIRONMENT]
+        if options.environment not in known:
+            raise ConfigError(
+                f"{source}: environments: no group {options.environment!r}; "
+                f"known: {', '.join(known)}"
+            )
+        # One nox session per group: only its scripts; what they depend on joins below.
+        wanted = None if options.environment == DEFAULT_ENVIRONMENT else options.environment
+        jobs = {rel: job for rel, job in jobs.items() if job.settings["environment"] == wanted}
     notes: list[str] = []
     queue = list(jobs.values())
     while queue:
@@ -225,23 +235,6 @@ def build_plan(options: RunOptions) -> Plan:
         "remove one of these depends_on entries",
     )
     ordered = sorted(jobs.values(), key=lambda job: _path_key(job.rel))
-    if options.environment is not None:
-        known = [*config["environments"], DEFAULT_ENVIRONMENT]
-        if options.environment not in known:
-            raise ConfigError(
-                f"{source}: environments: no group {options.environment!r}; "
-                f"known: {', '.join(known)}"
-            )
-        # One nox session per group: only its scripts (and what they depend on).
-        wanted = None if options.environment == DEFAULT_ENVIRONMENT else options.environment
-        chosen = {job.rel for job in ordered if job.settings["environment"] == wanted}
-        pending = list(chosen)
-        while pending:
-            for dep in jobs[pending.pop()].settings["depends_on"]:
-                if dep not in chosen:
-                    chosen.add(dep)
-                    pending.append(dep)
-        ordered = [job for job in ordered if job.rel in chosen]
     return Plan(ordered, notes, config["config_file"], groups=config["environments"])
 
 

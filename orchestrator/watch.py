@@ -239,11 +239,12 @@ class _Session:
             c in (watchfiles.Change.added, watchfiles.Change.deleted) for c in changes.values()
         )
         start, end = self.last_window
+        configs = self.config_candidates()
         paths: list[Path] = []
         for path in changes:
             # A data file an input of the last batch's scripts, modified while they ran,
             # is taken as their output: rerunning them for it would loop.
-            if path.suffix != ".py" and path not in self.config_candidates():
+            if path.suffix != ".py" and path not in configs:
                 with contextlib.suppress(OSError):
                     if start <= path.stat().st_mtime <= end + 0.05 and self.graph.affected(
                         [path], self.last_ran
@@ -259,7 +260,7 @@ class _Session:
         self.graph.invalidate(paths, structural=structural)
 
         old = self.plan
-        if structural or any(p in self.config_candidates() for p in paths):
+        if structural or any(p in configs for p in paths):
             try:
                 self.plan = build_plan(self.options)
             except OrchestratorError as exc:
@@ -429,9 +430,8 @@ class _BusyHook(Reporter):
         if not paths:
             return
         session.graph.invalidate(paths)
-        running = {
-            Path(s): session.jobs_by_path(session.plan).get(Path(s), {}) for s in session.running
-        }
+        planned = session.jobs_by_path(session.plan)
+        running = {Path(s): planned.get(Path(s), {}) for s in session.running}
         victims = {str(s) for s in session.graph.affected(paths, running)}
         if victims:
             terminate_all(RESTARTED, lambda script: script in victims)
