@@ -619,3 +619,21 @@ def test_missing_distributed_names_the_extra(project: Project, tmp_path: Path) -
     result = orch("run", project.scripts, "--executor", "dask", env=env)
     assert "orchestrator[dask]" in one_error_line(result)
     assert not (project.root / "reports").exists()
+
+
+@pytest.mark.slow
+def test_task_keys_share_one_prefix(project: Project, scheduler: str) -> None:
+    """Keys ``orch-script-<id>``: one prefix, so the scheduler does not slow down per key."""
+    from distributed import get_task_stream
+
+    script = project.script("x.py", "print('hi')\n")
+    executor = DaskExecutor(scheduler)
+    try:
+        with get_task_stream(executor.client) as stream:
+            for _ in range(3):
+                assert executor.run(_call(script, project.scripts, {}))["status"] == "passed"
+        keys = {str(task["key"]) for task in stream.data}
+    finally:
+        executor.close()
+    assert len(keys) == 3
+    assert all(re.fullmatch(r"orch-script-[0-9a-f]{32}", key) for key in keys), keys

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -16,7 +17,7 @@ import pytest
 from conftest import Project, pid_alive
 
 from orchestrator import run_function, run_script
-from orchestrator.runner import terminate_all
+from orchestrator.runner import kill_all, terminate_all, tracked
 
 RESULT_KEYS = {
     "script",
@@ -388,3 +389,38 @@ def test_group_scan_finds_the_leader_after_a_pid_wrap(monkeypatch: pytest.Monkey
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_kill_all_does_not_wait_for_the_grace(project: Project) -> None:
+    """A second Ctrl-C: SIGKILL now, even for a script that ignores SIGTERM."""
+    script = project.script(
+        "stubborn.py",
+        "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "print('ready', flush=True)\ntime.sleep(60)\n",
+    )
+    results: list[dict[str, Any]] = []
+    thread = threading.Thread(
+        target=lambda: results.append(run_script(script, timeout=120, kill_grace=60))
+    )
+    thread.start()
+    time.sleep(0.5)
+    terminate_all("interrupted")  # ignored by the script; the grace is a minute
+    began = time.monotonic()
+    assert kill_all() == 1
+    thread.join(10)
+    assert not thread.is_alive()
+    assert time.monotonic() - began < 5
+    assert (results[0]["status"], results[0]["error"]) == ("error", "interrupted")
+
+
+def test_tracked_children_are_stopped_by_terminate_all() -> None:
+    """Installers registered with tracked() stop on Ctrl-C like scripts."""
+    proc = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    try:
+        with tracked(proc, "installer"):
+            assert terminate_all("interrupted") == 1
+            assert proc.wait(5) == -signal.SIGTERM
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
