@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ._files import atomic_write_text
+from .errors import OrchestratorError
 
 __all__ = [
     "STATUSES",
@@ -597,11 +598,7 @@ def load_run(path: str | os.PathLike[str]) -> tuple[dict[str, Any], list[dict[st
         run_dir = run_dir / "latest"
     summary_path = run_dir / "summary.json"
     if not summary_path.is_file():
-        from .errors import OrchestratorError
-
         raise OrchestratorError(f"{run_dir}: no summary.json here; pass a run directory")
-    from .errors import OrchestratorError
-
     try:
         summary = json.loads(summary_path.read_text(encoding="utf-8"))
         results = []
