@@ -267,14 +267,37 @@ def _checked_run_id(run_id: str | None) -> str | None:
     return run_id
 
 
+def _scripts_dir(args: argparse.Namespace) -> Path:
+    """The scripts directory a command works on: given, found from its path, or ``scripts/``.
+
+    The hint of the error names the way this command takes the directory.
+    """
+    from .plan import default_scripts_dir, scripts_dir_of
+
+    if args.command == "deps":
+        hint = "pass the scripts directory with -d, e.g. `orch deps -d tools/ FILE`"
+        if args.scripts_dir is not None:
+            return Path(args.scripts_dir)
+        if args.target.exists():  # a path typed from here locates its own project
+            return scripts_dir_of(args.target, hint=hint)
+        return default_scripts_dir(hint=hint)
+    example = "orch envs list tools/" if args.command == "envs" else f"orch {args.command} tools/"
+    hint = f"pass the scripts directory, e.g. `{example}`"
+    if args.scripts_dir is None:
+        return default_scripts_dir(hint=hint)
+    if args.command == "envs" and Path(args.scripts_dir).is_file():
+        return scripts_dir_of(args.scripts_dir, hint=hint)
+    return Path(args.scripts_dir)
+
+
 def _options(args: argparse.Namespace, argv: Sequence[str]) -> Any:
     """The one RunOptions of every command; a command lacking an option gets its default."""
-    from .plan import RunOptions, default_scripts_dir
+    from .plan import RunOptions
 
     subdirs = None
     if getattr(args, "subdirs", None):
         subdirs = tuple(s for item in args.subdirs for s in item.split(",") if s)
-    scripts_dir = args.scripts_dir if args.scripts_dir is not None else default_scripts_dir()
+    scripts_dir = _scripts_dir(args)
     return RunOptions(
         scripts_dir=scripts_dir.resolve(),
         jobs=getattr(args, "jobs", 1),
@@ -340,7 +363,7 @@ def _cmd_list(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from .plan import build_plan
 
     options = _options(args, argv)
-    plan = build_plan(options)
+    plan = build_plan(options, count_left_out=not (args.graph or args.json))
     jobs = plan.jobs
     if args.graph:
         from .reporting import render_graph
@@ -355,6 +378,8 @@ def _cmd_list(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
     print(tabulate(_settings_rows(jobs), headers=["Script", "Timeout", "Args", "Skip"]))
     print(f"\n{len(jobs)} scripts in {options.scripts_dir}")
+    if plan.left_out:
+        print(plan.left_out)
     return EXIT_OK
 
 
@@ -381,7 +406,11 @@ def _cmd_report(args: argparse.Namespace, argv: Sequence[str]) -> int:
     print(f"run {summary['run_id']}: {' '.join(summary.get('command') or [])}")
     sys.stdout.write(
         render_console_summary(
-            results, color=color, verbosity=args.verbose, wall_time=summary.get("wall_time")
+            results,
+            color=color,
+            verbosity=args.verbose,
+            wall_time=summary.get("wall_time"),
+            interrupted=bool(summary.get("interrupted")),
         )
     )
     return int(summary.get("exit_code", EXIT_OK))
@@ -454,13 +483,17 @@ def _cmd_deps(args: argparse.Namespace, argv: Sequence[str]) -> int:
     path = next((Path(os.path.abspath(c)) for c in candidates if c.exists()), None)
     if path is None:
         raise OrchestratorError(f"{target}: no such file (looked in ., {scripts_dir}, {root})")
+    config = Path(plan.config_file) if plan.config_file else None
 
     def rel(p: Path) -> str:
         return Path(os.path.relpath(p, root)).as_posix()
 
     if args.reverse:
-        hits = graph.affected([path], {p: j.settings for p, j in jobs.items()})
-        for script in sorted(hits, key=lambda p: jobs[p].rel):
+        if config is not None and path.resolve() == config:  # every script's settings come from it
+            hits = set(jobs)
+        else:
+            hits = set(graph.affected([path], {p: j.settings for p, j in jobs.items()}))
+        for script in sorted(hits, key=lambda p: jobs[p].rel.split("/")):
             print(jobs[script].rel)
         if not hits:
             print(f"no script depends on {rel(path)}", file=sys.stderr)
@@ -469,14 +502,14 @@ def _cmd_deps(args: argparse.Namespace, argv: Sequence[str]) -> int:
     job = jobs.get(path)
     if job is None:
         raise OrchestratorError(f"{rel(path)} is not a script in {rel(scripts_dir)}/")
-    print(f"{rel(path)}")
+    print(job.rel)
     for module in graph.modules(path):
         error = graph.syntax_error(module)
         print(f"  module  {rel(module)}" + (f"  ({error})" if error else ""))
     for file in graph.watched(job.settings):
         print(f"  watch   {rel(file)}")
-    if plan.config_file:
-        print(f"  config  {rel(Path(plan.config_file))}")
+    if config is not None:
+        print(f"  config  {rel(config)}")
     graph.save()
     return EXIT_OK
 

@@ -5,6 +5,14 @@ pruned before they are entered, symlinked directories are never followed (so a
 link loop cannot hang it), and only file names that end in ``.py`` are turned
 into paths. Depth counts directories below ``scripts_dir``: ``x.py`` is at
 depth 0, ``a/b/x.py`` at depth 2, whether or not ``subdirs`` narrows the walk.
+
+What is pruned is only what can never hold a user's scripts: tool folders by
+name (:data:`SKIP_DIRS`: version control, caches, virtualenvs, build output,
+``.orchestrator/``) and, by path, the project's own reports folder. A folder
+named ``reports`` elsewhere is a script folder like any other. Anything else
+left out by a rule (files below ``max_depth``, ``__init__.py`` and friends,
+symlinked folders) is counted by :func:`scan_scripts`, so ``orch list`` can
+say so instead of dropping it silently.
 """
 
 from __future__ import annotations
@@ -12,12 +20,21 @@ from __future__ import annotations
 import fnmatch
 import logging
 import os
+from collections import Counter
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import DiscoveryError
 
-__all__ = ["SKIP_DIRS", "SKIP_PATTERNS", "discover_scripts", "skipped_dir"]
+__all__ = [
+    "SKIP_DIRS",
+    "SKIP_PATTERNS",
+    "Discovery",
+    "discover_scripts",
+    "scan_scripts",
+    "skipped_dir",
+]
 
 logger = logging.getLogger("orchestrator")
 
@@ -40,7 +57,6 @@ SKIP_DIRS: frozenset[str] = frozenset(
         ".tox",
         ".nox",
         ".orchestrator",
-        "reports",
         "*.egg-info",
     }
 )
@@ -75,6 +91,21 @@ def skipped_dir(name: str) -> bool:
     return _matches(name, *_DEFAULT_SKIPS)
 
 
+@dataclass(frozen=True)
+class Discovery:
+    """What a walk found: the scripts, and how many ``.py`` files a rule left out, by why."""
+
+    scripts: list[Path]
+    #: ``{reason: count}``; only filled when :func:`scan_scripts` is asked to count.
+    left_out: dict[str, int] = field(default_factory=dict)
+
+    def left_out_line(self) -> str | None:
+        """``not listed: 3 files below --max-depth 2, 1 __init__.py`` or None."""
+        if not self.left_out:
+            return None
+        return "not listed: " + ", ".join(f"{n} {why}" for why, n in self.left_out.items())
+
+
 def discover_scripts(
     scripts_dir: str | os.PathLike[str],
     subdirs: Iterable[str] | None = None,
@@ -82,6 +113,8 @@ def discover_scripts(
     max_depth: int = 2,
     skip_dirs: Iterable[str] = SKIP_DIRS,
     skip_patterns: Iterable[str] = SKIP_PATTERNS,
+    *,
+    prune: Iterable[str | os.PathLike[str]] = (),
 ) -> list[Path]:
     """Return the sorted, de-duplicated absolute paths of the ``*.py`` scripts found.
 
@@ -94,9 +127,31 @@ def discover_scripts(
         max_depth: the deepest directory level searched (0 = ``scripts_dir`` only).
         skip_dirs: directory names (fnmatch patterns) pruned from the walk.
         skip_patterns: file names (fnmatch patterns) that are never scripts.
+        prune: directories, by path, never walked into (the project's reports folder).
 
     Raises:
         DiscoveryError: ``scripts_dir`` is missing or not a directory.
+    """
+    return scan_scripts(
+        scripts_dir, subdirs, pattern, max_depth, skip_dirs, skip_patterns, prune=prune
+    ).scripts
+
+
+def scan_scripts(
+    scripts_dir: str | os.PathLike[str],
+    subdirs: Iterable[str] | None = None,
+    pattern: str | None = None,
+    max_depth: int = 2,
+    skip_dirs: Iterable[str] = SKIP_DIRS,
+    skip_patterns: Iterable[str] = SKIP_PATTERNS,
+    *,
+    prune: Iterable[str | os.PathLike[str]] = (),
+    count_left_out: bool = False,
+) -> Discovery:
+    """:func:`discover_scripts`, and with ``count_left_out`` what its rules left out.
+
+    Counting walks below ``max_depth`` too (still pruned), so only ``orch list``
+    asks for it; a run pays nothing for it.
     """
     if max_depth < 0:
         raise ValueError(f"max_depth must be 0 or more, got {max_depth}")
@@ -107,8 +162,10 @@ def discover_scripts(
 
     dir_exact, dir_globs = _split_patterns(skip_dirs)
     file_exact, file_globs = _split_patterns(skip_patterns)
+    pruned = {os.path.abspath(p) for p in prune} | {str(Path(p).resolve()) for p in prune}
     root_str = str(root)
     prefix_len = len(root_str.rstrip(os.sep)) + 1
+    left_out: Counter[str] = Counter()
 
     # (absolute directory, depth) pairs to visit.
     stack: list[tuple[str, int]] = []
@@ -125,9 +182,10 @@ def discover_scripts(
                 logger.warning("subdirectory %r is outside %s; skipped", sub, root)
                 continue
             depth = len(candidate.relative_to(root).parts)
-            if depth <= max_depth:
+            if depth <= max_depth or count_left_out:
                 stack.append((str(candidate), depth))
 
+    deep = f"files below --max-depth {max_depth}"
     found: set[str] = set()
     while stack:
         directory, depth = stack.pop()
@@ -142,6 +200,11 @@ def discover_scripts(
                 try:
                     if name.endswith(".py") and entry.is_file():
                         if _matches(name, file_exact, file_globs):
+                            if count_left_out and depth <= max_depth:
+                                left_out[f"{name} (not a script)"] += 1
+                            continue
+                        if depth > max_depth:
+                            left_out[deep] += 1
                             continue
                         path = entry.path
                         if pattern is None or (
@@ -150,13 +213,19 @@ def discover_scripts(
                         ):
                             found.add(path)
                     elif (
-                        depth < max_depth
-                        and entry.is_dir(follow_symlinks=False)
+                        (depth < max_depth or count_left_out)
+                        and entry.is_dir()
                         and not _matches(name, dir_exact, dir_globs)
+                        and entry.path not in pruned
                     ):
+                        if entry.is_symlink():
+                            if count_left_out and depth < max_depth:
+                                left_out["symlinked folder(s) not followed"] += 1
+                            continue
                         stack.append((entry.path, depth + 1))
                 except OSError:
                     # Vanished or unreadable while we walked: not a script.
                     continue
     # Sorting the strings by their parts orders them as Path objects would, cheaper.
-    return [Path(p) for p in sorted(found, key=lambda p: p.split(os.sep))]
+    scripts = [Path(p) for p in sorted(found, key=lambda p: p.split(os.sep))]
+    return Discovery(scripts, dict(sorted(left_out.items())))

@@ -17,10 +17,17 @@ from typing import Any
 
 from ._files import find_project_root
 from .config import DEFAULT_ENVIRONMENT, get_script_config, load_config, relative_script_path
-from .discovery import discover_scripts
+from .discovery import discover_scripts, scan_scripts
 from .errors import ConfigError, DiscoveryError
 
-__all__ = ["Plan", "RunOptions", "ScriptJob", "build_plan", "default_scripts_dir"]
+__all__ = [
+    "Plan",
+    "RunOptions",
+    "ScriptJob",
+    "build_plan",
+    "default_scripts_dir",
+    "scripts_dir_of",
+]
 
 
 @dataclass(frozen=True)
@@ -78,8 +85,12 @@ class ScriptJob:
         return Path(self.rel).parent.as_posix()
 
 
-def default_scripts_dir(cwd: Path | None = None) -> Path:
+def default_scripts_dir(
+    cwd: Path | None = None, *, hint: str = "pass it, e.g. `orch run tools/`"
+) -> Path:
     """``scripts/`` under the project root of ``cwd``.
+
+    ``hint`` says how the command at hand takes a scripts directory.
 
     Raises:
         DiscoveryError: there is no such directory.
@@ -88,10 +99,40 @@ def default_scripts_dir(cwd: Path | None = None) -> Path:
     root = find_project_root(here) or here
     candidate = root / "scripts"
     if not candidate.is_dir():
-        raise DiscoveryError(
-            f"no scripts/ directory in {root}: pass the scripts directory, e.g. `orch run tools/`"
-        )
+        raise DiscoveryError(f"no scripts/ directory in {root}: {hint}")
     return candidate
+
+
+def scripts_dir_of(path: Path, *, hint: str) -> Path:
+    """The scripts directory a file belongs to, found from the file alone.
+
+    The project is the nearest root marker above ``path``; its scripts
+    directory is ``scripts/`` under that root (for a script in it and for any
+    other file of the project: a module in ``src/``, a data file). A project
+    without one has its scripts directory where its config file is: the
+    nearest folder between ``path`` and the root holding ``config.yaml``.
+
+    Raises:
+        DiscoveryError: none of these exists; the message ends with ``hint``.
+    """
+    from .config import CONFIG_NAMES
+
+    path = Path(os.path.abspath(path))
+    root = find_project_root(path)
+    if root is None:
+        raise DiscoveryError(
+            f"{path}: not inside a project (no pyproject.toml or .git above it); {hint}"
+        )
+    default = root / "scripts"
+    if default.is_dir():
+        return default
+    folder = path if path.is_dir() else path.parent
+    for candidate in (folder, *folder.parents):
+        if any((candidate / name).is_file() for name in CONFIG_NAMES):
+            return candidate
+        if candidate == root:
+            break
+    raise DiscoveryError(f"{path}: no scripts/ directory in {root}; {hint}")
 
 
 @dataclass(frozen=True)
@@ -105,6 +146,8 @@ class Plan:
     fresh: frozenset[str] = frozenset()
     #: The config's ``environments:`` groups.
     groups: dict[str, Any] = field(default_factory=dict)
+    #: One line on the ``.py`` files discovery's rules left out (``count_left_out`` only).
+    left_out: str | None = None
 
     def graph(self) -> dict[str, list[str]]:
         """``{script path: [paths it depends on]}`` for every job."""
@@ -161,13 +204,14 @@ def _path_key(rel: str) -> list[str]:
     return rel.split("/")
 
 
-def build_plan(options: RunOptions) -> Plan:
+def build_plan(options: RunOptions, *, count_left_out: bool = False) -> Plan:
     """Discover the scripts, resolve their settings and close over ``depends_on``.
 
     Command-line values (``options.timeout``) replace the config's ``default:``
     layer, so a script's own entry in ``scripts:`` still wins over them. A
     selected script's dependencies are added even when the selection left
-    them out, with a note saying so.
+    them out, with a note saying so. The reports folder is never searched;
+    ``count_left_out`` counts what else discovery's rules leave out.
 
     Raises:
         ConfigError: the config file is invalid, or ``depends_on`` names a
@@ -196,12 +240,15 @@ def build_plan(options: RunOptions) -> Plan:
             raise DiscoveryError(
                 f"--subdirs {sub}: no such folder in {scripts_dir}; check the name"
             )
-    paths = discover_scripts(
+    found = scan_scripts(
         scripts_dir,
         subdirs=options.subdirs,
         pattern=options.pattern,
         max_depth=options.max_depth,
+        prune=[options.reports_dir],
+        count_left_out=count_left_out,
     )
+    paths = found.scripts
     jobs = {job.rel: job for job in map(job_for, paths)}
     if options.environment is not None:
         known = [*config["environments"], DEFAULT_ENVIRONMENT]
@@ -235,7 +282,13 @@ def build_plan(options: RunOptions) -> Plan:
         "remove one of these depends_on entries",
     )
     ordered = sorted(jobs.values(), key=lambda job: _path_key(job.rel))
-    return Plan(ordered, notes, config["config_file"], groups=config["environments"])
+    return Plan(
+        ordered,
+        notes,
+        config["config_file"],
+        groups=config["environments"],
+        left_out=found.left_out_line(),
+    )
 
 
 def cpu_jobs(value: str) -> int:

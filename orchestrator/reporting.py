@@ -136,12 +136,9 @@ def _tail(text: str, lines: int | None) -> str:
     return "\n".join(kept) + ("\n" if kept else "")
 
 
-def _display_path(result: Mapping[str, Any], root: Path | None) -> str:
-    if root is not None:
-        try:
-            return Path(result["script"]).relative_to(root).as_posix()
-        except ValueError:
-            pass
+def _display_path(result: Mapping[str, Any]) -> str:
+    # One form in every output: the path relative to the scripts directory, the one
+    # `-k` and config.yaml keys take.
     return str(result.get("path") or result["script"])
 
 
@@ -164,19 +161,23 @@ def _paint(status: str, text: str, color: bool) -> str:
 def render_console_summary(
     results: Sequence[Mapping[str, Any]],
     *,
-    root: Path | None = None,
     color: bool = False,
     verbosity: int = 0,
     wall_time: float | None = None,
+    interrupted: bool = False,
 ) -> str:
-    """The final table (script, status, exit code, time), failure tails, and the totals line."""
+    """The final table (script, status, exit code, time), failure tails, and the totals line.
+
+    ``orch run`` prints it at the end and ``orch report`` prints it again from
+    the saved run, so both show a run the same way.
+    """
     from tabulate import tabulate
 
     out = io.StringIO()
     if verbosity >= 0 and results:
         rows = [
             [
-                _display_path(r, root),
+                _display_path(r),
                 _paint(r["status"], r["status"].upper(), color),
                 "" if r.get("exit_code") is None else r["exit_code"],
                 f"{r.get('execution_time') or 0.0:.2f}s",
@@ -195,7 +196,7 @@ def render_console_summary(
     for r in results:
         if r["status"] not in NOT_OK:
             continue
-        header = f"{r['status'].upper()}: {_display_path(r, root)}"
+        header = f"{r['status'].upper()}: {_display_path(r)}"
         if r.get("error"):
             header += f" ({r['error']})"
         out.write("\n" + _paint(r["status"], header, color) + "\n")
@@ -212,7 +213,7 @@ def render_console_summary(
         by_reason: dict[str, list[str]] = {}
         for r in results:
             if r["status"] == "skipped":
-                by_reason.setdefault(r.get("skip_reason") or "", []).append(_display_path(r, root))
+                by_reason.setdefault(r.get("skip_reason") or "", []).append(_display_path(r))
         shown = None if verbosity > 0 else 5
         for reason, paths in by_reason.items():
             listed = ", ".join(paths[:shown])
@@ -222,6 +223,8 @@ def render_console_summary(
         if by_reason:
             out.write("\n")
     out.write("\n" + totals_line(results, wall_time) + "\n")
+    if interrupted:
+        out.write("interrupted: scripts still running were stopped\n")
     return out.getvalue()
 
 
@@ -293,7 +296,7 @@ class ConsoleReporter(Reporter):
         if self.live:
             self._draw()
         elif self.verbosity >= 0 and self.run is not None:
-            path = _display_path(result, self.run.project_root)
+            path = _display_path(result)
             status = _paint(result["status"], result["status"].upper(), self.color)
             self._write(
                 f"[{self.done}/{self.run.total}] {status} {path} "
@@ -304,7 +307,7 @@ class ConsoleReporter(Reporter):
         if self.live:
             self._draw()
         elif self.verbosity >= 0 and self.run is not None:
-            path = _display_path(result, self.run.project_root)
+            path = _display_path(result)
             self._write(
                 f"[retry] {path} {result['status']} on attempt {attempt}; "
                 f"trying again in {delay:g}s\n"
@@ -320,14 +323,12 @@ class ConsoleReporter(Reporter):
         self._write(
             render_console_summary(
                 results,
-                root=run.project_root,
                 color=self.color,
                 verbosity=self.verbosity,
                 wall_time=run.wall_time,
+                interrupted=run.interrupted,
             )
         )
-        if run.interrupted:
-            self._write("interrupted: scripts still running were stopped\n")
         if run.run_dir is not None and self.verbosity >= 0:
             self._write(f"reports: {run.run_dir}\n")
 

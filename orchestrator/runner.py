@@ -297,7 +297,9 @@ class _Capture:
             self.chunks = deque([data])
         text = data.decode("utf-8", errors="replace")
         if self.dropped:
-            where = f"; full output in {self.path}" if self.path else ""
+            # The file's name, not its path: what is kept must not grow with where the
+            # checkout lives (``stdout_path`` has the full path).
+            where = f"; full output in {self.path.name}" if self.path else ""
             text = f"[... {self.dropped} bytes truncated{where} ...]\n" + text
         return text
 

@@ -284,7 +284,9 @@ class _Session:
             if by_path[script] not in old_settings:
                 continue  # a new script: said so already
             for file in files:
-                causes.setdefault(f"{self.rel_root(file)} changed", set()).add(by_path[script])
+                # A script is named as everywhere else; other files from the project root.
+                name = by_path.get(file) or self.rel_root(file)
+                causes.setdefault(f"{name} changed", set()).add(by_path[script])
 
         # Only what differs from what it last ran with: a save without a change reruns nothing.
         entries = self.record.load()

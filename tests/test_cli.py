@@ -217,17 +217,14 @@ def test_progress_lines_table_and_totals(project: Project) -> None:
     assert result.returncode == 1
     progress = [m for m in map(PROGRESS.match, result.stdout.splitlines()) if m]
     assert [(m[1], m[2]) for m in progress] == [("1", "3"), ("2", "3"), ("3", "3")]
+    # One path form everywhere: relative to the scripts directory, as -k and config keys take.
     assert {(m[3], m[4]) for m in progress} == {
-        ("PASSED", "scripts/a.py"),
-        ("FAILED", "scripts/b.py"),
-        ("PASSED", "scripts/sub/c.py"),
+        ("PASSED", "a.py"),
+        ("FAILED", "b.py"),
+        ("PASSED", "sub/c.py"),
     }
-    assert console_table_paths(result.stdout) == [
-        "scripts/a.py",
-        "scripts/b.py",
-        "scripts/sub/c.py",
-    ]
-    assert re.search(r"^scripts/b\.py\s+FAILED\s+4\s+\d+\.\d\ds$", result.stdout, re.MULTILINE)
+    assert console_table_paths(result.stdout) == ["a.py", "b.py", "sub/c.py"]
+    assert re.search(r"^b\.py\s+FAILED\s+4\s+\d+\.\d\ds$", result.stdout, re.MULTILINE)
     totals = [line for line in result.stdout.splitlines() if TOTALS.match(line)]
     assert len(totals) == 1 and totals[0].startswith("2 passed, 1 failed in ")
     assert "\x1b[" not in result.stdout
@@ -243,7 +240,7 @@ def test_parallel_run_keeps_discovery_order(project: Project) -> None:
     summary = summary_of(run_dir)
     assert [r["path"] for r in summary["results"]] == expected
     assert markdown_table_paths((run_dir / "report.md").read_text()) == expected
-    assert console_table_paths(result.stdout) == [f"scripts/{p}" for p in expected]
+    assert console_table_paths(result.stdout) == expected
     # 2.0 s is the sum of the sleeps: anything well below it ran in parallel.
     assert summary["wall_time"] < 2.0
 
@@ -461,7 +458,8 @@ def test_log_files_hold_output_beyond_the_in_memory_tail(project: Project) -> No
     assert len(full) == size + len("first line\n\nlast line\n")
     assert "first line" not in log["stdout"]
     assert log["stdout"].endswith("last line\n")
-    assert log["stdout_path"] in log["stdout"]  # the truncation marker names the full log
+    # The truncation marker names the full log, by the name it has beside the JSON log.
+    assert f"full output in {Path(log['stdout_path']).name} ..." in log["stdout"]
 
 
 def test_github_step_summary_is_appended(project: Project, tmp_path: Path) -> None:
@@ -624,8 +622,8 @@ def test_failure_output_in_markdown_and_console(project: Project) -> None:
     assert body == tail + "```python\ninside = 1\n```\n`````\n"
 
     stdout = result.stdout
-    table_end = stdout.index("scripts/ok.py")
-    assert stdout.index("FAILED: scripts/fence.py") > table_end
+    table_end = stdout.index("\nok.py ")
+    assert stdout.index("FAILED: fence.py") > table_end
     assert stdout.index(tail) > table_end
     assert "`````\n" in stdout
     assert "out 13\n" not in stdout
@@ -767,3 +765,141 @@ def test_run_orchestrator_is_exported_from_the_package(project: Project) -> None
     project.script("x.py", "")
     code = orchestrator.run_orchestrator(["run", "--no-color", str(project.scripts)])
     assert code == 0
+
+
+# -- a new user's first commands (issue 10) ------------------------------------------
+
+
+def _nested(tmp_path: Path) -> Project:
+    """A repository whose project lives in a subfolder, like the shipped ``examples/``."""
+    (tmp_path / ".git").mkdir()
+    sample = Project(tmp_path / "examples")
+    sample.script("data/check.py", "import demo_lib\nopen('data/numbers.csv').read()\n")
+    sample.script("other.py", "")
+    (sample.root / "src" / "demo_lib").mkdir(parents=True)
+    (sample.root / "src" / "demo_lib" / "__init__.py").write_text("VALUE = 1\n")
+    (sample.root / "data").mkdir()
+    (sample.root / "data" / "numbers.csv").write_text("1\n")
+    sample.config("scripts:\n  data/check.py: {watch: [data/numbers.csv]}\n")
+    return sample
+
+
+def test_deps_finds_the_project_from_the_path_typed(tmp_path: Path) -> None:
+    _nested(tmp_path)
+    forward = orch("deps", "examples/scripts/data/check.py", cwd=tmp_path)
+    assert forward.returncode == 0, forward.stderr
+    assert forward.stdout.splitlines() == [
+        "data/check.py",
+        "  module  src/demo_lib/__init__.py",
+        "  watch   data/numbers.csv",
+        "  config  scripts/config.yaml",
+    ]
+    reverse = orch("deps", "--reverse", "examples/src/demo_lib/__init__.py", cwd=tmp_path)
+    assert reverse.returncode == 0, reverse.stderr
+    assert reverse.stdout.splitlines() == ["data/check.py"]
+
+
+def test_deps_reverse_of_the_config_lists_the_scripts_it_sets(tmp_path: Path) -> None:
+    _nested(tmp_path)
+    result = orch("deps", "--reverse", "examples/scripts/config.yaml", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["data/check.py", "other.py"]
+    # A config file that is not the one in force sets nothing.
+    (tmp_path / "examples" / "config.yaml").write_text("default: {timeout: 5}\n")
+    shadowed = orch("deps", "--reverse", "examples/config.yaml", cwd=tmp_path)
+    assert shadowed.returncode == 0
+    assert shadowed.stdout == ""
+    assert "no script depends on config.yaml" in shadowed.stderr
+
+
+def test_commands_that_cannot_find_scripts_name_their_own_option(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text("")
+    (tmp_path / "tool.py").write_text("")
+    deps = orch("deps", "tool.py", cwd=tmp_path)
+    envs = orch("envs", "list", cwd=tmp_path)
+    listed = orch("list", cwd=tmp_path)
+    for result, hint in (
+        (deps, "with -d, e.g. `orch deps -d tools/ FILE`"),
+        (envs, "e.g. `orch envs list tools/`"),
+        (listed, "e.g. `orch list tools/`"),
+    ):
+        assert result.returncode == 2
+        lines = result.stderr.splitlines()
+        assert len(lines) == 1 and lines[0].startswith("orch: error: "), result.stderr
+        assert hint in lines[0]
+        assert "Traceback" not in result.stderr
+    assert "orch run" not in deps.stderr + envs.stderr
+
+
+def test_envs_finds_the_project_from_a_script_path(tmp_path: Path) -> None:
+    sample = _nested(tmp_path)
+    result = orch("envs", "list", "examples/scripts/other.py", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert f"in {sample.root / '.orchestrator' / 'envs'}" in result.stdout
+
+
+def test_a_scripts_folder_named_reports_is_run_and_listed(project: Project) -> None:
+    project.script("reports/generate_coverage_report.py", "")
+    project.script("a/b/c/too_deep.py", "")
+    project.script("pkg/__init__.py", "")
+    listed = orch("list", project.scripts)
+    assert listed.returncode == 0, listed.stderr
+    assert "reports/generate_coverage_report.py" in listed.stdout
+    left_out = [line for line in listed.stdout.splitlines() if line.startswith("not listed:")]
+    assert left_out == ["not listed: 1 __init__.py (not a script), 1 files below --max-depth 2"], (
+        listed.stdout
+    )
+    result = orch("run", project.scripts)
+    assert result.returncode == 0, result.stdout + result.stderr
+    # The project's own reports folder holds no script, but it is never searched either.
+    assert statuses(summary_of(run_dir_of(result.stdout))) == {
+        "reports/generate_coverage_report.py": "passed"
+    }
+
+
+def test_the_reports_folder_is_pruned_wherever_it_is(project: Project) -> None:
+    project.script("x.py", "")
+    project.script("out/stray.py", "")
+    listed = orch("list", project.scripts)
+    assert "out/stray.py" in listed.stdout  # an ordinary folder, until it holds the reports
+    run = orch("run", "-o", project.scripts / "out", project.scripts)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert statuses(summary_of(run_dir_of(run.stdout))) == {"x.py": "passed"}
+
+
+def test_one_path_form_in_every_output(project: Project) -> None:
+    project.script("data/check.py", "raise SystemExit(3)")
+    project.script("top.py", "print('hi')")
+    forms = {"data/check.py", "top.py"}
+    run = orch("run", project.scripts)
+    assert run.returncode == 1
+    progress = {m[4] for m in map(PROGRESS.match, run.stdout.splitlines()) if m}
+    assert progress == forms
+    assert set(console_table_paths(run.stdout)) == forms
+    assert "FAILED: data/check.py (" in run.stdout
+    run_dir = run_dir_of(run.stdout)
+    assert set(markdown_table_paths((run_dir / "report.md").read_text())) == forms
+    junit = ET.parse(run_dir / "junit.xml").getroot()
+    assert {case.get("name") for case in junit.iter("testcase")} == forms
+    listed = orch("list", project.scripts)
+    assert {line.split()[0] for line in listed.stdout.splitlines()[2:4]} == forms
+    dry = orch("run", "--dry-run", project.scripts)
+    assert {line.split()[0] for line in dry.stdout.splitlines()[2:4]} == forms
+    # Each path works as typed into -k.
+    for form in forms:
+        picked = orch("run", "-k", form, "--dry-run", project.scripts)
+        assert "1 of 1 scripts would run" in picked.stdout, picked.stdout
+
+
+def test_report_prints_a_run_as_the_run_printed_it(project: Project) -> None:
+    project.script("a.py", "import sys\nprint('out')\nsys.exit(2)")
+    project.script("b.py", "")
+    project.config("skip: [c.py]\n")
+    project.script("c.py", "")
+    run = orch("run", project.scripts)
+    assert run.returncode == 1
+    report = orch("report", run_dir_of(run.stdout))
+    assert report.returncode == 1
+    table_start = run.stdout.index("Script ")
+    summary = run.stdout[table_start : run.stdout.index("reports: ")]
+    assert report.stdout.endswith(summary), (report.stdout, summary)

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from orchestrator import DiscoveryError, discover_scripts
-from orchestrator.discovery import SKIP_DIRS, SKIP_PATTERNS
+from orchestrator.discovery import SKIP_DIRS, SKIP_PATTERNS, scan_scripts
 
 MakeTree = Callable[[Iterable[str]], Path]
 
@@ -80,7 +80,7 @@ PRUNED = [
     ".mypy_cache",
     ".tox",
     ".nox",
-    "reports",
+    ".orchestrator",
     "foo.egg-info",
 ]
 
@@ -89,6 +89,43 @@ PRUNED = [
 def test_skip_dirs_are_pruned(make_tree: MakeTree, name: str) -> None:
     root = make_tree([f"{name}/x.py", f"a/{name}/x.py", "a/kept.py", "kept.py"])
     assert rel_paths(discover_scripts(root), root) == ["a/kept.py", "kept.py"]
+
+
+def test_a_folder_named_reports_is_a_script_folder(make_tree: MakeTree) -> None:
+    # Only the project's own reports folder is pruned, by path, never by name.
+    root = make_tree(["reports/generate_coverage_report.py", "a/reports/x.py"])
+    assert rel_paths(discover_scripts(root), root) == [
+        "a/reports/x.py",
+        "reports/generate_coverage_report.py",
+    ]
+
+
+def test_prune_takes_folders_by_path(make_tree: MakeTree) -> None:
+    root = make_tree(["out/run.py", "a/out/kept.py", "kept.py"])
+    found = discover_scripts(root, prune=[root / "out"])
+    assert rel_paths(found, root) == ["a/out/kept.py", "kept.py"]
+
+
+def test_scan_counts_what_rules_leave_out(make_tree: MakeTree, tmp_path: Path) -> None:
+    root = make_tree(
+        ["x.py", "a/__init__.py", "a/b/y.py", "a/b/c/deep.py", "a/b/c/d/deeper.py", ".venv/v.py"]
+    )
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "z.py").touch()
+    (root / "linked").symlink_to(tmp_path / "elsewhere")
+    scan = scan_scripts(root, count_left_out=True)
+    assert rel_paths(scan.scripts, root) == ["a/b/y.py", "x.py"]
+    assert scan.left_out == {
+        "__init__.py (not a script)": 1,
+        "files below --max-depth 2": 2,
+        "symlinked folder(s) not followed": 1,
+    }
+    line = scan.left_out_line()
+    assert line is not None and "\n" not in line
+    assert line.startswith("not listed: 1 __init__.py")
+    # Without counting, the same scripts and no extra walking.
+    assert scan_scripts(root).scripts == scan.scripts
+    assert scan_scripts(root).left_out == {}
 
 
 def test_skipped_dir_name_is_only_pruned_as_a_directory(make_tree: MakeTree) -> None:

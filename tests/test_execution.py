@@ -181,7 +181,7 @@ def test_flaky_script_passes_on_retry(project: Project, tmp_path: Path) -> None:
     result = orch("run", project.scripts)
     assert result.returncode == 0, result.stdout + result.stderr
     assert counter.read_text() == "2"
-    assert "[retry] scripts/flaky.py" in result.stdout
+    assert "[retry] flaky.py" in result.stdout
     results = by_path(summary_of(result))
     assert results["flaky.py"]["status"] == "passed"
     assert results["flaky.py"]["attempts"] == 2

@@ -179,7 +179,10 @@ def test_output_is_bounded_with_marker_and_full_log(project: Project, tmp_path: 
     assert result["stdout"].startswith("[... ")
     assert "bytes truncated" in result["stdout"].splitlines()[0]
     assert result["stdout"].endswith("THE END\n")
-    assert len(result["stdout"].encode()) < 4096 + 200
+    marker = result["stdout"].splitlines()[0]
+    assert marker.endswith("; full output in big.py.stdout.log ...]")
+    assert str(tmp_path) not in marker  # bounded wherever the checkout lives
+    assert len(result["stdout"].encode()) <= 4096 + len(marker) + 1
     full = Path(result["stdout_path"]).read_text()
     assert full.count("\n") == 301
     assert result["stderr_path"] is None  # an empty stream makes no file
