@@ -9,13 +9,19 @@ Measured in one run:
 * the time to compute the affected set for one changed module in a generated
   tree of 1,000 scripts over 200 local modules, cache warm (target <= 100 ms);
 * ``orch run --changed`` on 200 unchanged scripts beside ``orch run`` on the
-  same tree (target <= 0.5 s in total, with no script started).
+  same tree (target <= 0.5 s in total, with no script started);
+* the whole ``orch deps --reverse src/pkg/__init__.py`` command, process start
+  included, on a generated tree of 1,000 scripts over 1,200 modules in nested
+  subpackages of ``src/pkg``: cold, with ``.orchestrator/`` removed so there is
+  no parse cache (target <= 1.0 s), and warm, caches present (target <= 0.3 s).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -23,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from orchestrator.inputs import InputGraph
+from orchestrator.inputs import STATE_DIR, InputGraph
 from orchestrator.plan import RunOptions, build_plan
 
 
@@ -95,10 +101,10 @@ def affected_cost() -> float:
             (folder / f"s{s}.py").write_text("".join(f"from lib import m{m}\n" for m in mods))
         plan = build_plan(RunOptions(scripts_dir=scripts))
         jobs = {job.path: job.settings for job in plan.jobs}
-        warm = InputGraph(root, scripts.resolve())
+        warm = InputGraph(plan.project)
         warm.affected([lib / "m0.py"], jobs)
         warm.save()
-        graph = InputGraph(root, scripts.resolve())  # a fresh process, cache on disk warm
+        graph = InputGraph(plan.project)  # a fresh process, cache on disk warm
         graph.affected([lib / "m0.py"], jobs)
         times = []
         for m in (10, 50, 100, 150, 199):
@@ -129,6 +135,145 @@ def changed_run() -> tuple[float, float, int]:
         return full, changed, marker.stat().st_size - before
 
 
+_MODULE_BODY = """
+
+LOG = logging.getLogger(__name__)
+
+
+class Record{n}:
+    \"\"\"One row of table {n}.\"\"\"
+
+    def __init__(self, key: str, values: dict[str, Any] | None = None) -> None:
+        self.key = key
+        self.values = dict(values or {{}})
+
+    def merge(self, other: Record{n}) -> Record{n}:
+        merged = {{**self.values, **other.values}}
+        return Record{n}(self.key, merged)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {{"key": self.key, **self.values}}
+
+
+def load_{n}(path: str) -> list[Record{n}]:
+    rows = []
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            key, _, rest = line.partition(",")
+            rows.append(Record{n}(key, {{"rest": rest.strip()}}))
+    LOG.debug("loaded %d rows from %s", len(rows), path)
+    return rows
+
+
+def summarise_{n}(rows: list[Record{n}]) -> dict[str, int]:
+    counts: dict[str, int] = defaultdict(int)
+    for row in rows:
+        counts[row.key] += 1
+    return dict(sorted(counts.items()))
+
+
+def write_{n}(rows: list[Record{n}], path: str) -> None:
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump([r.to_dict() for r in rows], handle, indent=2)
+"""
+
+_SCRIPT_BODY = """
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="job {n}")
+    parser.add_argument("--input", type=Path, default=Path("data") / "in{n}.csv")
+    parser.add_argument("--verbose", action="store_true")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO)
+    total = 0
+    for attempt in range(3):
+        try:
+            total += attempt
+        except ValueError:
+            logging.exception("attempt %d", attempt)
+    print(f"job {n}: {{total}}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+"""
+
+
+def _package_tree(src: Path, modules: int, rng: random.Random) -> list[tuple[str, ...]]:
+    """``src/pkg`` with 8 subpackages of 5 each, half of those with 2 more: module paths."""
+    packages: list[tuple[str, ...]] = [("pkg",)]
+    for a in range(8):
+        packages.append(("pkg", f"a{a}"))
+        for b in range(5):
+            packages.append(("pkg", f"a{a}", f"b{b}"))
+            if b % 2 == 0:
+                packages.extend(("pkg", f"a{a}", f"b{b}", f"c{c}") for c in range(2))
+    for package in packages:
+        folder = src.joinpath(*package)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "__init__.py").write_text(f'"""The {".".join(package)} package."""\n')
+    names = [(*packages[n % len(packages)], f"m{n}") for n in range(modules)]
+    for n, name in enumerate(names):
+        lines = ["from __future__ import annotations", "", "import json", "import logging"]
+        lines += ["from collections import defaultdict", "from typing import Any", ""]
+        for d in rng.sample(range(n), min(n, rng.randint(2, 4))):  # earlier ones: no cycles
+            dep = names[d]
+            style = rng.randrange(4)
+            if style == 0:
+                lines.append(f"from {'.'.join(dep[:-1])} import {dep[-1]}")
+            elif style == 1:
+                lines.append(f"import {'.'.join(dep)}")
+            elif style == 2:
+                lines.append(f"from {'.'.join(dep)} import load_{d}")
+            elif dep[:-1] == name[:-1]:
+                lines.append(f"from . import {dep[-1]}")
+            elif dep[:-2] == name[:-2] and len(dep) > 2:
+                lines.append(f"from ..{dep[-2]} import {dep[-1]}")
+            else:
+                lines.append(f"from {'.'.join(dep)} import summarise_{d}")
+        body = "\n".join(lines) + _MODULE_BODY.format(n=n)
+        src.joinpath(*name[:-1], f"{name[-1]}.py").write_text(body)
+    return names
+
+
+def _real_tree(root: Path, scripts: int = 1000, modules: int = 1200) -> None:
+    """A tree like a real one: scripts in folders importing several modules of ``src/pkg``."""
+    rng = random.Random(11)
+    folder = _project(root)
+    names = _package_tree(root / "src", modules, rng)
+    for s in range(scripts):
+        group = folder / f"g{s % 20}"
+        group.mkdir(exist_ok=True)
+        lines = ["import argparse", "import logging", "import sys", "from pathlib import Path", ""]
+        for m in rng.sample(range(modules), rng.randint(3, 6)):
+            lines.append(f"from {'.'.join(names[m][:-1])} import {names[m][-1]}")
+        (group / f"job{s}.py").write_text("\n".join(lines) + _SCRIPT_BODY.format(n=s))
+    # Files changed within the last seconds are never cached (racy mtimes): age them all.
+    past = time.time_ns() - 3600 * 10**9
+    for folder_name, _, files in os.walk(root):
+        for name in files:
+            os.utime(os.path.join(folder_name, name), ns=(past, past))
+
+
+def deps_reverse(repeat: int = 3) -> tuple[float, float]:
+    """Median seconds of ``orch deps --reverse src/pkg/__init__.py``: cold, then warm."""
+    with tempfile.TemporaryDirectory(prefix="orch-deps-bench-") as tmp:
+        root = Path(tmp)
+        _real_tree(root)
+        cmd = [sys.executable, "-m", "orchestrator", "deps", "--reverse", "src/pkg/__init__.py"]
+        cold, warm = [], []
+        for _ in range(repeat):
+            shutil.rmtree(root / STATE_DIR, ignore_errors=True)
+            for times in (cold, warm):
+                began = time.perf_counter()
+                out = subprocess.run(cmd, cwd=root, check=True, capture_output=True, text=True)
+                times.append(time.perf_counter() - began)
+                if len(out.stdout.splitlines()) != 1000:
+                    raise SystemExit(f"expected 1,000 affected scripts:\n{out.stdout}{out.stderr}")
+        return statistics.median(cold), statistics.median(warm)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--edits", type=int, default=20)
@@ -136,6 +281,7 @@ def main() -> None:
     samples = latency(args.edits)
     cost = affected_cost()
     full, changed, started = changed_run()
+    cold, warm = deps_reverse()
     median, worst = statistics.median(samples) * 1000, max(samples) * 1000
     print(
         f"edit -> start latency over {len(samples)} edits: median {median:.0f} ms, "
@@ -149,6 +295,10 @@ def main() -> None:
         f"orch run --changed, 200 unchanged scripts: {changed:.2f} s, {started} started "
         f"(target <= 0.5 s, none); orch run on the same tree: {full:.2f} s "
         f"({changed / full:.2f}x)"
+    )
+    print(
+        f"orch deps --reverse src/pkg/__init__.py, 1,000 scripts / 1,200 modules: "
+        f"cold {cold:.2f} s (target <= 1.0 s), warm {warm:.2f} s (target <= 0.3 s)"
     )
 
 

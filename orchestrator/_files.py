@@ -9,18 +9,13 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-PROJECT_MARKERS = ("pyproject.toml", ".git")
-#: The folder, under the project root, where orchestrator keeps its caches and record.
-STATE_DIR = ".orchestrator"
-
 # mkstemp makes files 0600; reports should get the mode any new file would.
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
-def state_dir(project_root: Path) -> Path:
-    """``.orchestrator/`` under the project root, made with a ``.gitignore`` of ``*``."""
-    state = project_root / STATE_DIR
+def ensure_state_dir(state: Path) -> Path:
+    """Make the state folder (``.orchestrator/``) if needed, with a ``.gitignore`` of ``*``."""
     ignore = state / ".gitignore"
     if not ignore.exists():
         state.mkdir(parents=True, exist_ok=True)
@@ -41,17 +36,6 @@ def locked(path: Path, *, shared: bool = False) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def find_project_root(start: str | os.PathLike[str]) -> Path | None:
-    """Return the nearest directory at or above ``start`` holding a project marker."""
-    here = Path(start).resolve()
-    if here.is_file():
-        here = here.parent
-    for candidate in (here, *here.parents):
-        if any((candidate / marker).exists() for marker in PROJECT_MARKERS):
-            return candidate
-    return None
 
 
 def relative_posix(path: str | os.PathLike[str], base: str | os.PathLike[str]) -> str | None:

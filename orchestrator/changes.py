@@ -19,12 +19,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ._files import STATE_DIR, atomic_write_text, locked, state_dir
+from ._files import atomic_write_text, ensure_state_dir, locked
 from .environments import EnvBuildError, Environments
 from .inputs import InputGraph
 from .plan import Plan, ScriptJob
+from .project import Project
 
-__all__ = ["INTERPRETER", "Fingerprints", "Record", "select_changed"]
+__all__ = ["INTERPRETER", "Fingerprints", "Record", "Tracking", "select_changed"]
 
 #: What of the interpreter goes into a fingerprint: another version or
 #: virtualenv means other packages, so scripts run again.
@@ -65,10 +66,11 @@ class Record:
     journal atomically, under an exclusive lock that appends wait for.
     """
 
-    def __init__(self, project_root: Path) -> None:
-        self.root = project_root
-        self.path = project_root / STATE_DIR / "record.jsonl"
-        self._lock = project_root / STATE_DIR / "record.lock"
+    def __init__(self, project: Project) -> None:
+        self.root = project.root
+        self.state = project.state_dir
+        self.path = self.state / "record.jsonl"
+        self._lock = self.state / "record.lock"
 
     def key(self, script: Path) -> str:
         """The record's key for a script: its path relative to the project root."""
@@ -123,7 +125,7 @@ class Record:
             "time": datetime.now(timezone.utc).isoformat(),
         }
         line = (json.dumps(entry) + "\n").encode()
-        state_dir(self.root)
+        ensure_state_dir(self.state)
         with locked(self._lock, shared=True):
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
             try:
@@ -143,14 +145,33 @@ class Record:
             atomic_write_text(self.path, text, durable=False)
 
 
-def changed_plan(plan: Plan, options: Any) -> Plan:
-    """``select_changed`` with the project's own graph, environments and record."""
-    from .environments import Environments
+class Tracking:
+    """One project's change tracking, assembled in one place: graph, record, fingerprints.
 
-    root = options.project_root
-    graph = InputGraph(root, options.scripts_dir.resolve())
-    fingerprints = Fingerprints(graph, Environments(root, plan.groups), options.python)
-    return select_changed(plan, fingerprints, Record(root))
+    ``orch run``, ``--changed``, ``--dry-run`` and ``orch watch`` each hold one.
+    The fingerprints depend on the plan's ``environments:`` groups, which a
+    config edit can change, so they are made per plan.
+    """
+
+    def __init__(
+        self, project: Project, python: str | None = None, graph: InputGraph | None = None
+    ) -> None:
+        self.project = project
+        self.python = python
+        self.graph = graph or InputGraph(project)
+        self.record = Record(project)
+
+    def environments(self, plan: Plan) -> Environments:
+        """The environment cache under the plan's groups."""
+        return Environments(self.project, plan.groups)
+
+    def fingerprints(self, plan: Plan, envs: Environments | None = None) -> Fingerprints:
+        """Fingerprints under the plan's groups (``envs``: an environment cache to share)."""
+        return Fingerprints(self.graph, envs or self.environments(plan), self.python)
+
+    def select_changed(self, plan: Plan) -> Plan:
+        """:func:`select_changed` with this project's graph, record and environments."""
+        return select_changed(plan, self.fingerprints(plan), self.record)
 
 
 def select_changed(

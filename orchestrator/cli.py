@@ -272,7 +272,7 @@ def _scripts_dir(args: argparse.Namespace) -> Path:
 
     The hint of the error names the way this command takes the directory.
     """
-    from .plan import default_scripts_dir, scripts_dir_of
+    from .project import default_scripts_dir, scripts_dir_of
 
     if args.command == "deps":
         hint = "pass the scripts directory with -d, e.g. `orch deps -d tools/ FILE`"
@@ -426,10 +426,10 @@ def _cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     if options.dry_run:
         from tabulate import tabulate
 
-        from .changes import changed_plan
+        from .changes import Tracking
 
         if options.changed and not options.force:
-            plan = changed_plan(plan, options)
+            plan = Tracking(plan.project, options.python).select_changed(plan)
         rows = _settings_rows(plan.jobs)
         for row, job in zip(rows, plan.jobs, strict=True):
             if job.rel in plan.fresh:
@@ -474,19 +474,17 @@ def _cmd_deps(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from .plan import build_plan
 
     options = _options(args, argv)
-    scripts_dir, root = options.scripts_dir, options.project_root
     plan = build_plan(options)
-    graph = InputGraph(root, scripts_dir)
+    project = plan.project
+    scripts_dir, root = project.scripts_dir, project.root
+    graph = InputGraph(project)
     jobs = {job.path: job for job in plan.jobs}
     target = args.target
     candidates = [Path.cwd() / target, scripts_dir / target, root / target]
     path = next((Path(os.path.abspath(c)) for c in candidates if c.exists()), None)
     if path is None:
         raise OrchestratorError(f"{target}: no such file (looked in ., {scripts_dir}, {root})")
-    config = Path(plan.config_file) if plan.config_file else None
-
-    def rel(p: Path) -> str:
-        return Path(os.path.relpath(p, root)).as_posix()
+    config, rel = project.config_file, project.rel
 
     if args.reverse:
         if config is not None and path.resolve() == config:  # every script's settings come from it
@@ -522,7 +520,7 @@ def _cmd_envs(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
     options = _options(args, argv)
     plan = build_plan(options)
-    envs = Environments(options.project_root, plan.groups)
+    envs = Environments(plan.project, plan.groups)
     used = envs.used_by(plan.jobs)
     if args.action == "clean":
         removed = envs.clean(None if args.all else set(used))

@@ -36,11 +36,10 @@ from typing import Any
 
 import yaml
 
-from ._files import find_project_root, relative_posix
+from ._files import relative_posix
 from .errors import ConfigError
 
 __all__ = [
-    "CONFIG_NAMES",
     "DEFAULT_SETTINGS",
     "get_script_config",
     "load_config",
@@ -48,7 +47,6 @@ __all__ = [
     "relative_script_path",
 ]
 
-CONFIG_NAMES = ("config.yaml", "config.yml")
 
 #: Built-in defaults: the lowest layer of every script's settings.
 DEFAULT_SETTINGS: dict[str, Any] = {
@@ -393,21 +391,6 @@ def _parse_yaml(path: Path) -> Any:
         raise ConfigError(f"{path}: invalid YAML: {exc}") from None
 
 
-def _find_config_file(scripts_dir: Path) -> Path | None:
-    root = find_project_root(scripts_dir)
-    for directory in (scripts_dir, *scripts_dir.parents):
-        present = [directory / n for n in CONFIG_NAMES if (directory / n).is_file()]
-        if len(present) > 1:
-            raise ConfigError(
-                f"{directory}: both config.yaml and config.yml exist; keep one of them"
-            )
-        if present:
-            return present[0]
-        if root is None or directory == root:
-            return None
-    return None
-
-
 def load_config(scripts_dir: str | os.PathLike[str]) -> dict[str, Any]:
     """Load and validate the config that applies to ``scripts_dir``.
 
@@ -417,18 +400,29 @@ def load_config(scripts_dir: str | os.PathLike[str]) -> dict[str, Any]:
 
     Returns:
         ``{"default", "skip", "timeout_override", "scripts"}`` validated and
-        normalised, plus ``config_file`` (str or None) and ``project_root``.
+        normalised, plus ``config_file`` (str or None) and ``project_root`` (the
+        scripts directory itself when no root marker is above it).
 
     Raises:
         ConfigError: the file is not valid YAML or does not fit the schema; the
             one-line message names the file, the key path and what was expected.
     """
-    directory = Path(scripts_dir).resolve()
-    path = _find_config_file(directory)
+    from .project import Project
+
+    project = Project.locate(scripts_dir)
+    config = read_config(project.config_file)
+    config["project_root"] = str(project.root)
+    return config
+
+
+def read_config(path: Path | None) -> dict[str, Any]:
+    """Validate the config file at ``path`` (None: built-in defaults); see :func:`load_config`.
+
+    Raises:
+        ConfigError: as :func:`load_config`.
+    """
     config = _validate(str(path), _parse_yaml(path)) if path else _validate("", {})
-    root = find_project_root(directory)
     config["config_file"] = str(path) if path else None
-    config["project_root"] = str(root) if root else None
     return config
 
 

@@ -38,8 +38,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ._files import STATE_DIR, locked, state_dir
+from ._files import ensure_state_dir, locked
 from .errors import OrchestratorError
+from .project import Project
 from .runner import tracked
 
 __all__ = ["EnvBuildError", "EnvSpec", "Environments", "inline_metadata", "satisfies"]
@@ -182,9 +183,10 @@ def _base_python(spec: str | None) -> str:
 class Environments:
     """The environment cache of one project, and which environment each script uses."""
 
-    def __init__(self, project_root: Path, groups: Mapping[str, Mapping[str, Any]]) -> None:
-        self.root = project_root
-        self.dir = project_root / STATE_DIR / "envs"
+    def __init__(self, project: Project, groups: Mapping[str, Mapping[str, Any]]) -> None:
+        self.root = project.root
+        self.state = project.state_dir
+        self.dir = project.state_dir / "envs"
         self.groups = groups
         self._ready: dict[str, Path] = {}
         self._failed: dict[str, str] = {}
@@ -303,7 +305,7 @@ class Environments:
         python = env / "bin" / "python"
         if (env / _MARKER).is_file():
             return python  # reused: no install step at all
-        state_dir(self.root)
+        ensure_state_dir(self.state)
         with locked(self.dir / f"{key}.lock"):
             if (env / _MARKER).is_file():
                 return python  # another run built it while we waited

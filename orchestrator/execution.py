@@ -28,9 +28,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ._files import state_dir
-from .changes import Fingerprints, Record, select_changed
-from .environments import EnvBuildError, Environments
+from ._files import ensure_state_dir
+from .changes import Tracking, select_changed
+from .environments import EnvBuildError
 from .errors import OrchestratorError
 from .executors import Executor, LocalExecutor, ScriptCall, make_executor
 from .inputs import InputGraph
@@ -125,26 +125,27 @@ class _ScriptRun:
         self.reporters = reporters
         self.run = run
         self.stop = stop
-        self.scripts_dir = run.scripts_dir
+        self.scripts_dir = plan.project.scripts_dir
         self.jobs = {job.rel: job for job in plan.jobs}
         self.attempts = dict.fromkeys(self.jobs, 0)
         self.last: dict[str, dict[str, Any]] = {}
         self.results: dict[str, dict[str, Any]] = {}
         self.stopping = False
-        self.graph = graph or InputGraph(run.project_root, run.scripts_dir)
-        self.record = Record(run.project_root)
-        self.envs = Environments(run.project_root, plan.groups)
+        self.tracking = Tracking(plan.project, options.python, graph)
+        self.graph, self.record = self.tracking.graph, self.tracking.record
+        self.envs = self.tracking.environments(plan)
         self.executor = executor or LocalExecutor()
         self.force = force
-        self.fingerprints = Fingerprints(self.graph, self.envs, options.python)
+        self.fingerprints = self.tracking.fingerprints(plan, self.envs)
         self.workflow = Workflow(
             f"orch run {run.run_id}", max_concurrency=options.jobs, listener=self.on_event
         )
+        depends = plan.graph()
         for job in plan.jobs:
             self.workflow.add_task(
                 job.rel,
                 self.action,
-                dependencies=job.settings["depends_on"],
+                dependencies=depends[job.rel],
                 args=(job,),
                 retry_policy=retry_policy(job.settings),
                 condition=(lambda results: False) if job.settings["skip"] else None,
@@ -200,6 +201,7 @@ class _ScriptRun:
         call = ScriptCall(
             script=str(job.path),
             scripts_dir=str(self.scripts_dir),
+            root=str(self.plan.project.root),
             timeout=settings["timeout"],
             env=settings["env"],
             cwd=settings["cwd"],
@@ -330,10 +332,9 @@ def execute(
     run_id = options.run_id or new_run_id(start)
     run = RunInfo(
         run_id=run_id,
-        scripts_dir=options.scripts_dir.resolve(),
-        project_root=options.project_root,
+        project=plan.project,
         total=len(plan.jobs),
-        run_dir=options.reports_dir / run_id if write_reports else None,
+        run_dir=plan.project.reports_dir / run_id if write_reports else None,
         command=options.command,
         start_time=start.isoformat(),
         notes=list(plan.notes),
@@ -351,7 +352,7 @@ def execute(
                 f"cannot write reports to {run.run_dir.parent}: {exc.strerror}; "
                 "pass a writable folder with -o"
             ) from None
-    state_dir(run.project_root)
+    ensure_state_dir(plan.project.state_dir)
     bridge = _ScriptRun(plan, options, reporters, run, stop, graph, executor, force)
     bridge.record.compact()
     if options.changed and not options.force:

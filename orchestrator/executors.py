@@ -44,6 +44,7 @@ class ScriptCall:
 
     script: str
     scripts_dir: str
+    root: str
     timeout: float | None
     env: dict[str, str]
     cwd: str | None

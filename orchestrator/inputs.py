@@ -12,7 +12,10 @@ simply fail when run.
 
 Parse results are cached in ``.orchestrator/imports.json`` under the project
 root, keyed by path, size and modification time; content hashes likewise in
-``.orchestrator/hashes.json``.
+``.orchestrator/hashes.json``. Imports are resolved against listings of the
+folders involved, each read once and trusted while the folder's modification
+time stays the same (checked once per query); ``invalidate(structural=True)``
+drops them all.
 """
 
 from __future__ import annotations
@@ -26,11 +29,12 @@ import time
 from collections import deque
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-from ._files import STATE_DIR, atomic_write_text, state_dir
+from ._files import atomic_write_text, ensure_state_dir
 from .config import match_path
 from .discovery import skipped_dir
+from .project import STATE_DIR, Project
 
 __all__ = ["STATE_DIR", "InputGraph"]
 
@@ -43,27 +47,75 @@ _RACY_NS = 2_000_000_000
 _Import = tuple[str, int, tuple[str, ...]]
 
 
+# The fields that hold statements. Statements nest only inside statements,
+# `except` handlers and `case` blocks, never inside expressions, so walking these
+# alone reaches every import, in the same (breadth-first) order as ast.walk.
+_BLOCKS = frozenset({"body", "handlers", "orelse", "finalbody", "cases"})
+_BLOCK_FIELDS: dict[type[ast.AST], tuple[str, ...]] = {}
+
+
 def _parse_imports(source: bytes, filename: str) -> tuple[list[_Import], str | None]:
     try:
         tree = ast.parse(source, filename=filename)
     except (SyntaxError, ValueError) as exc:
         return [], f"{type(exc).__name__}: {exc}"
     found: list[_Import] = []
-    for node in ast.walk(tree):
+    queue: deque[ast.AST] = deque([tree])
+    while queue:
+        node = queue.popleft()
         if isinstance(node, ast.Import):
             found.extend((alias.name, 0, ()) for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
             names = tuple(alias.name for alias in node.names if alias.name != "*")
             found.append((node.module or "", node.level, names))
+        else:
+            kind = type(node)
+            fields = _BLOCK_FIELDS.get(kind)
+            if fields is None:
+                fields = _BLOCK_FIELDS[kind] = tuple(f for f in kind._fields if f in _BLOCKS)
+            for field in fields:
+                queue.extend(getattr(node, field, None) or ())
     return found, None
 
 
 def _stat_key(path: Path) -> list[int] | None:
     try:
-        st = path.stat()
+        st = os.stat(path)
     except OSError:
         return None
     return [st.st_size, st.st_mtime_ns]
+
+
+def _join(folder: str, name: str) -> str:
+    # os.path.join, without its generality: ``folder`` is a str(Path), ``name`` one part.
+    return f"{folder}/{name}" if folder != "/" else f"/{name}"
+
+
+def _mtime(folder: str) -> int | None:
+    try:
+        return os.stat(folder).st_mtime_ns
+    except OSError:
+        return None
+
+
+class _Listing(NamedTuple):
+    """A folder's entries by name, as of its modification time ``mtime`` (None: no folder)."""
+
+    mtime: int | None
+    racy: bool  # changed too recently for the same mtime to prove nothing changed since
+    entries: dict[str, os.DirEntry[str]]
+
+
+def _scan(folder: str) -> _Listing:
+    mtime = _mtime(folder)  # taken before the scan, so a change during it shows next time
+    if mtime is None:
+        return _Listing(None, False, {})
+    try:
+        with os.scandir(folder) as it:
+            entries = {entry.name: entry for entry in it}
+    except OSError:
+        entries = {}
+    return _Listing(mtime, mtime > time.time_ns() - _RACY_NS, entries)
 
 
 class _Cache:
@@ -94,7 +146,7 @@ class _Cache:
 
     def save(self) -> None:
         if self.dirty:
-            state_dir(self.path.parent.parent)
+            ensure_state_dir(self.path.parent)
             atomic_write_text(self.path, json.dumps(self.entries), durable=False)
             self.dirty = False
 
@@ -105,21 +157,26 @@ class InputGraph:
     Thread-safe: workers ask for fingerprints while the main thread plans.
     """
 
-    def __init__(self, project_root: Path, scripts_dir: Path) -> None:
-        self.root = project_root
-        self.scripts_dir = scripts_dir
-        state = project_root / STATE_DIR
+    def __init__(self, project: Project) -> None:
+        self.project = project
+        self.root = project.root
+        state = project.state_dir
         self._imports = _Cache(state / "imports.json")
         self._hashes = _Cache(state / "hashes.json")
         self._lock = threading.RLock()
         self._shared_roots = self._roots()
         self._direct: dict[Path, tuple[Path, ...]] = {}
         self._errors: dict[Path, str] = {}
+        self._listings: dict[str, _Listing] = {}
+        self._paths: dict[str, Path] = {}
+        # Valid for one query (see _begin): the listings checked, the imports resolved.
+        self._checked: dict[str, dict[str, os.DirEntry[str]]] = {}
+        self._bases: dict[tuple[str, str, int], str | None] = {}
+        self._resolved: dict[tuple[str, str, tuple[str, ...]], tuple[Path, ...]] = {}
 
-    def _roots(self) -> list[Path]:
-        """The shared import roots that exist now: scripts directory, ``src/``, project root."""
-        candidates = (self.scripts_dir, self.root / "src", self.root)
-        return [r for r in candidates if r.is_dir()]
+    def _roots(self) -> list[str]:
+        """The shared import roots that exist now (see :attr:`Project.search_path`)."""
+        return [str(r) for r in self.project.search_path]
 
     # -- caches ---------------------------------------------------------------------
 
@@ -141,6 +198,8 @@ class InputGraph:
                 self._shared_roots = self._roots()  # a src/ made since counts now
                 self._direct.clear()
                 self._errors.clear()
+                self._listings.clear()  # even a change within one mtime tick is seen
+                self._begin()
             for path in paths:
                 self._direct.pop(path, None)
                 self._errors.pop(path, None)
@@ -183,69 +242,140 @@ class InputGraph:
             self._errors[path] = error
         return [(m, level, tuple(names)) for m, level, names in imports]
 
-    @staticmethod
-    def _module_file(base: Path, parts: list[str]) -> Path | None:
-        target = base.joinpath(*parts)
-        if (target / "__init__.py").is_file():
-            return target / "__init__.py"
-        candidate = target.with_name(target.name + ".py") if parts else None
-        if candidate is not None and candidate.is_file():
-            return candidate
+    def _begin(self) -> None:
+        """Start a query: folders are checked again (once each), imports resolved again."""
+        self._checked.clear()
+        self._bases.clear()
+        self._resolved.clear()
+
+    def _entries(self, folder: str) -> dict[str, os.DirEntry[str]]:
+        entries = self._checked.get(folder)
+        if entries is None:
+            listing = self._listings.get(folder)
+            if listing is None or listing.racy or listing.mtime != _mtime(folder):
+                listing = self._listings[folder] = _scan(folder)
+            entries = self._checked[folder] = listing.entries
+        return entries
+
+    def _is_file(self, folder: str, name: str) -> bool:
+        entry = self._entries(folder).get(name)
+        try:
+            return entry is not None and entry.is_file()
+        except OSError:
+            return False
+
+    def _is_dir(self, folder: str, name: str) -> bool:
+        entry = self._entries(folder).get(name)
+        try:
+            return entry is not None and entry.is_dir()
+        except OSError:
+            return False
+
+    def _folder(self, base: str, parts: list[str]) -> str | None:
+        """``base/parts...`` if each step is a folder."""
+        for part in parts:
+            if not self._is_dir(base, part):
+                return None
+            base = _join(base, part)
+        return base
+
+    def _module_file(self, base: str, parts: list[str]) -> str | None:
+        target = self._folder(base, parts)
+        if target is not None and self._is_file(target, "__init__.py"):
+            return _join(target, "__init__.py")
+        folder = self._folder(base, parts[:-1]) if parts else None
+        if folder is not None and self._is_file(folder, f"{parts[-1]}.py"):
+            return _join(folder, f"{parts[-1]}.py")
         return None
 
-    def _resolve(self, importer: Path, imp: _Import) -> list[Path]:
-        module, level, names = imp
-        parts = [p for p in module.split(".") if p]
-        found: list[Path] = []
+    def _path(self, file: str) -> Path:
+        path = self._paths.get(file)
+        if path is None:
+            path = self._paths[file] = Path(file)
+        return path
+
+    def _base(self, folder: str, module: str, level: int) -> str | None:
+        """Where an import in a file of ``folder`` is looked up: its package, or a root."""
+        key = (folder, module.partition(".")[0] if not level else "", level)
+        if key in self._bases:
+            return self._bases[key]
+        base: str | None = None
         if level:
-            base = importer.parent
+            package = Path(folder)
             for _ in range(level - 1):
-                base = base.parent
-            bases = [base]
-        else:
-            if not parts:
-                return []
-            roots = [importer.parent, *self._shared_roots]
+                package = package.parent
+            base = str(package)
+        elif module:
+            top = key[1]
             # Like sys.path: the first root holding the top-level name wins.
-            bases = [
-                r for r in roots if (r / parts[0]).is_dir() or (r / f"{parts[0]}.py").is_file()
-            ][:1]
-        for base in bases:
-            for i in range(1, len(parts) + 1):  # packages on the way run their __init__
-                init = base.joinpath(*parts[:i], "__init__.py")
-                if init.is_file():
-                    found.append(init)
-            target = self._module_file(base, parts)
-            if target is not None and target not in found:
-                found.append(target)
-            for name in names:  # `from pkg import mod` imports a submodule
-                sub = self._module_file(base, [*parts, name])
-                if sub is not None:
-                    found.append(sub)
-        return [f for f in found if f != importer]
+            for root in (folder, *self._shared_roots):
+                if self._is_dir(root, top) or self._is_file(root, f"{top}.py"):
+                    base = root
+                    break
+        self._bases[key] = base
+        return base
+
+    def _resolve(self, folder: str, imp: _Import) -> tuple[Path, ...]:
+        """The files an import in a file of ``folder`` runs (maybe that file itself)."""
+        module, level, names = imp
+        base = self._base(folder, module, level)
+        if base is None:
+            return ()
+        key = (base, module, names)
+        resolved = self._resolved.get(key)
+        if resolved is None:
+            parts = [p for p in module.split(".") if p]
+            resolved = self._resolved[key] = tuple(map(self._path, self._find(base, parts, names)))
+        return resolved
+
+    def _find(self, base: str, parts: list[str], names: tuple[str, ...]) -> list[str]:
+        found: list[str] = []
+        folder = base
+        for part in parts:  # packages on the way run their __init__
+            if not self._is_dir(folder, part):
+                break
+            folder = _join(folder, part)
+            if self._is_file(folder, "__init__.py"):
+                found.append(_join(folder, "__init__.py"))
+        target = self._module_file(base, parts)
+        if target is not None and target not in found:
+            found.append(target)
+        for name in names:  # `from pkg import mod` imports a submodule
+            sub = self._module_file(base, [*parts, name])
+            if sub is not None:
+                found.append(sub)
+        return found
+
+    def _direct_of(self, path: Path) -> tuple[Path, ...]:
+        cached = self._direct.get(path)
+        if cached is None:
+            folder = str(path.parent)
+            files: dict[Path, None] = {}
+            for imp in self._imports_of(path):
+                for file in self._resolve(folder, imp):
+                    if file != path:
+                        files[file] = None
+            cached = self._direct[path] = tuple(files)
+        return cached
 
     def direct(self, path: Path) -> tuple[Path, ...]:
         """The local files ``path`` imports directly."""
         with self._lock:
-            cached = self._direct.get(path)
-            if cached is None:
-                files: dict[Path, None] = {}
-                for imp in self._imports_of(path):
-                    for file in self._resolve(path, imp):
-                        files[file] = None
-                cached = self._direct[path] = tuple(files)
-            return cached
+            self._begin()
+            return self._direct_of(path)
 
     def modules(self, script: Path) -> list[Path]:
         """The local modules ``script`` imports, transitively, in discovery order."""
         seen: dict[Path, None] = {}
-        queue = deque(self.direct(script))
-        while queue:
-            file = queue.popleft()
-            if file in seen or file == script:
-                continue
-            seen[file] = None
-            queue.extend(self.direct(file))
+        with self._lock:
+            self._begin()
+            queue = deque(self._direct_of(script))
+            while queue:
+                file = queue.popleft()
+                if file in seen or file == script:
+                    continue
+                seen[file] = None
+                queue.extend(self._direct_of(file))
         return list(seen)
 
     def syntax_error(self, path: Path) -> str | None:
@@ -285,11 +415,14 @@ class InputGraph:
 
     def watches(self, settings: Mapping[str, Any], path: Path) -> bool:
         """Whether ``path`` matches one of the script's ``watch:`` globs."""
+        rel = self._rel(path)
+        return rel is not None and any(match_path(p, rel) for p in settings.get("watch", ()))
+
+    def _rel(self, path: Path) -> str | None:
         try:
-            rel = path.relative_to(self.root).as_posix()
+            return path.relative_to(self.root).as_posix()
         except ValueError:
-            return False
-        return any(match_path(pattern, rel) for pattern in settings.get("watch", ()))
+            return None
 
     # -- all inputs ----------------------------------------------------------------
 
@@ -317,6 +450,7 @@ class InputGraph:
         changed = list(changed)
         importers: dict[Path, list[Path]] = {}
         with self._lock:
+            self._begin()
             pending = deque(scripts)
             seen: set[Path] = set()
             while pending:  # reverse edges of every file reachable from a script
@@ -324,9 +458,10 @@ class InputGraph:
                 if file in seen:
                     continue
                 seen.add(file)
-                for dep in self.direct(file):
+                for dep in self._direct_of(file):
                     importers.setdefault(dep, []).append(file)
                     pending.append(dep)
+        watching = [(script, s["watch"]) for script, s in scripts.items() if s.get("watch")]
         hits: dict[Path, list[Path]] = {}
         for path in changed:
             queue, reached = deque([path]), {path}
@@ -339,7 +474,10 @@ class InputGraph:
             for script in reached:
                 if script in scripts:
                     hits.setdefault(script, []).append(path)
-            for script, settings in scripts.items():
-                if settings.get("watch") and self.watches(settings, path):
+            rel = self._rel(path) if watching else None
+            if rel is None:
+                continue
+            for script, patterns in watching:
+                if any(match_path(pattern, rel) for pattern in patterns):
                     hits.setdefault(script, []).append(path)
         return hits

@@ -26,8 +26,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .config import DEFAULT_ENVIRONMENT, load_config
+from .config import DEFAULT_ENVIRONMENT, read_config
 from .execution import new_run_id
+from .project import Project
 
 __all__ = ["orchestrate_sessions"]
 
@@ -67,7 +68,8 @@ def orchestrate_sessions(
     import nox
 
     scripts = Path(scripts_dir)
-    groups: dict[str, Any] = load_config(scripts)["environments"]
+    project = Project.locate(scripts)
+    groups: dict[str, Any] = read_config(project.config_file)["environments"]
     run_id = new_run_id()  # one run directory for every session of this nox run
     params = [nox.param(g.get("python"), env, id=f"env={env!r}") for env, g in groups.items()]
     params.append(nox.param(None, DEFAULT_ENVIRONMENT, id=f"env={DEFAULT_ENVIRONMENT!r}"))
@@ -78,8 +80,7 @@ def orchestrate_sessions(
             if group["requirements"]:
                 session.install(*group["requirements"])
             if group["requirements_file"]:
-                project_root = load_config(scripts)["project_root"] or "."
-                session.install("-r", str(Path(project_root) / group["requirements_file"]))
+                session.install("-r", str(project.root / group["requirements_file"]))
         session.run(
             sys.executable,
             "-m",

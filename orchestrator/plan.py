@@ -11,22 +11,20 @@ from __future__ import annotations
 import heapq
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ._files import find_project_root
-from .config import DEFAULT_ENVIRONMENT, get_script_config, load_config, relative_script_path
+from .config import DEFAULT_ENVIRONMENT, get_script_config, read_config, relative_script_path
 from .discovery import discover_scripts, scan_scripts
 from .errors import ConfigError, DiscoveryError
+from .project import Project
 
 __all__ = [
     "Plan",
     "RunOptions",
     "ScriptJob",
     "build_plan",
-    "default_scripts_dir",
-    "scripts_dir_of",
 ]
 
 
@@ -60,16 +58,6 @@ class RunOptions:
     color: bool | None = None
     command: tuple[str, ...] = ()
 
-    @property
-    def project_root(self) -> Path:
-        """The project root of the scripts directory (the directory itself if none)."""
-        return find_project_root(self.scripts_dir) or self.scripts_dir.resolve()
-
-    @property
-    def reports_dir(self) -> Path:
-        """Where run directories go: ``--output-dir`` or ``reports/`` under the project root."""
-        return self.output_dir if self.output_dir is not None else self.project_root / "reports"
-
 
 @dataclass(frozen=True)
 class ScriptJob:
@@ -85,63 +73,13 @@ class ScriptJob:
         return Path(self.rel).parent.as_posix()
 
 
-def default_scripts_dir(
-    cwd: Path | None = None, *, hint: str = "pass it, e.g. `orch run tools/`"
-) -> Path:
-    """``scripts/`` under the project root of ``cwd``.
-
-    ``hint`` says how the command at hand takes a scripts directory.
-
-    Raises:
-        DiscoveryError: there is no such directory.
-    """
-    here = (cwd or Path.cwd()).resolve()
-    root = find_project_root(here) or here
-    candidate = root / "scripts"
-    if not candidate.is_dir():
-        raise DiscoveryError(f"no scripts/ directory in {root}: {hint}")
-    return candidate
-
-
-def scripts_dir_of(path: Path, *, hint: str) -> Path:
-    """The scripts directory a file belongs to, found from the file alone.
-
-    The project is the nearest root marker above ``path``; its scripts
-    directory is ``scripts/`` under that root (for a script in it and for any
-    other file of the project: a module in ``src/``, a data file). A project
-    without one has its scripts directory where its config file is: the
-    nearest folder between ``path`` and the root holding ``config.yaml``.
-
-    Raises:
-        DiscoveryError: none of these exists; the message ends with ``hint``.
-    """
-    from .config import CONFIG_NAMES
-
-    path = Path(os.path.abspath(path))
-    root = find_project_root(path)
-    if root is None:
-        raise DiscoveryError(
-            f"{path}: not inside a project (no pyproject.toml or .git above it); {hint}"
-        )
-    default = root / "scripts"
-    if default.is_dir():
-        return default
-    folder = path if path.is_dir() else path.parent
-    for candidate in (folder, *folder.parents):
-        if any((candidate / name).is_file() for name in CONFIG_NAMES):
-            return candidate
-        if candidate == root:
-            break
-    raise DiscoveryError(f"{path}: no scripts/ directory in {root}; {hint}")
-
-
 @dataclass(frozen=True)
 class Plan:
     """The scripts a run will run, in discovery order, and what the user should be told."""
 
+    project: Project
     jobs: list[ScriptJob]
     notes: list[str] = field(default_factory=list)
-    config_file: str | None = None
     #: Scripts that are up to date (``--changed``): reported ``skipped``, never run.
     fresh: frozenset[str] = frozenset()
     #: The config's ``environments:`` groups.
@@ -149,9 +87,30 @@ class Plan:
     #: One line on the ``.py`` files discovery's rules left out (``count_left_out`` only).
     left_out: str | None = None
 
+    @property
+    def config_file(self) -> Path | None:
+        """The config file the settings come from (None: built-in defaults)."""
+        return self.project.config_file
+
     def graph(self) -> dict[str, list[str]]:
-        """``{script path: [paths it depends on]}`` for every job."""
-        return {job.rel: list(job.settings["depends_on"]) for job in self.jobs}
+        """``{script path: [paths it depends on]}`` for every job.
+
+        A dependency outside the plan (see :meth:`subset`) is left out: it is
+        taken as done.
+        """
+        rels = {job.rel for job in self.jobs}
+        return {job.rel: [d for d in job.settings["depends_on"] if d in rels] for job in self.jobs}
+
+    def subset(self, rels: Iterable[str]) -> Plan:
+        """The plan narrowed to ``rels`` (``orch watch`` reruns a few scripts).
+
+        Settings are never edited: a script keeps the fingerprint a full run
+        gives it, and its ``depends_on`` outside the subset count as done.
+        """
+        wanted = set(rels)
+        return replace(
+            self, jobs=[job for job in self.jobs if job.rel in wanted], notes=[], fresh=frozenset()
+        )
 
     def start_order(self) -> list[str]:
         """The scripts in the order ``orch run -j1`` starts them.
@@ -204,7 +163,9 @@ def _path_key(rel: str) -> list[str]:
     return rel.split("/")
 
 
-def build_plan(options: RunOptions, *, count_left_out: bool = False) -> Plan:
+def build_plan(
+    options: RunOptions, project: Project | None = None, *, count_left_out: bool = False
+) -> Plan:
     """Discover the scripts, resolve their settings and close over ``depends_on``.
 
     Command-line values (``options.timeout``) replace the config's ``default:``
@@ -212,6 +173,7 @@ def build_plan(options: RunOptions, *, count_left_out: bool = False) -> Plan:
     selected script's dependencies are added even when the selection left
     them out, with a note saying so. The reports folder is never searched;
     ``count_left_out`` counts what else discovery's rules leave out.
+    ``project`` is the one located from ``options`` when not given.
 
     Raises:
         ConfigError: the config file is invalid, or ``depends_on`` names a
@@ -224,10 +186,12 @@ def build_plan(options: RunOptions, *, count_left_out: bool = False) -> Plan:
     scripts_dir = options.scripts_dir.resolve()
     if not scripts_dir.is_dir():
         discover_scripts(scripts_dir)  # raises the one-line DiscoveryError
-    config = load_config(scripts_dir)
+    if project is None:
+        project = Project.locate(scripts_dir, options.output_dir)
+    config = read_config(project.config_file)
     if options.timeout is not None:
         config = {**config, "default": {**config["default"], "timeout": float(options.timeout)}}
-    source = config["config_file"] or str(scripts_dir / "config.yaml")
+    source = str(project.config_file or scripts_dir / "config.yaml")
 
     def job_for(path: Path) -> ScriptJob:
         rel = relative_script_path(path, scripts_dir)
@@ -245,7 +209,7 @@ def build_plan(options: RunOptions, *, count_left_out: bool = False) -> Plan:
         subdirs=options.subdirs,
         pattern=options.pattern,
         max_depth=options.max_depth,
-        prune=[options.reports_dir],
+        prune=[project.reports_dir],
         count_left_out=count_left_out,
     )
     paths = found.scripts
@@ -283,9 +247,9 @@ def build_plan(options: RunOptions, *, count_left_out: bool = False) -> Plan:
     )
     ordered = sorted(jobs.values(), key=lambda job: _path_key(job.rel))
     return Plan(
+        project,
         ordered,
         notes,
-        config["config_file"],
         groups=config["environments"],
         left_out=found.left_out_line(),
     )

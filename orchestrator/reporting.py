@@ -29,6 +29,7 @@ from typing import Any, TextIO
 
 from ._files import atomic_write_text
 from .errors import OrchestratorError
+from .project import Project
 
 __all__ = [
     "STATUSES",
@@ -55,8 +56,7 @@ class RunInfo:
     """What reporters know about the run as a whole."""
 
     run_id: str
-    scripts_dir: Path
-    project_root: Path
+    project: Project
     total: int
     run_dir: Path | None = None
     command: tuple[str, ...] = ()

@@ -38,7 +38,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
-from ._files import find_project_root, relative_posix
+from ._files import relative_posix
 
 __all__ = [
     "DEFAULT_MAX_OUTPUT",
@@ -307,9 +307,9 @@ class _Capture:
 # -- scripts ------------------------------------------------------------------------
 
 
-def _pythonpath(env: dict[str, str], root: Path | None) -> None:
+def _pythonpath(env: dict[str, str], root: Path) -> None:
     """Put the project's ``src/`` first on PYTHONPATH, keeping the rest without duplicates."""
-    if root is None or not (root / "src").is_dir():
+    if not (root / "src").is_dir():
         return
     entries = [str(root / "src"), *env.get("PYTHONPATH", "").split(os.pathsep)]
     env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(e for e in entries if e))
@@ -386,6 +386,7 @@ def run_script(
     log_dir: str | os.PathLike[str] | None = None,
     *,
     scripts_dir: str | os.PathLike[str] | None = None,
+    root: str | os.PathLike[str] | None = None,
     max_output: int = DEFAULT_MAX_OUTPUT,
     kill_grace: float = KILL_GRACE,
     tag: str | None = None,
@@ -405,6 +406,8 @@ def run_script(
         log_dir: if given, the full stdout and stderr are written there as
             ``<name>.stdout.log`` and ``<name>.stderr.log`` (when not empty).
         scripts_dir: the scripts directory, used for ``path`` and ``subdirectory``.
+        root: the project root (a run passes its :class:`~orchestrator.project.Project`'s);
+            found from ``scripts_dir`` or the script's folder when not given.
         max_output: bytes of each stream kept in the result (a tail).
         kill_grace: seconds between SIGTERM and SIGKILL.
         tag: a label (a run id) that ``terminate_all(tag=...)`` can pick it by.
@@ -420,8 +423,13 @@ def run_script(
     base = Path(os.path.abspath(scripts_dir)) if scripts_dir is not None else None
     result = _base_result(script, base)
     start, started = _now(), time.monotonic()
-    root = find_project_root(base or script.parent)
-    workdir = (root or Path.cwd()) / cwd if cwd is not None else (root or Path.cwd())
+    if root is None:  # a library call: locate it here, at the edge
+        from .project import find_project_root
+
+        home = find_project_root(base or script.parent) or Path.cwd()
+    else:
+        home = Path(root)
+    workdir = home / cwd if cwd is not None else home
 
     problem = None
     if not script.is_file():
@@ -435,7 +443,7 @@ def run_script(
     token = uuid.uuid4().hex
     marker = f"{_MARKER_PREFIX}{token}=".encode()
     child_env = {**os.environ, **(env or {}), f"{_MARKER_PREFIX}{token}": "1"}
-    _pythonpath(child_env, root)
+    _pythonpath(child_env, home)
     command = [python or sys.executable, str(script), *(args or ())]
 
     logs = Path(log_dir) if log_dir is not None else None

@@ -36,15 +36,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TextIO
 
-from ._files import STATE_DIR
-from .changes import Fingerprints, Record
-from .config import CONFIG_NAMES
+from .changes import Fingerprints, Tracking
 from .discovery import skipped_dir
-from .environments import Environments
 from .errors import OrchestratorError
 from .execution import RESTARTED, execute
 from .executors import make_executor
-from .inputs import InputGraph
 from .plan import Plan, RunOptions, build_plan
 from .reporting import ConsoleReporter, FileReporter, Reporter
 from .runner import terminate_all
@@ -173,14 +169,14 @@ class _Session:
         self.watch_options = watch_options
         self.out = out
         self.stop = stop
-        self.root = options.project_root
-        self.scripts_dir = options.scripts_dir.resolve()
         self.plan = build_plan(options)  # a broken config at start is a usage error
+        self.project = project = self.plan.project
+        self.root, self.scripts_dir = project.root, project.scripts_dir
         # One executor for the whole session: a Dask cluster is not started per batch.
         self.executor = make_executor(options.executor, options.scheduler)
-        self.graph = InputGraph(self.root, self.scripts_dir)
-        self.record = Record(self.root)
-        self.excluded = [options.reports_dir.resolve(), self.root / STATE_DIR]
+        self.tracking = Tracking(project, options.python)
+        self.graph, self.record = self.tracking.graph, self.tracking.record
+        self.excluded = [project.reports_dir.resolve(), project.state_dir]
         self.watcher = _Watcher(self.excluded, stop)
         self.pending: list[tuple[float, set[tuple[Any, str]]]] = []
         self.running: set[str] = set()
@@ -192,17 +188,12 @@ class _Session:
         self.out.flush()
 
     def rel_root(self, path: Path) -> str:
-        return Path(os.path.relpath(path, self.root)).as_posix()
+        return self.project.rel(path)
 
     # -- what to watch ---------------------------------------------------------------
 
-    def config_candidates(self) -> set[Path]:
-        paths: set[Path] = set()
-        for directory in (self.scripts_dir, *self.scripts_dir.parents):
-            paths.update(directory / name for name in CONFIG_NAMES)
-            if directory == self.root:
-                break
-        return paths
+    def config_candidates(self) -> frozenset[Path]:
+        return self.project.config_candidates()
 
     def watch_dirs(self) -> set[Path]:
         dirs = _pruned_dirs(self.scripts_dir, self.options.max_depth, self.excluded)
@@ -262,6 +253,7 @@ class _Session:
         old = self.plan
         if structural or any(p in configs for p in paths):
             try:
+                # The config file in force may be another one now: locate it again.
                 self.plan = build_plan(self.options)
             except OrchestratorError as exc:
                 self.say(f"orch: error: {exc}")
@@ -308,14 +300,7 @@ class _Session:
     # -- running -----------------------------------------------------------------------
 
     def run(self, rels: set[str] | None) -> None:
-        plan = self.plan
-        if rels is not None:
-            jobs = []
-            for job in plan.jobs:
-                if job.rel in rels:
-                    deps = [d for d in job.settings["depends_on"] if d in rels]
-                    jobs.append(replace(job, settings={**job.settings, "depends_on": deps}))
-            plan = Plan(jobs, [], plan.config_file, groups=plan.groups)
+        plan = self.plan if rels is None else self.plan.subset(rels)
         if not plan.jobs:
             return
         reporters: list[Reporter] = [
@@ -362,8 +347,7 @@ class _Session:
 
     def fingerprints(self) -> Fingerprints:
         """Fingerprints under the current config (its groups may have changed)."""
-        envs = Environments(self.root, self.plan.groups)
-        return Fingerprints(self.graph, envs, self.options.python)
+        return self.tracking.fingerprints(self.plan)
 
     def rescan(self) -> set[str]:
         """Scripts that ran before and whose inputs differ from then (after a gap)."""

@@ -426,9 +426,11 @@ def test_deps_of_a_file_that_is_not_a_script_is_one_line_and_exit_2(sample: Samp
 
 def test_a_torn_journal_line_is_skipped_and_compaction_keeps_the_latest(tmp_path: Path) -> None:
     from orchestrator.changes import Record
+    from orchestrator.project import Project as Located
 
     (tmp_path / "pyproject.toml").write_text("")
-    record = Record(tmp_path)
+    (tmp_path / "scripts").mkdir()
+    record = Record(Located.locate(tmp_path / "scripts"))
     for i in range(100):
         record.update(tmp_path / "scripts" / "a.py", f"fp{i}", "passed")
     record.update(tmp_path / "scripts" / "b.py", "fpb", "failed")

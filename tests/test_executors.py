@@ -334,6 +334,7 @@ def _call(script: Path, scripts_dir: Path, inputs: dict[str, str | None]) -> Scr
     return ScriptCall(
         script=str(script),
         scripts_dir=str(scripts_dir),
+        root=str(scripts_dir.parent),
         timeout=30,
         env={},
         cwd=None,

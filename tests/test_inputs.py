@@ -14,6 +14,7 @@ import pytest
 from conftest import Project
 
 from orchestrator.inputs import STATE_DIR, InputGraph
+from orchestrator.project import Project as Located
 
 INTERPRETER = "cpython 3.x /usr/bin/python"
 
@@ -31,7 +32,7 @@ def write(root: Path, rel: str, body: str | bytes = "") -> Path:
 
 def graph_of(project: Project) -> InputGraph:
     """A fresh graph, as a new ``orch`` process would build it."""
-    return InputGraph(project.root, project.scripts)
+    return InputGraph(Located.locate(project.scripts))
 
 
 def rels(project: Project, paths: list[Path]) -> set[str]:
