@@ -44,12 +44,14 @@ def relative_posix(path: str | os.PathLike[str], base: str | os.PathLike[str]) -
     Tried against ``base`` as given and resolved, so symlinks in either spelling match.
     """
     absolute = Path(os.path.abspath(path))
-    for candidate in (Path(os.path.abspath(base)), Path(base).resolve()):
-        try:
-            return absolute.relative_to(candidate).as_posix()
-        except ValueError:
-            continue
-    return None
+    try:
+        return absolute.relative_to(os.path.abspath(base)).as_posix()
+    except ValueError:
+        pass
+    try:  # resolved only now: resolve() costs a system call per part
+        return absolute.relative_to(Path(base).resolve()).as_posix()
+    except ValueError:
+        return None
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, durable: bool = True) -> None:

@@ -23,7 +23,6 @@ directory name covers everything below it: ``x.py`` is only the top-level
 
 from __future__ import annotations
 
-import copy
 import difflib
 import functools
 import json
@@ -489,12 +488,18 @@ def relative_script_path(
     return relative_posix(script_path, scripts_dir) or script_path.as_posix()
 
 
+def _fresh(value: Any) -> Any:
+    # Validated values are flat (lists of scalars, dicts of strings): one level of copy
+    # keeps every result independent, at a fraction of deepcopy's cost.
+    return value.copy() if isinstance(value, (list, dict)) else value
+
+
 def _merge(into: dict[str, Any], layer: Mapping[str, Any]) -> None:
     for key, value in layer.items():
         if key == "env":
             into["env"] = {**into["env"], **value}
         else:
-            into[key] = copy.deepcopy(value)
+            into[key] = _fresh(value)
 
 
 def get_script_config(
@@ -507,8 +512,12 @@ def get_script_config(
     ``script`` may be absolute or relative to ``scripts_dir``; ``config`` is what
     :func:`load_config` returned. Mutating the result never changes ``config``.
     """
-    rel = relative_script_path(script, scripts_dir)
-    settings = copy.deepcopy(DEFAULT_SETTINGS)
+    return settings_for(relative_script_path(script, scripts_dir), config)
+
+
+def settings_for(rel: str, config: Mapping[str, Any]) -> dict[str, Any]:
+    """The effective settings of the script at ``rel`` (relative to the scripts directory)."""
+    settings = {key: _fresh(value) for key, value in DEFAULT_SETTINGS.items()}
     _merge(settings, config.get("default", {}))
     exact: list[Mapping[str, Any]] = []
     for key, layer in config.get("scripts", {}).items():

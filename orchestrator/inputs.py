@@ -23,6 +23,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
+import multiprocessing
 import os
 import threading
 import time
@@ -78,7 +79,43 @@ def _parse_imports(source: bytes, filename: str) -> tuple[list[_Import], str | N
     return found, None
 
 
-def _stat_key(path: Path) -> list[int] | None:
+def _parse_file(file: str) -> tuple[list[int], list[_Import], str | None] | None:
+    """Stat key, imports and syntax error of one file; None if it cannot be read."""
+    key = _stat_key(file)
+    if key is None:
+        return None
+    try:
+        with open(file, "rb") as handle:
+            source = handle.read()
+    except OSError:
+        return None
+    return (key, *_parse_imports(source, file))
+
+
+# Below this many files to parse, starting workers costs more than it saves.
+_PARALLEL_MIN = 200
+
+
+def _parse_in_parallel(files: list[str]) -> list[Any] | None:
+    """:func:`_parse_file` of each file on every core, or None where that does not pay.
+
+    Only from a single-threaded process: forking one with threads can copy a
+    lock another thread holds. (``orch deps`` and the planning of ``orch run``
+    are single-threaded; ``orch watch`` has warm caches after its first batch.)
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if len(files) < _PARALLEL_MIN or (cores or 1) < 2 or threading.active_count() > 1:
+        return None
+    try:
+        context = multiprocessing.get_context("fork")
+    except ValueError:  # no fork on this platform
+        return None
+    workers = min(cores or 1, 8)
+    with context.Pool(workers) as pool:  # exits with terminate(): no worker outlives it
+        return pool.map(_parse_file, files, chunksize=max(1, len(files) // (workers * 4)))
+
+
+def _stat_key(path: str | Path) -> list[int] | None:
     try:
         st = os.stat(path)
     except OSError:
@@ -168,11 +205,13 @@ class InputGraph:
         self._direct: dict[Path, tuple[Path, ...]] = {}
         self._errors: dict[Path, str] = {}
         self._listings: dict[str, _Listing] = {}
+        # Parsed by _prefetch and not yet asked for: {path: (stat key, cache value)}.
+        self._parsed: dict[Path, tuple[list[int], list[Any]]] = {}
         self._paths: dict[str, Path] = {}
         # Valid for one query (see _begin): the listings checked, the imports resolved.
         self._checked: dict[str, dict[str, os.DirEntry[str]]] = {}
         self._bases: dict[tuple[str, str, int], str | None] = {}
-        self._resolved: dict[tuple[str, str, tuple[str, ...]], tuple[Path, ...]] = {}
+        self._resolved: dict[tuple[str, str, tuple[str, ...]], list[str]] = {}
 
     def _roots(self) -> list[str]:
         """The shared import roots that exist now (see :attr:`Project.search_path`)."""
@@ -223,21 +262,39 @@ class InputGraph:
 
     # -- imports ----------------------------------------------------------------------
 
+    def _prefetch(self, paths: Iterable[Path]) -> None:
+        """Parse the files among ``paths`` whose imports are not cached, several at once."""
+        todo = []
+        for path in paths:
+            key = _stat_key(path)
+            if key is not None and self._imports.get(path, key) is None:
+                todo.append(path)
+        parsed = _parse_in_parallel([str(p) for p in todo])
+        if parsed is None:
+            return  # parsed one by one when asked for
+        for path, outcome in zip(todo, parsed, strict=True):
+            if outcome is not None:
+                key, found, error = outcome
+                self._parsed[path] = (key, [[list(i) for i in found], error])
+
     def _imports_of(self, path: Path) -> list[_Import]:
         key = _stat_key(path)
         if key is None:
             return []
         cached = self._imports.get(path, key)
-        if cached is not None:
-            imports, error = cached
-        else:
-            try:
-                source = path.read_bytes()
-            except OSError:
-                return []
-            found, error = _parse_imports(source, str(path))
-            imports = [list(i) for i in found]
-            self._imports.put(path, key, [imports, error])
+        if cached is None:
+            prefetched = self._parsed.pop(path, None)
+            if prefetched is not None and prefetched[0] == key:
+                cached = prefetched[1]
+            else:
+                try:
+                    source = path.read_bytes()
+                except OSError:
+                    return []
+                found, error = _parse_imports(source, str(path))
+                cached = [[list(i) for i in found], error]
+            self._imports.put(path, key, cached)
+        imports, error = cached
         if error:
             self._errors[path] = error
         return [(m, level, tuple(names)) for m, level, names in imports]
@@ -271,23 +328,6 @@ class InputGraph:
         except OSError:
             return False
 
-    def _folder(self, base: str, parts: list[str]) -> str | None:
-        """``base/parts...`` if each step is a folder."""
-        for part in parts:
-            if not self._is_dir(base, part):
-                return None
-            base = _join(base, part)
-        return base
-
-    def _module_file(self, base: str, parts: list[str]) -> str | None:
-        target = self._folder(base, parts)
-        if target is not None and self._is_file(target, "__init__.py"):
-            return _join(target, "__init__.py")
-        folder = self._folder(base, parts[:-1]) if parts else None
-        if folder is not None and self._is_file(folder, f"{parts[-1]}.py"):
-            return _join(folder, f"{parts[-1]}.py")
-        return None
-
     def _path(self, file: str) -> Path:
         path = self._paths.get(file)
         if path is None:
@@ -315,47 +355,57 @@ class InputGraph:
         self._bases[key] = base
         return base
 
-    def _resolve(self, folder: str, imp: _Import) -> tuple[Path, ...]:
+    def _resolve(self, folder: str, imp: _Import) -> list[str]:
         """The files an import in a file of ``folder`` runs (maybe that file itself)."""
         module, level, names = imp
         base = self._base(folder, module, level)
         if base is None:
-            return ()
+            return []
         key = (base, module, names)
         resolved = self._resolved.get(key)
         if resolved is None:
             parts = [p for p in module.split(".") if p]
-            resolved = self._resolved[key] = tuple(map(self._path, self._find(base, parts, names)))
+            resolved = self._resolved[key] = self._find(base, parts, names)
         return resolved
 
     def _find(self, base: str, parts: list[str], names: tuple[str, ...]) -> list[str]:
+        """The files ``from <parts> import <names>`` runs, found below ``base``."""
         found: list[str] = []
         folder = base
+        parent = base  # the folder of parts[:-1], once reached
+        depth = 0
         for part in parts:  # packages on the way run their __init__
             if not self._is_dir(folder, part):
                 break
-            folder = _join(folder, part)
+            parent, folder = folder, _join(folder, part)
+            depth += 1
             if self._is_file(folder, "__init__.py"):
                 found.append(_join(folder, "__init__.py"))
-        target = self._module_file(base, parts)
-        if target is not None and target not in found:
-            found.append(target)
-        for name in names:  # `from pkg import mod` imports a submodule
-            sub = self._module_file(base, [*parts, name])
-            if sub is not None:
-                found.append(sub)
+        if depth == len(parts):  # the module is a package: its __init__, or a bare folder
+            init = _join(folder, "__init__.py")
+            if self._is_file(folder, "__init__.py"):
+                if init not in found:
+                    found.append(init)
+            elif parts and self._is_file(parent, f"{parts[-1]}.py"):
+                found.append(_join(parent, f"{parts[-1]}.py"))
+            for name in names:  # `from pkg import mod` imports a submodule
+                if self._is_dir(folder, name) and self._is_file(_join(folder, name), "__init__.py"):
+                    found.append(_join(_join(folder, name), "__init__.py"))
+                elif self._is_file(folder, f"{name}.py"):
+                    found.append(_join(folder, f"{name}.py"))
+        elif depth == len(parts) - 1 and self._is_file(folder, f"{parts[-1]}.py"):
+            found.append(_join(folder, f"{parts[-1]}.py"))  # a plain module
         return found
 
     def _direct_of(self, path: Path) -> tuple[Path, ...]:
         cached = self._direct.get(path)
         if cached is None:
-            folder = str(path.parent)
-            files: dict[Path, None] = {}
-            for imp in self._imports_of(path):
-                for file in self._resolve(folder, imp):
-                    if file != path:
-                        files[file] = None
-            cached = self._direct[path] = tuple(files)
+            me = str(path)
+            folder = me.rpartition("/")[0] or "/"
+            imports = self._imports_of(path)
+            files = dict.fromkeys(f for i in imports for f in self._resolve(folder, i))
+            files.pop(me, None)
+            cached = self._direct[path] = tuple(map(self._path, files))
         return cached
 
     def direct(self, path: Path) -> tuple[Path, ...]:
@@ -451,16 +501,20 @@ class InputGraph:
         importers: dict[Path, list[Path]] = {}
         with self._lock:
             self._begin()
-            pending = deque(scripts)
+            # Reverse edges of every file reachable from a script, level by level
+            # so that each level's unparsed files are parsed together.
             seen: set[Path] = set()
-            while pending:  # reverse edges of every file reachable from a script
-                file = pending.popleft()
-                if file in seen:
-                    continue
-                seen.add(file)
-                for dep in self._direct_of(file):
-                    importers.setdefault(dep, []).append(file)
-                    pending.append(dep)
+            level = list(scripts)
+            while level:
+                level = [file for file in dict.fromkeys(level) if file not in seen]
+                seen.update(level)
+                self._prefetch(level)
+                following: list[Path] = []
+                for file in level:
+                    for dep in self._direct_of(file):
+                        importers.setdefault(dep, []).append(file)
+                        following.append(dep)
+                level = following
         watching = [(script, s["watch"]) for script, s in scripts.items() if s.get("watch")]
         hits: dict[Path, list[Path]] = {}
         for path in changed:

@@ -8,14 +8,14 @@ before anything runs.
 
 from __future__ import annotations
 
-import heapq
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .config import DEFAULT_ENVIRONMENT, get_script_config, read_config, relative_script_path
+from .config import DEFAULT_ENVIRONMENT, read_config, settings_for
+from .dag import check_acyclic, start_order
 from .discovery import discover_scripts, scan_scripts
 from .errors import ConfigError, DiscoveryError
 from .project import Project
@@ -113,29 +113,8 @@ class Plan:
         )
 
     def start_order(self) -> list[str]:
-        """The scripts in the order ``orch run -j1`` starts them.
-
-        The workflow's ready queue: of the scripts whose dependencies are done,
-        the first in discovery order goes next.
-        """
-        graph = self.graph()
-        index = {rel: i for i, rel in enumerate(graph)}
-        waiting = {rel: len(deps) for rel, deps in graph.items()}
-        dependents: dict[str, list[str]] = {}
-        for rel, deps in graph.items():
-            for dep in deps:
-                dependents.setdefault(dep, []).append(rel)
-        ready = [(index[rel], rel) for rel, n in waiting.items() if n == 0]
-        heapq.heapify(ready)
-        order: list[str] = []
-        while ready:
-            _, rel = heapq.heappop(ready)
-            order.append(rel)
-            for dependent in dependents.get(rel, ()):
-                waiting[dependent] -= 1
-                if waiting[dependent] == 0:
-                    heapq.heappush(ready, (index[dependent], dependent))
-        return order
+        """The scripts in the order ``orch run -j1`` starts them (the workflow's ready queue)."""
+        return start_order(self.graph())
 
     def dependents_of(self, rels: Iterable[str]) -> dict[str, str]:
         """The scripts that depend on any of ``rels``, transitively, and not in it.
@@ -181,8 +160,6 @@ def build_plan(
         CycleError: ``depends_on`` forms a cycle.
         DiscoveryError: the scripts directory is missing.
     """
-    from .workflow import check_acyclic
-
     scripts_dir = options.scripts_dir.resolve()
     if not scripts_dir.is_dir():
         discover_scripts(scripts_dir)  # raises the one-line DiscoveryError
@@ -194,8 +171,8 @@ def build_plan(
     source = str(project.config_file or scripts_dir / "config.yaml")
 
     def job_for(path: Path) -> ScriptJob:
-        rel = relative_script_path(path, scripts_dir)
-        return ScriptJob(path, rel, get_script_config(path, scripts_dir, config))
+        rel = path.relative_to(scripts_dir).as_posix()  # found below it, as spelled
+        return ScriptJob(path, rel, settings_for(rel, config))
 
     for sub in options.subdirs or ():
         # discover_scripts only warns; asked for by name on the command line, a typo

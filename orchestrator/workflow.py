@@ -40,8 +40,6 @@ import asyncio
 import contextlib
 import enum
 import functools
-import graphlib
-import heapq
 import inspect
 import math
 import queue
@@ -55,7 +53,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from .errors import CycleError, OrchestratorError
+from .dag import ReadyQueue, check_acyclic
+from .errors import OrchestratorError
 
 __all__ = [
     "RetryPolicy",
@@ -66,7 +65,6 @@ __all__ = [
     "WorkflowError",
     "WorkflowEvent",
     "WorkflowResults",
-    "check_acyclic",
 ]
 
 
@@ -207,19 +205,6 @@ class Task:
     tags: tuple[str, ...] = ()
     wants_results: bool = False
     is_async: bool = False
-
-
-def check_acyclic(graph: Mapping[str, Iterable[str]], source: str = "", hint: str = "") -> None:
-    """Raise :class:`CycleError` if ``{node: dependencies}`` has a cycle.
-
-    The error's path reads ``a -> b -> a``, where ``->`` means "depends on".
-    """
-    sorter = graphlib.TopologicalSorter(graph)
-    try:
-        sorter.prepare()
-    except graphlib.CycleError as exc:
-        # graphlib lists each node before the one that depends on it.
-        raise CycleError(list(reversed(exc.args[1])), source, hint) from None
 
 
 def _now() -> datetime:
@@ -464,16 +449,7 @@ class _Run:
         self.wf = workflow
         self.loop = loop
         self.tasks = workflow.tasks
-        self.order = {name: i for i, name in enumerate(self.tasks)}
-        self.waiting = {name: len(t.dependencies) for name, t in self.tasks.items()}
-        self.dependents: dict[str, list[str]] = {name: [] for name in self.tasks}
-        for task in self.tasks.values():
-            for dep in task.dependencies:
-                self.dependents[dep].append(task.name)
-        self.ready: list[tuple[int, str]] = [
-            (self.order[n], n) for n, count in self.waiting.items() if count == 0
-        ]
-        heapq.heapify(self.ready)
+        self.queue = ReadyQueue({name: t.dependencies for name, t in self.tasks.items()})
         self.results: dict[str, TaskResult] = {}
         self.running: dict[str, asyncio.Future[Any]] = {}
         self.started: dict[str, tuple[datetime, float, int]] = {}
@@ -514,10 +490,7 @@ class _Run:
             self.running.pop(name, None)
             self.emit(result.status.value, name, attempt=result.attempts, result=result)
             if result.status is TaskStatus.COMPLETED:
-                for dependent in self.dependents[name]:
-                    self.waiting[dependent] -= 1
-                    if self.waiting[dependent] == 0 and dependent not in self.results:
-                        heapq.heappush(self.ready, (self.order[dependent], dependent))
+                self.queue.done(name)
                 continue
             if result.status is TaskStatus.SKIPPED:
                 reason = result.reason or ""
@@ -533,7 +506,7 @@ class _Run:
                 if result.status is TaskStatus.CANCELLED
                 else (TaskStatus.SKIPPED)
             )
-            for dependent in reversed(self.dependents[name]):
+            for dependent in reversed(self.queue.dependents(name)):
                 if dependent not in self.results:
                     stack.append(
                         self.final(
@@ -578,7 +551,7 @@ class _Run:
         """Cancel running tasks and return ``cancelled`` results for every unfinished one."""
         for future in self.running.values():
             future.cancel()
-        self.ready.clear()
+        self.queue.drain()
         return [
             self.final(name, TaskStatus.CANCELLED, reason=reason)
             for name in self.tasks
@@ -593,19 +566,19 @@ class _Run:
         try:
             while True:
                 stop = self.wf._stop_reason
-                if stop is not None and self.ready:
+                if stop is not None and self.queue:
                     skipped = [
                         self.final(name, TaskStatus.SKIPPED, reason=stop)
-                        for _, name in sorted(self.ready)
+                        for name in self.queue.drain()
+                        if name not in self.results
                     ]
-                    self.ready.clear()
                     self.dispatching = False
                     self.record(*skipped)
                     self.dispatching = True
                     continue
-                if not self.ready or len(self.running) >= self.limit or stop is not None:
+                if not self.queue or len(self.running) >= self.limit or stop is not None:
                     break
-                _, name = heapq.heappop(self.ready)
+                name = self.queue.pop()
                 if name not in self.results:
                     self.start(name)
         finally:

@@ -555,3 +555,51 @@ def test_a_file_changed_just_now_is_not_cached(project: Project) -> None:
     script.write_text("x = 2\n")
     os.utime(script, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     assert graph.file_hash(script) != first
+
+
+_PARALLEL_CHECK = """
+import json, sys
+from pathlib import Path
+from orchestrator import inputs
+from orchestrator.project import Project
+
+project = Project.locate(sys.argv[1])
+scripts = {p: {} for p in sorted(project.scripts_dir.glob("*.py"))}
+files = [str(p) for p in sorted(project.root.rglob("*.py"))]
+parallel = inputs._parse_in_parallel(files)
+graph = inputs.InputGraph(project)
+hits = graph.affected([project.root / "src" / "lib" / "m0.py"], scripts)
+print(json.dumps({
+    "parallel": parallel is not None and [list(p[1:]) for p in parallel]
+        == [list(inputs._parse_file(f)[1:]) for f in files],
+    "hits": sorted(p.name for p in hits),
+    "broken": graph.syntax_error(project.root / "src" / "lib" / "broken.py"),
+}))
+"""
+
+
+def test_many_unparsed_files_are_parsed_on_every_core_with_the_same_graph(
+    project: Project,
+) -> None:
+    """Cold, a big tree is parsed by worker processes; the graph is what one process finds."""
+    import subprocess
+    import sys
+
+    n = 260  # above _PARALLEL_MIN, so a cold lookup forks workers
+    write(project.root, "src/lib/__init__.py")
+    write(project.root, "src/lib/broken.py", "def broken(:\n")
+    for m in range(n):
+        write(project.root, f"src/lib/m{m}.py", f"from lib import m{m - 1}\n" if m else "")
+    project.script("first.py", "from lib import m0\n")
+    project.script("last.py", f"from lib import m{n - 1}\nimport lib.broken\n")
+    project.script("alone.py", "import json\n")
+    out = subprocess.run(
+        [sys.executable, "-c", _PARALLEL_CHECK, str(project.scripts)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    found = json.loads(out.stdout)
+    assert found["parallel"] is True
+    assert found["hits"] == ["first.py", "last.py"]  # through the whole chain of 260
+    assert found["broken"] is not None and "SyntaxError" in found["broken"]

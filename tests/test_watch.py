@@ -289,6 +289,35 @@ def test_a_config_edit_reruns_only_the_script_whose_settings_changed(
     assert re.search(r"^scripts/config\.yaml changed -> a/x\.py$", out, re.MULTILINE), out
 
 
+def test_a_script_rerun_by_watch_is_up_to_date_for_the_next_changed_run(
+    sample: Sample, watch: type[Watch]
+) -> None:
+    """A watch batch records the fingerprint a full run computes, depends_on included."""
+    sample.standard()
+    sample.project.config(
+        """
+        scripts:
+          c/z.py: {watch: ["data/*.csv"]}
+          b/y.py: {depends_on: [a/x.py]}
+        """
+    )
+    w = watch(sample.root)
+    sample.settled(ALL_ONCE)
+    pos = w.mark()
+    edit(sample.scripts / "b/y.py")  # reruns b/y.py alone: a/x.py is out of the batch
+    after_edit(w, sample, pos, {**ALL_ONCE, "b/y.py": 2})
+    assert w.interrupt() == 130
+    again = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "run", "scripts", "--changed", "--no-color"],
+        cwd=sample.root,
+        env=_env(),
+        capture_output=True,
+        text=True,
+    )
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert sample.counts() == {**ALL_ONCE, "b/y.py": 2}, again.stdout
+
+
 def test_saving_identical_content_reruns_nothing(sample: Sample, watch: type[Watch]) -> None:
     sample.standard()
     w = watch(sample.root)

@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from orchestrator.dag import check_acyclic
 from orchestrator.errors import CycleError, OrchestratorError
 from orchestrator.workflow import (
     RetryPolicy,
@@ -24,7 +25,6 @@ from orchestrator.workflow import (
     WorkflowError,
     WorkflowEvent,
     WorkflowResults,
-    check_acyclic,
 )
 
 Graph = dict[str, list[str]]

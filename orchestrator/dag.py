@@ -1,0 +1,89 @@
+"""Dependency graphs: the one cycle check and the one ready queue.
+
+A graph is ``{node: its dependencies}`` in declaration order. :class:`ReadyQueue`
+is what :class:`~orchestrator.workflow.Workflow` schedules with and what
+``orch run --graph`` prints the start order from, so the two cannot disagree:
+of the nodes whose dependencies are done, the first declared goes next.
+
+Kept free of asyncio and threads so that commands that only plan (``orch
+list``, ``orch deps``) do not pay for importing them.
+"""
+
+from __future__ import annotations
+
+import graphlib
+import heapq
+from collections.abc import Iterable, Mapping
+
+from .errors import CycleError
+
+__all__ = ["ReadyQueue", "check_acyclic", "start_order"]
+
+
+def check_acyclic(graph: Mapping[str, Iterable[str]], source: str = "", hint: str = "") -> None:
+    """Raise :class:`CycleError` if ``{node: dependencies}`` has a cycle.
+
+    The error's path reads ``a -> b -> a``, where ``->`` means "depends on".
+    """
+    sorter = graphlib.TopologicalSorter(graph)
+    try:
+        sorter.prepare()
+    except graphlib.CycleError as exc:
+        # graphlib lists each node before the one that depends on it.
+        raise CycleError(list(reversed(exc.args[1])), source, hint) from None
+
+
+class ReadyQueue:
+    """The nodes of an acyclic graph whose dependencies are all done.
+
+    Like :class:`graphlib.TopologicalSorter`'s ``get_ready``/``done``, but one
+    node at a time and in declaration order, which is what makes ``-j1``
+    deterministic. Every dependency must be a node of the graph.
+    """
+
+    def __init__(self, graph: Mapping[str, Iterable[str]]) -> None:
+        self._order = {node: i for i, node in enumerate(graph)}
+        self._waiting: dict[str, int] = {}
+        self._dependents: dict[str, list[str]] = {node: [] for node in graph}
+        for node, deps in graph.items():
+            deps = list(deps)
+            self._waiting[node] = len(deps)
+            for dep in deps:
+                self._dependents[dep].append(node)
+        self._ready = [(self._order[n], n) for n, count in self._waiting.items() if count == 0]
+        heapq.heapify(self._ready)
+
+    def __bool__(self) -> bool:
+        return bool(self._ready)
+
+    def pop(self) -> str:
+        """The next ready node (first declared first); IndexError when none is ready."""
+        return heapq.heappop(self._ready)[1]
+
+    def done(self, node: str) -> None:
+        """``node`` succeeded: the dependents it was the last to wait for become ready."""
+        for dependent in self._dependents[node]:
+            self._waiting[dependent] -= 1
+            if self._waiting[dependent] == 0:
+                heapq.heappush(self._ready, (self._order[dependent], dependent))
+
+    def dependents(self, node: str) -> list[str]:
+        """The nodes that depend on ``node`` directly, in declaration order."""
+        return self._dependents[node]
+
+    def drain(self) -> list[str]:
+        """Take every ready node, in the order :meth:`pop` would give them."""
+        nodes = [node for _, node in sorted(self._ready)]
+        self._ready.clear()
+        return nodes
+
+
+def start_order(graph: Mapping[str, Iterable[str]]) -> list[str]:
+    """The order one worker starts the nodes in when every one succeeds."""
+    queue = ReadyQueue(graph)
+    order: list[str] = []
+    while queue:
+        node = queue.pop()
+        order.append(node)
+        queue.done(node)
+    return order
