@@ -17,7 +17,8 @@ if TYPE_CHECKING:
     from .discovery import discover_scripts
     from .errors import ConfigError, CycleError, DiscoveryError, OrchestratorError
     from .reporting import generate_report, save_log
-    from .runner import Status, run_function, run_script
+    from .results import ScriptResult, Status, StopReason
+    from .runner import run_function, run_script
     from .workflow import RetryPolicy, Task, TaskResult, TaskStatus, Workflow
 
 _EXPORTS = {
@@ -30,7 +31,9 @@ _EXPORTS = {
     "TaskResult": "workflow",
     "TaskStatus": "workflow",
     "Workflow": "workflow",
-    "Status": "runner",
+    "ScriptResult": "results",
+    "Status": "results",
+    "StopReason": "results",
     "discover_scripts": "discovery",
     "generate_report": "reporting",
     "get_script_config": "config",
@@ -47,7 +50,9 @@ __all__ = [
     "DiscoveryError",
     "OrchestratorError",
     "RetryPolicy",
+    "ScriptResult",
     "Status",
+    "StopReason",
     "Task",
     "TaskResult",
     "TaskStatus",

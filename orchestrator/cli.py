@@ -22,19 +22,14 @@ from types import FrameType
 from typing import Any
 
 from . import __version__
-from .errors import OrchestratorError
+from .discovery import MAX_DEPTH
+from .errors import ExitCode, OrchestratorError
 
 __all__ = ["main", "run_orchestrator"]
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
-_EPILOG = """\
-exit codes:
-  0    every script passed or was skipped
-  1    a script failed, timed out or errored
-  2    usage or configuration error
-  130  interrupted (Ctrl-C or SIGTERM)
-"""
+_DEPTH_HELP = f"deepest folder level searched (default: {MAX_DEPTH})"
+_EPILOG = "exit codes:\n" + "".join(f"  {code.value:<4} {code.meaning}\n" for code in ExitCode)
 
 
 class _UsageError(Exception):
@@ -100,7 +95,10 @@ def _selection_options(parser: argparse.ArgumentParser) -> None:
         "-k", "--pattern", help="only scripts whose name or relative path matches this glob"
     )
     parser.add_argument(
-        "--max-depth", type=_depth, default=2, help="deepest folder level searched (default: 2)"
+        "--max-depth",
+        type=_depth,
+        default=MAX_DEPTH,
+        help=_DEPTH_HELP,
     )
     parser.add_argument(
         "--timeout", type=_positive, help="seconds per script; replaces the config's default:"
@@ -217,7 +215,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="the scripts directory (default: scripts/ under the project root)",
     )
     deps.add_argument(
-        "--max-depth", type=_depth, default=2, help="deepest folder level searched (default: 2)"
+        "--max-depth",
+        type=_depth,
+        default=MAX_DEPTH,
+        help=_DEPTH_HELP,
     )
 
     envs = commands.add_parser("envs", help="the cache of isolated environments")
@@ -228,7 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     envs.add_argument(
         "--all", action="store_true", help="clean: remove every environment, not only unused ones"
     )
-    envs.add_argument("--max-depth", type=_depth, default=2, help=argparse.SUPPRESS)
+    envs.add_argument("--max-depth", type=_depth, default=MAX_DEPTH, help=argparse.SUPPRESS)
 
     lister = commands.add_parser("list", help="list the scripts and their effective settings")
     _selection_options(lister)
@@ -369,18 +370,18 @@ def _cmd_list(args: argparse.Namespace, argv: Sequence[str]) -> int:
         from .reporting import render_graph
 
         sys.stdout.write(render_graph(plan, args.format))
-        return EXIT_OK
+        return ExitCode.OK
     if args.json:
         data = [{"path": j.rel, "script": str(j.path), "settings": j.settings} for j in jobs]
         print(json.dumps(data, indent=2))
-        return EXIT_OK
+        return ExitCode.OK
     from tabulate import tabulate
 
     print(tabulate(_settings_rows(jobs), headers=["Script", "Timeout", "Args", "Skip"]))
     print(f"\n{len(jobs)} scripts in {options.scripts_dir}")
     if plan.left_out:
         print(plan.left_out)
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _cmd_docs(args: argparse.Namespace, argv: Sequence[str]) -> int:
@@ -395,7 +396,7 @@ def _cmd_docs(args: argparse.Namespace, argv: Sequence[str]) -> int:
     else:
         atomic_write_text(args.output, text)
         print(f"wrote {args.output}")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _cmd_report(args: argparse.Namespace, argv: Sequence[str]) -> int:
@@ -413,7 +414,7 @@ def _cmd_report(args: argparse.Namespace, argv: Sequence[str]) -> int:
             interrupted=bool(summary.get("interrupted")),
         )
     )
-    return int(summary.get("exit_code", EXIT_OK))
+    return int(summary.get("exit_code", ExitCode.OK))
 
 
 def _cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
@@ -439,7 +440,7 @@ def _cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
             print(note)
         count = len(plan.jobs) - len(plan.fresh)
         print(f"\n{count} of {len(plan.jobs)} scripts would run; nothing was run (--dry-run)")
-        return EXIT_OK
+        return ExitCode.OK
     reporters: list[Reporter] = [
         FileReporter(),
         ConsoleReporter(verbosity=options.verbosity, color=options.color),
@@ -496,7 +497,7 @@ def _cmd_deps(args: argparse.Namespace, argv: Sequence[str]) -> int:
         if not hits:
             print(f"no script depends on {rel(path)}", file=sys.stderr)
         graph.save()
-        return EXIT_OK
+        return ExitCode.OK
     job = jobs.get(path)
     if job is None:
         raise OrchestratorError(f"{rel(path)} is not a script in {rel(scripts_dir)}/")
@@ -509,7 +510,7 @@ def _cmd_deps(args: argparse.Namespace, argv: Sequence[str]) -> int:
     if config is not None:
         print(f"  config  {rel(config)}")
     graph.save()
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _cmd_envs(args: argparse.Namespace, argv: Sequence[str]) -> int:
@@ -525,7 +526,7 @@ def _cmd_envs(args: argparse.Namespace, argv: Sequence[str]) -> int:
     if args.action == "clean":
         removed = envs.clean(None if args.all else set(used))
         print(f"removed {len(removed)} environment(s) from {envs.dir}")
-        return EXIT_OK
+        return ExitCode.OK
     rows = [
         [
             env["key"],
@@ -538,7 +539,7 @@ def _cmd_envs(args: argparse.Namespace, argv: Sequence[str]) -> int:
     ]
     print(tabulate(rows, headers=["Key", "Name", "Requirements", "Size", "Scripts"]))
     print(f"\n{len(rows)} environment(s) in {envs.dir}")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 _COMMANDS = {
@@ -562,15 +563,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code
     if args.command is None:
         parser.print_help()
-        return EXIT_USAGE
+        return ExitCode.USAGE
     try:
         return _COMMANDS[args.command](args, argv)
     except OrchestratorError as exc:
         print(f"orch: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return ExitCode.USAGE
     except KeyboardInterrupt:
         print("\norch: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return ExitCode.INTERRUPTED
 
 
 def run_orchestrator(argv: Sequence[str] | None = None) -> int:

@@ -24,7 +24,6 @@ directory name covers everything below it: ``x.py`` is only the top-level
 from __future__ import annotations
 
 import difflib
-import functools
 import json
 import math
 import os
@@ -37,6 +36,8 @@ import yaml
 
 from ._files import relative_posix
 from .errors import ConfigError
+from .patterns import Glob
+from .results import Status
 
 __all__ = [
     "DEFAULT_SETTINGS",
@@ -65,8 +66,9 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "environment": None,
 }
 
+
 #: Statuses a script may be retried on.
-RETRYABLE = ("failed", "timeout")
+_RETRYABLE = tuple(s.value for s in Status if s.retryable)
 
 _SECTIONS = ("default", "skip", "timeout_override", "scripts", "environments")
 _ENV_KEYS = ("requirements", "requirements_file", "python", "scripts")
@@ -168,7 +170,7 @@ def _globs(value: Any) -> list[str]:
         if not pattern.strip("/ ") or pattern.startswith("/"):
             raise _Invalid(f"expected relative globs, got {pattern!r}")
         try:
-            _glob_regex(pattern)
+            Glob.of(pattern)
         except re.error as exc:
             raise _Invalid(f"invalid glob {pattern!r}: {exc}") from None
     return patterns
@@ -177,8 +179,8 @@ def _globs(value: Any) -> list[str]:
 def _retry_statuses(value: Any) -> list[str]:
     statuses = _string_list(value)
     for status in statuses:
-        if status not in RETRYABLE:
-            raise _Invalid(f"expected a list of {' and '.join(RETRYABLE)}, got {status!r}")
+        if status not in _RETRYABLE:
+            raise _Invalid(f"expected a list of {' and '.join(_RETRYABLE)}, got {status!r}")
     return statuses
 
 
@@ -260,7 +262,7 @@ def _validate(source: str, data: Any) -> dict[str, Any]:
                 f"{source}: {_key_path(section, key)}: expected a script path or glob as key"
             )
         try:
-            _glob_regex(key)
+            Glob.of(key)
         except re.error as exc:
             raise ConfigError(
                 f"{source}: {_key_path(section, key)}: invalid glob ({exc}); "
@@ -428,53 +430,12 @@ def read_config(path: Path | None) -> dict[str, Any]:
 # -- matching -------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=1024)
-def _glob_regex(pattern: str) -> re.Pattern[str]:
-    pattern = pattern.strip().strip("/")
-    if pattern.startswith("./"):
-        pattern = pattern[2:]
-    out: list[str] = []
-    i, n = 0, len(pattern)
-    while i < n:
-        char = pattern[i]
-        if pattern.startswith("**/", i):
-            out.append("(?:[^/]+/)*")
-            i += 3
-        elif pattern.startswith("**", i):
-            out.append(".*")
-            i += 2
-        elif char == "*":
-            out.append("[^/]*")
-            i += 1
-        elif char == "?":
-            out.append("[^/]")
-            i += 1
-        elif char == "[":
-            # fnmatch's classes: [seq], [!seq], a leading "]" is literal; never "/".
-            j = i + 1
-            negated = j < n and pattern[j] == "!"
-            j += negated
-            if j < n and pattern[j] == "]":
-                j += 1
-            end = pattern.find("]", j)
-            if end == -1:
-                out.append(re.escape(char))
-                i += 1
-            else:
-                body = pattern[i + 1 + negated : end].replace("/", "")
-                members = "".join(c if c == "-" else re.escape(c) for c in body)
-                out.append(f"[^/{members}]" if negated else f"[{members}]")
-                i = end + 1
-        else:
-            out.append(re.escape(char))
-            i += 1
-    # A pattern also covers everything below a directory it names.
-    return re.compile("".join(out) + r"(?:/.*)?\Z")
-
-
 def match_path(pattern: str, rel_path: str) -> bool:
-    """Whether a config key (path, directory or glob) matches a POSIX relative path."""
-    return _glob_regex(pattern).match(rel_path) is not None
+    """Whether a config key (path, folder or glob) matches a POSIX relative path.
+
+    The dialect is :class:`~orchestrator.patterns.Glob`'s, shared with ``-k`` and ``watch:``.
+    """
+    return Glob.of(pattern).matches(rel_path)
 
 
 def relative_script_path(

@@ -26,8 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import DiscoveryError
+from .patterns import Glob
 
 __all__ = [
+    "MAX_DEPTH",
     "SKIP_DIRS",
     "SKIP_PATTERNS",
     "Discovery",
@@ -35,6 +37,9 @@ __all__ = [
     "scan_scripts",
     "skipped_dir",
 ]
+
+#: The deepest folder level searched below the scripts directory, unless told.
+MAX_DEPTH = 2
 
 logger = logging.getLogger("orchestrator")
 
@@ -110,7 +115,7 @@ def discover_scripts(
     scripts_dir: str | os.PathLike[str],
     subdirs: Iterable[str] | None = None,
     pattern: str | None = None,
-    max_depth: int = 2,
+    max_depth: int = MAX_DEPTH,
     skip_dirs: Iterable[str] = SKIP_DIRS,
     skip_patterns: Iterable[str] = SKIP_PATTERNS,
     *,
@@ -122,8 +127,9 @@ def discover_scripts(
         scripts_dir: the root of the walk.
         subdirs: walk only these subdirectories (``"a/b"`` allowed); a missing
             one is logged as a warning.
-        pattern: an fnmatch glob matched against the file name or the POSIX
-            path relative to ``scripts_dir`` (``"*_check.py"``, ``"data/*.py"``).
+        pattern: a :class:`~orchestrator.patterns.Glob` (the config's dialect)
+            matched against the file name or the POSIX path relative to
+            ``scripts_dir`` (``"*_check.py"``, ``"data/*.py"``, ``"data/**"``).
         max_depth: the deepest directory level searched (0 = ``scripts_dir`` only).
         skip_dirs: directory names (fnmatch patterns) pruned from the walk.
         skip_patterns: file names (fnmatch patterns) that are never scripts.
@@ -141,7 +147,7 @@ def scan_scripts(
     scripts_dir: str | os.PathLike[str],
     subdirs: Iterable[str] | None = None,
     pattern: str | None = None,
-    max_depth: int = 2,
+    max_depth: int = MAX_DEPTH,
     skip_dirs: Iterable[str] = SKIP_DIRS,
     skip_patterns: Iterable[str] = SKIP_PATTERNS,
     *,
@@ -186,6 +192,7 @@ def scan_scripts(
                 stack.append((str(candidate), depth))
 
     deep = f"files below --max-depth {max_depth}"
+    glob = Glob.of(pattern) if pattern is not None else None
     found: set[str] = set()
     while stack:
         directory, depth = stack.pop()
@@ -207,9 +214,9 @@ def scan_scripts(
                             left_out[deep] += 1
                             continue
                         path = entry.path
-                        if pattern is None or (
-                            fnmatch.fnmatchcase(name, pattern)
-                            or fnmatch.fnmatchcase(path[prefix_len:].replace(os.sep, "/"), pattern)
+                        if glob is None or (
+                            glob.matches(name)
+                            or glob.matches(path[prefix_len:].replace(os.sep, "/"))
                         ):
                             found.add(path)
                     elif (

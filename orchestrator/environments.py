@@ -41,7 +41,7 @@ from typing import Any
 from ._files import ensure_state_dir, locked
 from .errors import OrchestratorError
 from .project import Project
-from .runner import tracked
+from .runner import children
 
 __all__ = ["EnvBuildError", "EnvSpec", "Environments", "inline_metadata", "satisfies"]
 
@@ -157,7 +157,7 @@ def _run_installer(command: Sequence[str], what: str) -> None:
     except OSError as exc:
         raise EnvBuildError(f"{what}: cannot start {command[0]}: {exc.strerror}") from None
     try:
-        with tracked(proc, what):  # an interrupt stops the install as it stops scripts
+        with children.tracked(proc, what):  # an interrupt stops the install as it stops scripts
             output, _ = proc.communicate(timeout=_INSTALL_TIMEOUT)
     except BaseException:
         _kill_group(proc)

@@ -12,14 +12,16 @@ exception. These classes are for the cases where orchestrator cannot proceed::
                                build; a script's error, not the run's
 
 Each message is one line that names the file, the key and the fix, so the CLI
-can print it without a traceback.
+can print it without a traceback. :class:`ExitCode` is what ``orch`` exits
+with; the CLI's help prints its table.
 """
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Sequence
 
-__all__ = ["ConfigError", "CycleError", "DiscoveryError", "OrchestratorError"]
+__all__ = ["ConfigError", "CycleError", "DiscoveryError", "ExitCode", "OrchestratorError"]
 
 
 class OrchestratorError(Exception):
@@ -42,3 +44,25 @@ class CycleError(OrchestratorError):
         where = f"{source}: " if source else ""
         fix = f"; {hint}" if hint else ""
         super().__init__(f"{where}dependency cycle: {' -> '.join(self.cycle)}{fix}")
+
+
+class ExitCode(enum.IntEnum):
+    """What ``orch`` exits with; the CLI's help prints the same table."""
+
+    OK = 0
+    FAILED = 1
+    USAGE = 2
+    INTERRUPTED = 130
+
+    @property
+    def meaning(self) -> str:
+        """One line for the help's table."""
+        return _MEANINGS[self]
+
+
+_MEANINGS = {
+    ExitCode.OK: "every script passed or was skipped",
+    ExitCode.FAILED: "a script failed, timed out or errored",
+    ExitCode.USAGE: "usage or configuration error",
+    ExitCode.INTERRUPTED: "interrupted (Ctrl-C or SIGTERM)",
+}

@@ -23,7 +23,7 @@ import secrets
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -31,21 +31,18 @@ from typing import Any
 from ._files import ensure_state_dir
 from .changes import Tracking, select_changed
 from .environments import EnvBuildError
-from .errors import OrchestratorError
+from .errors import ExitCode, OrchestratorError
 from .executors import Executor, LocalExecutor, ScriptCall, make_executor
 from .inputs import InputGraph
 from .plan import Plan, RunOptions, ScriptJob
-from .reporting import NOT_OK, Reporter, RunInfo, exit_code_for, save_log
-from .runner import Status, kill_all, skipped_result, terminate_all, unrun_result
+from .reporting import Reporter, RunInfo, save_log
+from .results import ScriptResult, Status, StopReason, exit_code_for, skipped_result, unrun_result
+from .runner import children
 from .workflow import RetryPolicy, TaskResult, TaskStatus, Workflow, WorkflowEvent
 
-__all__ = ["RESTARTED", "RunOutcome", "execute", "new_run_id"]
+__all__ = ["RunOutcome", "execute", "new_run_id"]
 
 _TICK = 0.1
-#: The error of a script killed by ``orch watch --on-busy restart``.
-RESTARTED = "restarted: its inputs changed"
-# Stopped from outside: the run says nothing about the script, so it is not recorded.
-_UNRECORDED = frozenset({"interrupted", RESTARTED})
 
 
 def new_run_id(now: datetime | None = None) -> str:
@@ -62,48 +59,29 @@ class RunOutcome:
     results: list[dict[str, Any]]
 
     @property
-    def exit_code(self) -> int:
+    def exit_code(self) -> ExitCode:
         """0 all passed or skipped, 1 something failed, 130 interrupted."""
         return exit_code_for(self.results, self.run.interrupted)
 
 
-class _ScriptOutcome(Exception):
-    """A script did not pass; the workflow retries on the kinds its settings name."""
-
-    def __init__(self, result: dict[str, Any]) -> None:
-        super().__init__(f"{result['path']}: {result['status']}: {result.get('error')}")
-        self.result = result
-
-
-# Siblings, not subclasses: retry_on [failed] must not retry a timeout, nor anything an error.
-class ScriptFailed(_ScriptOutcome):
-    """A script ended ``failed``."""
-
-
-class ScriptTimedOut(_ScriptOutcome):
-    """A script ended ``timeout``."""
-
-
-class ScriptErrored(_ScriptOutcome):
-    """A script could not start, was interrupted, or never started; never retried."""
-
-
-_RAISES = {"failed": ScriptFailed, "timeout": ScriptTimedOut, "error": ScriptErrored}
-
-
 def retry_policy(settings: dict[str, Any]) -> RetryPolicy | None:
-    """The retry policy of a script's settings: ``retries`` more attempts, a constant delay."""
+    """The retry policy of a script's settings: ``retries`` more attempts, a constant delay.
+
+    Retried by value: an attempt whose status ``retry_on`` names.
+    """
     if settings["retries"] <= 0:
         return None
+    retry_on = frozenset(settings["retry_on"])
     return RetryPolicy(
         max_attempts=settings["retries"] + 1,
         initial_delay=settings["retry_delay"],
         backoff=1.0,
-        retry_on=tuple(
-            ScriptTimedOut if status == "timeout" else ScriptFailed
-            for status in settings["retry_on"]
-        ),
+        retry_if=lambda result: result.status.value in retry_on,
     )
+
+
+def _failed(result: ScriptResult) -> bool:
+    return not result.ok
 
 
 class _ScriptRun:
@@ -128,8 +106,7 @@ class _ScriptRun:
         self.scripts_dir = plan.project.scripts_dir
         self.jobs = {job.rel: job for job in plan.jobs}
         self.attempts = dict.fromkeys(self.jobs, 0)
-        self.last: dict[str, dict[str, Any]] = {}
-        self.results: dict[str, dict[str, Any]] = {}
+        self.results: dict[str, ScriptResult] = {}
         self.stopping = False
         self.tracking = Tracking(plan.project, options.python, graph)
         self.graph, self.record = self.tracking.graph, self.tracking.record
@@ -149,34 +126,35 @@ class _ScriptRun:
                 args=(job,),
                 retry_policy=retry_policy(job.settings),
                 condition=(lambda results: False) if job.settings["skip"] else None,
+                failed_if=_failed,
             )
 
     def emit(self, method: str, *args: Any) -> None:
         for reporter in self.reporters:
             getattr(reporter, method)(*args)
 
-    def log(self, result: dict[str, Any], job: ScriptJob) -> None:
+    def finish(self, job: ScriptJob, result: dict[str, Any], attempts: int) -> ScriptResult:
+        """The attempt's result as a value, its log on disk before anyone is told."""
+        value = replace(
+            ScriptResult.from_dict(result),
+            attempts=attempts,
+            flaky=result["status"] == Status.PASSED and attempts > 1,
+        )
         if self.run.run_dir is not None:
-            save_log(result, self.run.run_dir / "logs", job.settings)
+            save_log(value.to_dict(), self.run.run_dir / "logs", job.settings)
+        return value
 
-    def not_started(self, job: ScriptJob) -> ScriptErrored:
+    def not_started(self, job: ScriptJob) -> ScriptResult:
         """The run was interrupted before this script could start."""
-        result = skipped_result(job.path, self.scripts_dir, "not started: the run was interrupted")
-        result.update(attempts=self.attempts[job.rel], flaky=False)
-        self.last[job.rel] = result
-        self.log(result, job)
-        return ScriptErrored(result)
+        reason = "not started: the run was interrupted"
+        return self.finish(job, skipped_result(job.path, self.scripts_dir, reason), 0)
 
     # Runs in a worker thread, once per attempt.
-    def action(self, job: ScriptJob) -> dict[str, Any]:
+    def action(self, job: ScriptJob) -> ScriptResult:
         if self.stop.is_set():  # dispatched just before the ticker saw the interrupt
-            raise self.not_started(job)
-        if job.rel in self.plan.fresh:
-            result = skipped_result(job.path, self.scripts_dir, "up-to-date")
-            result.update(attempts=0, flaky=False)
-            self.last[job.rel] = result
-            self.log(result, job)
-            return result  # completed, as far as its dependents are concerned
+            return self.not_started(job)
+        if job.rel in self.plan.fresh:  # passed, as far as its dependents are concerned
+            return self.finish(job, skipped_result(job.path, self.scripts_dir, "up-to-date"), 0)
         self.attempts[job.rel] += 1
         settings = job.settings
         # Taken as the script starts: what it ran with, whatever it writes.
@@ -184,13 +162,10 @@ class _ScriptRun:
         try:
             python = self.interpreter(job)
         except EnvBuildError as exc:
-            result = unrun_result(job.path, self.scripts_dir, Status.ERROR, error=str(exc))
-            result.update(attempts=self.attempts[job.rel], flaky=False)
-            self.last[job.rel] = result
-            self.log(result, job)
-            raise ScriptErrored(result) from None
+            error = unrun_result(job.path, self.scripts_dir, Status.ERROR, error=str(exc))
+            return self.finish(job, error, self.attempts[job.rel])
         if self.stop.is_set():  # interrupted while its environment was being built
-            raise self.not_started(job)
+            return self.not_started(job)
         log_dir = None
         if self.run.run_dir is not None:
             log_dir = str(self.run.run_dir / "logs" / Path(job.rel).parent)
@@ -212,17 +187,10 @@ class _ScriptRun:
             inputs=inputs,
             tag=self.run.run_id,
         )
-        result = self.executor.run(call)
-        attempts = self.attempts[job.rel]
-        result["attempts"] = attempts
-        result["flaky"] = result["status"] == "passed" and attempts > 1
-        self.last[job.rel] = result
-        self.log(result, job)
-        if not (result["status"] == "error" and result["error"] in _UNRECORDED):
-            self.record.update(job.path, fingerprint, result["status"])
-        if result["status"] == "passed":
-            return result
-        raise _RAISES[result["status"]](result)
+        result = self.finish(job, self.executor.run(call), self.attempts[job.rel])
+        if result.recorded:
+            self.record.update(job.path, fingerprint, result.status.value)
+        return result
 
     def interpreter(self, job: ScriptJob) -> str | None:
         """The Python a script runs with: its isolated environment's, or the run's."""
@@ -236,10 +204,10 @@ class _ScriptRun:
             return self.options.python
         return str(self.envs.python(spec))
 
-    def result_of(self, task: TaskResult) -> dict[str, Any]:
+    def result_of(self, task: TaskResult) -> ScriptResult:
+        if isinstance(task.value, ScriptResult):  # the action ran: its value, pass or fail
+            return task.value
         job = self.jobs[task.name]
-        if task.status in (TaskStatus.COMPLETED, TaskStatus.FAILED) and task.name in self.last:
-            return self.last[task.name]
         if task.status in (TaskStatus.SKIPPED, TaskStatus.CANCELLED):
             if job.settings["skip"]:
                 reason = job.settings["skip_reason"] or "skipped by config"
@@ -249,9 +217,7 @@ class _ScriptRun:
         else:  # our own bug in the action: keep the traceback
             error = task.error or task.reason or "unknown error"
             result = unrun_result(job.path, self.scripts_dir, Status.ERROR, error=error)
-        result.update(attempts=task.attempts, flaky=False)
-        self.log(result, job)
-        return result
+        return self.finish(job, result, task.attempts)
 
     # Runs in the event loop's thread (the main thread).
     def on_event(self, event: WorkflowEvent) -> None:
@@ -262,15 +228,15 @@ class _ScriptRun:
                 self.emit("script_started", stub)
             return
         if event.kind == "retrying":
-            self.emit("script_retrying", self.last[event.task], event.attempt, event.delay)
+            self.emit("script_retrying", event.value.to_dict(), event.attempt, event.delay)
             return
         if event.result is None:
             return
         result = self.result_of(event.result)
         self.results[event.task] = result
-        self.emit("script_finished", result)
-        if self.options.fail_fast and result["status"] in NOT_OK and not self.stop.is_set():
-            self.halt(f"not started: --fail-fast after {job.rel} {result['status']}")
+        self.emit("script_finished", result.to_dict())
+        if self.options.fail_fast and not result.ok and not self.stop.is_set():
+            self.halt(f"not started: --fail-fast after {job.rel} {result.status}")
 
     def halt(self, reason: str) -> None:
         if not self.stopping:
@@ -285,11 +251,11 @@ class _ScriptRun:
                 if self.stop.is_set():
                     if not told:
                         told = True
-                        self.executor.stop_all("interrupted")
+                        self.executor.stop_all(StopReason.INTERRUPTED)
                     # Again each tick: a child that registered just after the last call.
-                    terminate_all("interrupted")
+                    children.terminate()
                     if self.force is not None and self.force.is_set():
-                        kill_all()
+                        children.kill()
                     self.halt("not started: the run was interrupted")
                 self.emit("tick")
 
@@ -362,13 +328,13 @@ def execute(
         asyncio.run(bridge.go())
     finally:
         if len(bridge.results) < len(plan.jobs):  # our own exception: leave no child behind
-            executor.stop_all("interrupted")
-            terminate_all("interrupted")
+            executor.stop_all(StopReason.INTERRUPTED)
+            children.terminate()
         if own_executor:
             executor.close()
     run.interrupted = stop.is_set()
     run.end_time = datetime.now(timezone.utc).isoformat()
     run.wall_time = round(time.monotonic() - began, 6)
-    results = [bridge.results[job.rel] for job in plan.jobs]
+    results = [bridge.results[job.rel].to_dict() for job in plan.jobs]
     bridge.emit("run_finished", run, results)
     return RunOutcome(run, results)

@@ -25,12 +25,14 @@ import os
 import threading
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from .errors import OrchestratorError
-from .runner import KILL_GRACE, Status, run_script, terminate_all, unrun_result
+from .results import Status, StopReason, unrun_result
+from .runner import KILL_GRACE, children, run_script
 
 __all__ = ["DaskExecutor", "Executor", "LocalExecutor", "ScriptCall", "make_executor"]
 
@@ -74,7 +76,7 @@ class Executor(Protocol):
     def run(self, call: ScriptCall) -> dict[str, Any]:
         """Run one script and return its result dict; never raises for the script."""
 
-    def stop_all(self, reason: str) -> None:
+    def stop_all(self, reason: StopReason) -> None:
         """Kill every running script's process group; pending ones end ``error``."""
 
     def close(self) -> None:
@@ -90,12 +92,57 @@ class LocalExecutor:
         """Run the script in a child process of this one."""
         return call.run()
 
-    def stop_all(self, reason: str) -> None:
+    def stop_all(self, reason: StopReason) -> None:
         """Kill every running child's process group."""
-        terminate_all(reason)
+        children.terminate(reason)
 
     def close(self) -> None:
         """Nothing to release."""
+
+
+class Restarting:
+    """``orch watch --on-busy restart``: a local executor that knows what it is running.
+
+    :meth:`restart` kills the named running scripts (their whole process
+    groups); they end ``error``, stopped with :attr:`StopReason.RESTARTED`, and
+    are not recorded, so the next batch runs them again.
+    """
+
+    def __init__(self, inner: Executor | None = None) -> None:
+        self.inner = inner or LocalExecutor()
+        self.verifies = self.inner.verifies
+        self._running: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def run(self, call: ScriptCall) -> dict[str, Any]:
+        """Run the call, known as running until it returns."""
+        with self._lock:
+            self._running[call.script] = self._running.get(call.script, 0) + 1
+        try:
+            return self.inner.run(call)
+        finally:
+            with self._lock:
+                self._running[call.script] -= 1
+                if not self._running[call.script]:
+                    del self._running[call.script]
+
+    def running(self) -> list[str]:
+        """The scripts running now, by absolute path."""
+        with self._lock:
+            return list(self._running)
+
+    def restart(self, scripts: Iterable[str]) -> int:
+        """Kill these running scripts; returns how many were stopped."""
+        chosen = frozenset(scripts)
+        return children.terminate(StopReason.RESTARTED, lambda script: script in chosen)
+
+    def stop_all(self, reason: StopReason) -> None:
+        """Kill every running script's process group."""
+        self.inner.stop_all(reason)
+
+    def close(self) -> None:
+        """Release what the inner executor holds."""
+        self.inner.close()
 
 
 def _hash(path: str) -> str | None:
@@ -130,8 +177,8 @@ def _remote_run(call: ScriptCall) -> dict[str, Any]:
     return result
 
 
-def _stop_here(reason: str, tag: str | None) -> int:
-    return terminate_all(reason, tag=tag)
+def _stop_here(reason: StopReason, tag: str | None) -> int:
+    return children.terminate(reason, tag=tag)
 
 
 class DaskExecutor:
@@ -218,7 +265,7 @@ class DaskExecutor:
                     self.client.cancel([future], force=True)
                     raise CancelledError() from None
 
-    def stop_all(self, reason: str) -> None:
+    def stop_all(self, reason: StopReason) -> None:
         """Cancel the scripts not yet started; kill the running ones' process groups.
 
         Running scripts are stopped on their workers, so their results (with

@@ -33,8 +33,8 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from ._files import atomic_write_text, ensure_state_dir
-from .config import match_path
 from .discovery import skipped_dir
+from .patterns import Glob
 from .project import STATE_DIR, Project
 
 __all__ = ["STATE_DIR", "InputGraph"]
@@ -444,14 +444,8 @@ class InputGraph:
         skipping the folders discovery skips.
         """
         files: dict[Path, None] = {}
-        for pattern in settings.get("watch", ()):
-            parts = pattern.strip("/").split("/")
-            fixed = []
-            for part in parts:
-                if any(c in part for c in "*?["):
-                    break
-                fixed.append(part)
-            base = self.root.joinpath(*fixed)
+        for glob in map(Glob.of, settings.get("watch", ())):
+            base = self.root / glob.fixed
             if base.is_file():
                 files[base] = None
                 continue
@@ -459,14 +453,14 @@ class InputGraph:
                 dirs[:] = sorted(d for d in dirs if not skipped_dir(d))
                 for name in sorted(names):
                     path = Path(folder, name)
-                    if match_path(pattern, path.relative_to(self.root).as_posix()):
+                    if glob.matches(path.relative_to(self.root).as_posix()):
                         files[path] = None
         return list(files)
 
     def watches(self, settings: Mapping[str, Any], path: Path) -> bool:
         """Whether ``path`` matches one of the script's ``watch:`` globs."""
         rel = self._rel(path)
-        return rel is not None and any(match_path(p, rel) for p in settings.get("watch", ()))
+        return rel is not None and any(Glob.of(p).matches(rel) for p in settings.get("watch", ()))
 
     def _rel(self, path: Path) -> str | None:
         try:
@@ -532,6 +526,6 @@ class InputGraph:
             if rel is None:
                 continue
             for script, patterns in watching:
-                if any(match_path(pattern, rel) for pattern in patterns):
+                if any(Glob.of(pattern).matches(rel) for pattern in patterns):
                     hits.setdefault(script, []).append(path)
         return hits

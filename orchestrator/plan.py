@@ -16,7 +16,7 @@ from typing import Any
 
 from .config import DEFAULT_ENVIRONMENT, read_config, settings_for
 from .dag import check_acyclic, start_order
-from .discovery import discover_scripts, scan_scripts
+from .discovery import MAX_DEPTH, discover_scripts, scan_scripts
 from .errors import ConfigError, DiscoveryError
 from .project import Project
 
@@ -37,7 +37,7 @@ class RunOptions:
     timeout: float | None = None
     subdirs: tuple[str, ...] | None = None
     pattern: str | None = None
-    max_depth: int = 2
+    max_depth: int = MAX_DEPTH
     dry_run: bool = False
     fail_fast: bool = False
     changed: bool = False

@@ -30,6 +30,7 @@ from typing import Any, TextIO
 from ._files import atomic_write_text
 from .errors import OrchestratorError
 from .project import Project
+from .results import NOT_OK, STATUSES, exit_code_for
 
 __all__ = [
     "STATUSES",
@@ -46,8 +47,6 @@ __all__ = [
 
 logger = logging.getLogger("orchestrator")
 
-STATUSES = ("passed", "failed", "timeout", "error", "skipped")
-NOT_OK = ("failed", "timeout", "error")
 TAIL_LINES = 20
 
 
@@ -109,13 +108,6 @@ def summarize(results: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
         "subdirectories": dict(sorted(per_dir.items())),
         "total_time": round(sum(r.get("execution_time") or 0.0 for r in results), 6),
     }
-
-
-def exit_code_for(results: Iterable[Mapping[str, Any]], interrupted: bool = False) -> int:
-    """0 if everything passed or was skipped, 1 otherwise, 130 if interrupted."""
-    if interrupted:
-        return 130
-    return 1 if any(r["status"] in NOT_OK for r in results) else 0
 
 
 def totals_line(results: Sequence[Mapping[str, Any]], wall_time: float | None = None) -> str:

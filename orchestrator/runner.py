@@ -11,8 +11,8 @@ This module owns every child process orchestrator starts:
   the whole group gets SIGTERM, then SIGKILL after ``kill_grace`` seconds;
 * stdout and stderr are streamed through a selector: the full streams go to
   files when ``log_dir`` is given, and only a bounded tail is kept in memory;
-* every live child is in a registry, so :func:`terminate_all` (Ctrl-C) stops
-  all of them at once from any thread.
+* every live child is in :data:`children`, a :class:`Registry`, so one call
+  (Ctrl-C) stops all of them at once from any thread.
 
 A script's failure is data: :func:`run_script` never raises for it.
 """
@@ -20,7 +20,6 @@ A script's failure is data: :func:`run_script` never raises for it.
 from __future__ import annotations
 
 import contextlib
-import enum
 import logging
 import os
 import selectors
@@ -38,18 +37,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
-from ._files import relative_posix
+from .results import Status, StopReason, base_result
 
 __all__ = [
     "DEFAULT_MAX_OUTPUT",
     "KILL_GRACE",
-    "Status",
-    "kill_all",
+    "Registry",
+    "children",
     "run_function",
     "run_script",
-    "skipped_result",
-    "terminate_all",
-    "unrun_result",
 ]
 
 logger = logging.getLogger("orchestrator")
@@ -65,19 +61,6 @@ _POLL = 0.05
 # How long pipes may stay open after the child exits before whatever holds them is killed;
 # without a leftover they close at once, and scanning for leftovers costs more than waiting.
 _LINGER = 0.05
-
-
-class Status(str, enum.Enum):
-    """The status of a script run; the value is what result dicts hold."""
-
-    PASSED = "passed"
-    FAILED = "failed"
-    TIMEOUT = "timeout"
-    ERROR = "error"
-    SKIPPED = "skipped"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 def _now() -> datetime:
@@ -159,7 +142,7 @@ class _Child:
     marker: bytes = b""  # empty: find the group only, not escaped descendants
     tag: str | None = None  # who started it (a run id), so that a stop can pick its own
     wake: int | None = None  # write end of a pipe that interrupts the pump's select()
-    reason: str | None = None  # set when stopped from outside
+    reason: StopReason | None = None  # set when stopped from outside
     stopped: threading.Event = field(default_factory=threading.Event)
 
     def members(self) -> list[int]:
@@ -170,7 +153,7 @@ class _Child:
         """Send ``sig`` to every process of the run."""
         _signal_all(self.members(), sig)
 
-    def stop(self, reason: str) -> None:
+    def stop(self, reason: StopReason) -> None:
         """Stop the run from outside: SIGTERM now; the running thread escalates."""
         if self.reason is None:
             self.reason = reason
@@ -199,59 +182,74 @@ class _Child:
                 deadline = time.monotonic() + 5.0  # SIGKILL cannot be ignored; just wait
 
 
-_live: set[_Child] = set()
-# Reentrant: a signal handler may call terminate_all while its thread holds the lock.
-_live_lock = threading.RLock()
+class Registry:
+    """The live children of this process, so that one call stops them all (Ctrl-C).
 
-
-def terminate_all(
-    reason: str = "interrupted",
-    predicate: Callable[[str], bool] | None = None,
-    tag: str | None = None,
-) -> int:
-    """Stop every running child (or those whose script path passes ``predicate``,
-    or that were started with ``tag``).
-
-    Each is sent SIGTERM at once, and SIGKILL after its grace period by the
-    thread that runs it; its result gets status ``error`` with ``reason``.
-    Safe to call from a signal handler's thread. Returns how many were stopped.
+    Every child orchestrator starts is added while it runs: scripts,
+    functions and environment installers. Reentrant: a signal handler may
+    stop them while its thread holds the lock.
     """
-    with _live_lock:
-        chosen = [
-            c
-            for c in _live
-            if (predicate is None or predicate(c.script)) and (tag is None or c.tag == tag)
-        ]
-    for child in chosen:
-        child.stop(reason)
-    return len(chosen)
+
+    def __init__(self) -> None:
+        self._live: set[_Child] = set()
+        self._lock = threading.RLock()
+
+    @contextlib.contextmanager
+    def holding(self, child: _Child) -> Iterator[_Child]:
+        """Keep ``child`` in the registry for the ``with`` block."""
+        with self._lock:
+            self._live.add(child)
+        try:
+            yield child
+        finally:
+            with self._lock:
+                self._live.discard(child)
+
+    def terminate(
+        self,
+        reason: StopReason = StopReason.INTERRUPTED,
+        predicate: Callable[[str], bool] | None = None,
+        tag: str | None = None,
+    ) -> int:
+        """Stop every running child (or those whose script path passes ``predicate``,
+        or that were started with ``tag``).
+
+        Each is sent SIGTERM at once, and SIGKILL after its grace period by the
+        thread that runs it; its result gets status ``error`` with ``reason``.
+        Safe to call from a signal handler's thread. Returns how many were stopped.
+        """
+        with self._lock:
+            chosen = [
+                c
+                for c in self._live
+                if (predicate is None or predicate(c.script)) and (tag is None or c.tag == tag)
+            ]
+        for child in chosen:
+            child.stop(reason)
+        return len(chosen)
+
+    def kill(self) -> int:
+        """SIGKILL every running child's processes now (a second Ctrl-C). Returns how many."""
+        with self._lock:
+            chosen = list(self._live)
+        for child in chosen:
+            if child.reason is None:
+                child.reason = StopReason.INTERRUPTED
+            child.signal(signal.SIGKILL)
+        return len(chosen)
+
+    @contextlib.contextmanager
+    def tracked(self, proc: subprocess.Popen[bytes], name: str) -> Iterator[None]:
+        """Register a child started elsewhere (an installer) so that an interrupt stops it too.
+
+        It must have been started with ``start_new_session=True``.
+        """
+        with self.holding(_Child(name, proc.pid, KILL_GRACE)):
+            yield
 
 
-def kill_all() -> int:
-    """SIGKILL every running child's processes now (a second Ctrl-C). Returns how many."""
-    with _live_lock:
-        chosen = list(_live)
-    for child in chosen:
-        if child.reason is None:
-            child.reason = "interrupted"
-        child.signal(signal.SIGKILL)
-    return len(chosen)
-
-
-@contextlib.contextmanager
-def tracked(proc: subprocess.Popen[bytes], name: str) -> Iterator[None]:
-    """Register a child started elsewhere (an installer) so that an interrupt stops it too.
-
-    It must have been started with ``start_new_session=True``.
-    """
-    child = _Child(name, proc.pid, KILL_GRACE)
-    with _live_lock:
-        _live.add(child)
-    try:
-        yield
-    finally:
-        with _live_lock:
-            _live.discard(child)
+#: This process's children. One registry, because signals reach the process.
+children = Registry()
 
 
 # -- output capture -------------------------------------------------------------------
@@ -322,52 +320,6 @@ def _signal_name(number: int) -> str:
         return f"signal {number}"
 
 
-def _base_result(script: Path, scripts_dir: Path | None) -> dict[str, Any]:
-    rel_path = relative_posix(script, scripts_dir) if scripts_dir is not None else None
-    rel_parent = None if rel_path is None else Path(rel_path).parent.as_posix()
-    return {
-        "script": str(script),
-        "name": script.name,
-        "path": rel_path or script.name,
-        "subdirectory": rel_parent if rel_parent is not None else script.parent.name,
-        "start_time": None,
-        "end_time": None,
-        "status": Status.ERROR.value,
-        "exit_code": None,
-        "execution_time": 0.0,
-        "stdout": "",
-        "stderr": "",
-        "error": None,
-    }
-
-
-def unrun_result(
-    script: str | os.PathLike[str],
-    scripts_dir: str | os.PathLike[str] | None,
-    status: Status,
-    *,
-    reason: str | None = None,
-    error: str | None = None,
-) -> dict[str, Any]:
-    """The result dict of a script that never ran: ``skipped`` with ``skip_reason``,
-    or ``error`` with ``error``."""
-    now = _now().isoformat()
-    result = _base_result(
-        Path(os.path.abspath(script)), Path(scripts_dir) if scripts_dir is not None else None
-    )
-    result.update(status=status.value, start_time=now, end_time=now, error=error)
-    if status is Status.SKIPPED:
-        result["skip_reason"] = reason or ""
-    return result
-
-
-def skipped_result(
-    script: str | os.PathLike[str], scripts_dir: str | os.PathLike[str] | None, reason: str
-) -> dict[str, Any]:
-    """The result dict of a script that was not run, with ``skip_reason``."""
-    return unrun_result(script, scripts_dir, Status.SKIPPED, reason=reason)
-
-
 def _finish(result: dict[str, Any], start: datetime, started: float) -> dict[str, Any]:
     result["start_time"] = start.isoformat()
     result["end_time"] = _now().isoformat()
@@ -410,7 +362,7 @@ def run_script(
             found from ``scripts_dir`` or the script's folder when not given.
         max_output: bytes of each stream kept in the result (a tail).
         kill_grace: seconds between SIGTERM and SIGKILL.
-        tag: a label (a run id) that ``terminate_all(tag=...)`` can pick it by.
+        tag: a label (a run id) that ``children.terminate(tag=...)`` can pick it by.
 
     Returns:
         A dict with ``script, name, path, subdirectory, start_time, end_time,
@@ -421,7 +373,7 @@ def run_script(
     # abspath, not resolve: a symlinked script keeps the name it was found under.
     script = Path(os.path.abspath(script_path))
     base = Path(os.path.abspath(scripts_dir)) if scripts_dir is not None else None
-    result = _base_result(script, base)
+    result = base_result(script, base)
     start, started = _now(), time.monotonic()
     if root is None:  # a library call: locate it here, at the edge
         from .project import find_project_root
@@ -474,24 +426,21 @@ def run_script(
 
     wake_r, wake_w = os.pipe()
     child = _Child(str(script), proc.pid, kill_grace, marker, tag=tag, wake=wake_w)
-    with _live_lock:
-        _live.add(child)
     timed_out = False
-    try:
-        timed_out = _pump(proc, child, out, err, timeout, wake_r)
-    finally:
-        child.wake = None
-        os.close(wake_r)
-        os.close(wake_w)
+    with children.holding(child):
         try:
-            child.reap()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=kill_grace + 5)
+            timed_out = _pump(proc, child, out, err, timeout, wake_r)
         finally:
-            with _live_lock:
-                _live.discard(child)
-            out.close()
-            err.close()
+            child.wake = None
+            os.close(wake_r)
+            os.close(wake_w)
+            try:
+                child.reap()
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=kill_grace + 5)
+            finally:
+                out.close()
+                err.close()
 
     code = proc.returncode
     result["stdout"], result["stderr"] = out.text(), err.text()
@@ -500,7 +449,7 @@ def run_script(
             if not capture.size and not capture.dropped:
                 result[f"{stream}_path"] = None
     if child.reason is not None:
-        result["error"] = child.reason
+        result["error"] = result["stopped"] = child.reason.value
     elif timed_out:
         result["status"] = Status.TIMEOUT.value
         result["error"] = f"timed out after {timeout:g} s"
@@ -721,35 +670,34 @@ def run_function(
         sender.close()
         assert process.pid is not None
         child = _Child(name, process.pid, kill_grace)
-        with _live_lock:
-            _live.add(child)
-        deadline = started + timeout if timeout is not None else None
-        message: Any = None
-        try:
-            while message is None:
-                wait = (
-                    0.05 if deadline is None else max(0.0, min(0.05, deadline - time.monotonic()))
-                )
-                if receiver.poll(wait):
-                    try:
-                        message = pickle.loads(receiver.recv_bytes())
-                    except (EOFError, OSError):
+        with children.holding(child):
+            deadline = started + timeout if timeout is not None else None
+            message: Any = None
+            try:
+                while message is None:
+                    wait = (
+                        0.05
+                        if deadline is None
+                        else max(0.0, min(0.05, deadline - time.monotonic()))
+                    )
+                    if receiver.poll(wait):
+                        try:
+                            message = pickle.loads(receiver.recv_bytes())
+                        except (EOFError, OSError):
+                            message = ("died", None)
+                    elif child.stopped.is_set():
+                        message = ("stopped", child.reason)
+                    elif deadline is not None and time.monotonic() >= deadline:
+                        message = ("timeout", None)
+                    elif not process.is_alive():
                         message = ("died", None)
-                elif child.stopped.is_set():
-                    message = ("stopped", child.reason)
-                elif deadline is not None and time.monotonic() >= deadline:
-                    message = ("timeout", None)
-                elif not process.is_alive():
-                    message = ("died", None)
-        finally:
-            receiver.close()
-            process.join(timeout=0.5 if message and message[0] in ("ok", "raised") else 0)
-            child.reap()
-            if process.is_alive():  # stopped before its setsid(): not yet a group leader
-                process.kill()
-            process.join(timeout=kill_grace + 5)
-            with _live_lock:
-                _live.discard(child)
+            finally:
+                receiver.close()
+                process.join(timeout=0.5 if message and message[0] in ("ok", "raised") else 0)
+                child.reap()
+                if process.is_alive():  # stopped before its setsid(): not yet a group leader
+                    process.kill()
+                process.join(timeout=kill_grace + 5)
         result["exit_code"] = process.exitcode
         kind, payload = message
         if kind == "ok":
@@ -763,7 +711,7 @@ def run_function(
             result["exit_code"] = None
             result["error"] = f"timed out after {timeout:g} s"
         elif kind == "stopped":
-            result["error"] = payload
+            result["error"] = result["stopped"] = payload.value
         else:
             code = process.exitcode
             how = f"killed by {_signal_name(-code)}" if code and code < 0 else f"exit code {code}"

@@ -31,21 +31,23 @@ import queue
 import sys
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, NamedTuple, TextIO
 
-from .changes import Fingerprints, Tracking
+from .changes import Tracking
 from .discovery import skipped_dir
-from .errors import OrchestratorError
-from .execution import RESTARTED, execute
-from .executors import make_executor
+from .errors import ExitCode, OrchestratorError
+from .execution import execute
+from .executors import Executor, Restarting, make_executor
+from .patterns import Glob
 from .plan import Plan, RunOptions, build_plan
 from .reporting import ConsoleReporter, FileReporter, Reporter
-from .runner import terminate_all
+from .results import StopReason
+from .runner import children
 
-__all__ = ["WatchOptions", "watch"]
+__all__ = ["Batch", "Edit", "WatchOptions", "WatchState", "plan_batch", "watch"]
 
 #: watchfiles yields a batch this long (ms) after the last change in it.
 STEP_MS = 10
@@ -71,13 +73,19 @@ class _Either:
 
 
 class _Watcher(threading.Thread):
-    """Watches a set of folders (not recursively) and queues ``(when, paths)`` batches."""
+    """Watches a set of folders (not recursively) and queues each batch of :class:`Edit`."""
 
-    def __init__(self, ignore: Sequence[Path], stop: threading.Event) -> None:
+    def __init__(
+        self,
+        ignore: Sequence[Path],
+        stop: threading.Event,
+        on_edits: Callable[[Sequence[Edit]], None] | None = None,
+    ) -> None:
         super().__init__(name="orch-watch", daemon=True)
         self.ignore = [str(p) for p in ignore]
         self.stop = stop
-        self.batches: queue.SimpleQueue[tuple[float, set[tuple[Any, str]]]] = queue.SimpleQueue()
+        self.on_edits = on_edits  # told of each batch as it arrives, in this thread
+        self.batches: queue.SimpleQueue[list[Edit]] = queue.SimpleQueue()
         self.ready = threading.Event()
         self.failure: BaseException | None = None
         self._dirs: frozenset[Path] = frozenset()
@@ -121,7 +129,10 @@ class _Watcher(threading.Thread):
                 ):
                     self.ready.set()  # the first (possibly empty) batch: we are watching
                     if changes:
-                        self.batches.put((time.time(), changes))
+                        edits = [Edit(change.name, Path(path)) for change, path in changes]
+                        self.batches.put(edits)
+                        if self.on_edits is not None:
+                            self.on_edits(edits)
         except BaseException as exc:  # surfaced by the main loop
             self.failure = exc
             self.ready.set()
@@ -144,17 +155,126 @@ def _pruned_dirs(top: Path, max_depth: int, excluded: Sequence[Path]) -> set[Pat
     return found
 
 
-@dataclass
-class _Batch:
-    """What a batch of changes means: scripts to run and why."""
+class Edit(NamedTuple):
+    """One change the watcher saw: ``kind`` is ``added``, ``modified`` or ``deleted``."""
 
+    kind: str
+    path: Path
+
+
+@dataclass(frozen=True)
+class WatchState:
+    """What the planner needs from the batches before: the plan, and the last run."""
+
+    plan: Plan
+    #: Wall-clock start and end of the last batch's run.
+    last_window: tuple[float, float] = (0.0, 0.0)
+    #: The scripts of the last batch, with their settings.
+    last_ran: Mapping[Path, Mapping[str, Any]] = field(default_factory=dict)
+
+
+@dataclass
+class Batch:
+    """What a batch of changes means: scripts to run and why, and what to say."""
+
+    plan: Plan  # the plan from now on (a config edit or a new script makes a new one)
     why: dict[str, list[str]] = field(default_factory=dict)  # cause -> scripts
     scripts: set[str] = field(default_factory=set)
     notes: list[str] = field(default_factory=list)
+    #: Config errors: printed, and watching goes on with the last good config.
+    errors: list[str] = field(default_factory=list)
+
+
+def plan_batch(
+    edits: Iterable[Edit], state: WatchState, tracking: Tracking, options: RunOptions
+) -> Batch:
+    """Turn a batch of edits into the scripts to rerun: no watcher, no process, no output.
+
+    The scripts with a changed file among their inputs, new scripts, the
+    scripts whose effective settings a config edit changed, then their
+    ``depends_on`` dependents; only those whose fingerprint differs from
+    their last recorded run. A data file written while the last batch ran,
+    and read by it, is taken as its output (a note says so).
+    """
+    graph, project = tracking.graph, tracking.project
+    changes: dict[Path, str] = {}
+    for edit in edits:
+        changes[edit.path] = edit.kind
+    structural = any(kind in ("added", "deleted") for kind in changes.values())
+    start, end = state.last_window
+    configs = project.config_candidates()
+    batch = Batch(plan=state.plan)
+    paths: list[Path] = []
+    for path in changes:
+        # A data file an input of the last batch's scripts, modified while they ran,
+        # is taken as their output: rerunning them for it would loop.
+        if path.suffix != ".py" and path not in configs:
+            with contextlib.suppress(OSError):
+                if start <= path.stat().st_mtime <= end + 0.05 and graph.affected(
+                    [path], state.last_ran
+                ):
+                    batch.notes.append(
+                        f"{project.rel(path)} was written while the scripts reading it "
+                        "ran; taken as their output, not an edit (save it again to rerun)"
+                    )
+                    continue
+        paths.append(path)
+    if not paths:
+        return batch
+    graph.invalidate(paths, structural=structural)
+
+    old = state.plan
+    if structural or any(p in configs for p in paths):
+        try:
+            # The config file in force may be another one now: locate it again.
+            batch.plan = build_plan(options)
+        except OrchestratorError as exc:
+            batch.errors.append(f"orch: error: {exc}")
+            # Deleted scripts go even so; new ones wait for a good config.
+            batch.plan = replace(old, jobs=[j for j in old.jobs if j.path.exists()])
+    plan = batch.plan
+    old_settings = {job.rel: job.settings for job in old.jobs}
+    new_jobs = {job.rel: job for job in plan.jobs}
+    for rel in old_settings.keys() - new_jobs.keys():
+        batch.notes.append(f"{rel} is gone: dropped")
+    causes: dict[str, set[str]] = {}
+    for rel, job in new_jobs.items():
+        if rel not in old_settings:
+            causes.setdefault(f"new script {rel}", set()).add(rel)
+        elif old_settings[rel] != job.settings:
+            config = project.rel(plan.config_file) if plan.config_file else "config"
+            causes.setdefault(f"{config} changed", set()).add(rel)
+    by_path = {job.path: job.rel for job in plan.jobs}
+    for script, files in graph.affected(paths, _settings_by_path(plan)).items():
+        if by_path[script] not in old_settings:
+            continue  # a new script: said so already
+        for file in files:
+            # A script is named as everywhere else; other files from the project root.
+            name = by_path.get(file) or project.rel(file)
+            causes.setdefault(f"{name} changed", set()).add(by_path[script])
+
+    # Only what differs from what it last ran with: a save without a change reruns nothing.
+    record = tracking.record
+    entries, fingerprints = record.load(), tracking.fingerprints(plan)
+    candidates = set().union(*causes.values()) if causes else set()
+    stale = {rel for rel in candidates if record.differs(new_jobs[rel], fingerprints, entries)}
+    for dependent, via in plan.dependents_of(stale).items():
+        stale.add(dependent)
+        causes.setdefault(f"{via} reruns (depends_on)", set()).add(dependent)
+    for cause, rels in causes.items():
+        chosen = sorted(rels & stale)
+        if chosen:
+            batch.why[cause] = chosen
+    batch.scripts = stale
+    return batch
+
+
+def _settings_by_path(plan: Plan) -> dict[Path, Mapping[str, Any]]:
+    return {job.path: job.settings for job in plan.jobs}
 
 
 class _Session:
-    """The state ``orch watch`` keeps between batches."""
+    """The state ``orch watch`` keeps between batches: a loop around :func:`plan_batch`."""
 
     def __init__(
         self,
@@ -166,147 +286,66 @@ class _Session:
     ) -> None:
         self.options = options
         self.force = force
-        self.watch_options = watch_options
         self.out = out
         self.stop = stop
-        self.plan = build_plan(options)  # a broken config at start is a usage error
-        self.project = project = self.plan.project
-        self.root, self.scripts_dir = project.root, project.scripts_dir
+        plan = build_plan(options)  # a broken config at start is a usage error
+        self.state = WatchState(plan)
+        self.project = project = plan.project
         # One executor for the whole session: a Dask cluster is not started per batch.
-        self.executor = make_executor(options.executor, options.scheduler)
+        executor = make_executor(options.executor, options.scheduler)
+        self.restarting = Restarting(executor) if watch_options.on_busy == "restart" else None
+        self.executor: Executor = self.restarting or executor
+        self.initial = watch_options.initial
         self.tracking = Tracking(project, options.python)
         self.graph, self.record = self.tracking.graph, self.tracking.record
         self.excluded = [project.reports_dir.resolve(), project.state_dir]
-        self.watcher = _Watcher(self.excluded, stop)
-        self.pending: list[tuple[float, set[tuple[Any, str]]]] = []
-        self.running: set[str] = set()
-        self.last_window = (0.0, 0.0)  # wall-clock start and end of the last batch
-        self.last_ran: dict[Path, Mapping[str, Any]] = {}  # the scripts of the last batch
+        on_edits = self.restart_affected if self.restarting is not None else None
+        self.watcher = _Watcher(self.excluded, stop, on_edits)
 
     def say(self, text: str) -> None:
         self.out.write(text + "\n")
         self.out.flush()
 
-    def rel_root(self, path: Path) -> str:
-        return self.project.rel(path)
-
-    # -- what to watch ---------------------------------------------------------------
-
-    def config_candidates(self) -> frozenset[Path]:
-        return self.project.config_candidates()
-
     def watch_dirs(self) -> set[Path]:
-        dirs = _pruned_dirs(self.scripts_dir, self.options.max_depth, self.excluded)
-        dirs.update(p.parent for p in self.config_candidates())
-        for job in self.plan.jobs:
+        """The folders that hold inputs now, never the excluded ones."""
+        project = self.project
+        dirs = _pruned_dirs(project.scripts_dir, self.options.max_depth, self.excluded)
+        dirs.update(p.parent for p in project.config_candidates())
+        for job in self.state.plan.jobs:
             for path in self.graph.inputs(job.path, job.settings):
                 dirs.add(path.parent)
-            for pattern in job.settings["watch"]:
-                static = pattern.split("*", 1)[0].split("?", 1)[0].split("[", 1)[0]
-                base = (
-                    (self.root / static).parent
-                    if not static.endswith("/")
-                    else (self.root / static)
-                )
+            for glob in map(Glob.of, job.settings["watch"]):
+                base = project.root / glob.fixed
+                if not base.is_dir():  # a file, or one not made yet: its folder
+                    base = base.parent
                 if base.is_dir():
-                    depth = 64 if "**" in pattern else 0
+                    depth = 64 if glob.depth is None else glob.depth
                     dirs.update(_pruned_dirs(base, depth, self.excluded))
         return {d for d in dirs if not any(d == e or e in d.parents for e in self.excluded)}
 
-    # -- from changes to scripts ------------------------------------------------------------
-
-    def jobs_by_path(self, plan: Plan) -> dict[Path, Mapping[str, Any]]:
-        return {job.path: job.settings for job in plan.jobs}
-
-    def understand(self, batches: Sequence[tuple[float, set[tuple[Any, str]]]]) -> _Batch:
-        import watchfiles
-
-        batch = _Batch()
-        changes: dict[Path, Any] = {}
-        for _, items in batches:
-            for change, name in items:
-                changes[Path(name)] = change
-        structural = any(
-            c in (watchfiles.Change.added, watchfiles.Change.deleted) for c in changes.values()
-        )
-        start, end = self.last_window
-        configs = self.config_candidates()
-        paths: list[Path] = []
-        for path in changes:
-            # A data file an input of the last batch's scripts, modified while they ran,
-            # is taken as their output: rerunning them for it would loop.
-            if path.suffix != ".py" and path not in configs:
-                with contextlib.suppress(OSError):
-                    if start <= path.stat().st_mtime <= end + 0.05 and self.graph.affected(
-                        [path], self.last_ran
-                    ):
-                        batch.notes.append(
-                            f"{self.rel_root(path)} was written while the scripts reading it "
-                            "ran; taken as their output, not an edit (save it again to rerun)"
-                        )
-                        continue
-            paths.append(path)
-        if not paths:
-            return batch
-        self.graph.invalidate(paths, structural=structural)
-
-        old = self.plan
-        if structural or any(p in configs for p in paths):
-            try:
-                # The config file in force may be another one now: locate it again.
-                self.plan = build_plan(self.options)
-            except OrchestratorError as exc:
-                self.say(f"orch: error: {exc}")
-                self.say("orch: still watching, with the last good config")
-                # Deleted scripts go even so; new ones wait for a good config.
-                self.plan = replace(self.plan, jobs=[j for j in self.plan.jobs if j.path.exists()])
-        old_settings = {job.rel: job.settings for job in old.jobs}
-        new_jobs = {job.rel: job for job in self.plan.jobs}
-        for rel in old_settings.keys() - new_jobs.keys():
-            batch.notes.append(f"{rel} is gone: dropped")
-        causes: dict[str, set[str]] = {}
-        for rel, job in new_jobs.items():
-            if rel not in old_settings:
-                causes.setdefault(f"new script {rel}", set()).add(rel)
-            elif old_settings[rel] != job.settings:
-                config = self.plan.config_file or "config"
-                causes.setdefault(f"{self.rel_root(Path(config))} changed", set()).add(rel)
-        by_path = {job.path: job.rel for job in self.plan.jobs}
-        for script, files in self.graph.affected(paths, self.jobs_by_path(self.plan)).items():
-            if by_path[script] not in old_settings:
-                continue  # a new script: said so already
-            for file in files:
-                # A script is named as everywhere else; other files from the project root.
-                name = by_path.get(file) or self.rel_root(file)
-                causes.setdefault(f"{name} changed", set()).add(by_path[script])
-
-        # Only what differs from what it last ran with: a save without a change reruns nothing.
-        entries = self.record.load()
-        fingerprints = self.fingerprints()
-        candidates = set().union(*causes.values()) if causes else set()
-        stale = {
-            rel for rel in candidates if self.record.differs(new_jobs[rel], fingerprints, entries)
-        }
-        for dependent, via in self.plan.dependents_of(stale).items():
-            stale.add(dependent)
-            causes.setdefault(f"{via} reruns (depends_on)", set()).add(dependent)
-        for cause, rels in causes.items():
-            chosen = sorted(rels & stale)
-            if chosen:
-                batch.why[cause] = chosen
-        batch.scripts = stale
-        return batch
-
-    # -- running -----------------------------------------------------------------------
+    # Runs in the watcher's thread, as edits arrive.
+    def restart_affected(self, edits: Sequence[Edit]) -> None:
+        """``--on-busy restart``: kill the running scripts that these edits affect."""
+        assert self.restarting is not None
+        running = self.restarting.running()
+        paths = [edit.path for edit in edits if edit.path.suffix == ".py"]
+        if not running or not paths:
+            return
+        self.graph.invalidate(paths)
+        planned = _settings_by_path(self.state.plan)
+        busy = {Path(s): planned.get(Path(s), {}) for s in running}
+        victims = [str(script) for script in self.graph.affected(paths, busy)]
+        if victims:
+            self.restarting.restart(victims)
 
     def run(self, rels: set[str] | None) -> None:
-        plan = self.plan if rels is None else self.plan.subset(rels)
+        """Run the plan (or the scripts ``rels`` of it) with the console and file reports."""
+        plan = self.state.plan if rels is None else self.state.plan.subset(rels)
         if not plan.jobs:
             return
         reporters: list[Reporter] = [
             FileReporter(),
             ConsoleReporter(self.out, verbosity=self.options.verbosity, color=self.options.color),
-            _BusyHook(self),
         ]
         began = time.time()
         try:
@@ -320,20 +359,20 @@ class _Session:
                 force=self.force,
             )
         finally:
-            self.last_window = (began, time.time())
-            self.last_ran = self.jobs_by_path(plan)
-            self.running.clear()
+            self.state = replace(
+                self.state, last_window=(began, time.time()), last_ran=_settings_by_path(plan)
+            )
 
-    def take_batches(self, timeout: float) -> list[tuple[float, set[tuple[Any, str]]]]:
-        batches, self.pending = self.pending, []
+    def take_edits(self, timeout: float) -> list[Edit]:
+        """The edits queued so far, waiting up to ``timeout`` for the first."""
+        edits: list[Edit] = []
         try:
-            if not batches:
-                batches.append(self.watcher.batches.get(timeout=timeout))
+            edits.extend(self.watcher.batches.get(timeout=timeout))
             while True:
-                batches.append(self.watcher.batches.get_nowait())
+                edits.extend(self.watcher.batches.get_nowait())
         except queue.Empty:
             pass
-        return batches
+        return edits
 
     def rewatch(self) -> bool:
         """Register the folders that now hold inputs; True if that changed the set.
@@ -345,34 +384,39 @@ class _Session:
         self.watcher.ready.wait(5)
         return True
 
-    def fingerprints(self) -> Fingerprints:
-        """Fingerprints under the current config (its groups may have changed)."""
-        return self.tracking.fingerprints(self.plan)
-
     def rescan(self) -> set[str]:
         """Scripts that ran before and whose inputs differ from then (after a gap)."""
-        entries, fingerprints = self.record.load(), self.fingerprints()
+        plan = self.state.plan
+        entries, fingerprints = self.record.load(), self.tracking.fingerprints(plan)
         return {
             job.rel
-            for job in self.plan.jobs
+            for job in plan.jobs
             if self.record.differs(job, fingerprints, entries, unrecorded=False)
         }
 
     def loop(self) -> None:
+        """Run, then rerun what each batch of edits affects, until ``stop`` is set."""
         self.watcher.set_dirs(self.watch_dirs())
         self.watcher.start()
         self.watcher.ready.wait(10)
-        if self.watch_options.initial:
+        if self.initial:
             self.run(None)
-        self.say(f"watching {self.rel_root(self.scripts_dir)}/ (Ctrl-C to stop)")
+        self.say(f"watching {self.project.rel(self.project.scripts_dir)}/ (Ctrl-C to stop)")
         missed: set[str] = set()
         while not self.stop.is_set():
             if self.watcher.failure is not None:
                 raise self.watcher.failure
-            batches = self.take_batches(_POLL)
-            if (not batches and not missed) or self.stop.is_set():
+            edits = self.take_edits(_POLL)
+            if (not edits and not missed) or self.stop.is_set():
                 continue
-            batch = self.understand(batches) if batches else _Batch()
+            if edits:
+                batch = plan_batch(edits, self.state, self.tracking, self.options)
+            else:
+                batch = Batch(self.state.plan)
+            self.state = replace(self.state, plan=batch.plan)
+            for line in batch.errors:
+                self.say(line)
+                self.say("orch: still watching, with the last good config")
             for note in batch.notes:
                 self.say(note)
             for cause, rels in batch.why.items():
@@ -387,40 +431,6 @@ class _Session:
             if self.rewatch():
                 missed = self.rescan()
             self.graph.save()
-
-
-class _BusyHook(Reporter):
-    """While a batch runs: keep incoming edits, and restart what they affect if asked."""
-
-    def __init__(self, session: _Session) -> None:
-        self.session = session
-
-    def script_started(self, result_stub: Mapping[str, Any]) -> None:
-        self.session.running.add(result_stub["script"])
-
-    def script_finished(self, result: Mapping[str, Any]) -> None:
-        self.session.running.discard(result["script"])
-
-    def tick(self) -> None:
-        session = self.session
-        fresh = []
-        with contextlib.suppress(queue.Empty):
-            while True:
-                fresh.append(session.watcher.batches.get_nowait())
-        if not fresh:
-            return
-        session.pending.extend(fresh)
-        if session.watch_options.on_busy != "restart" or not session.running:
-            return
-        paths = [Path(p) for _, items in fresh for _, p in items if p.endswith(".py")]
-        if not paths:
-            return
-        session.graph.invalidate(paths)
-        planned = session.jobs_by_path(session.plan)
-        running = {Path(s): planned.get(Path(s), {}) for s in session.running}
-        victims = {str(s) for s in session.graph.affected(paths, running)}
-        if victims:
-            terminate_all(RESTARTED, lambda script: script in victims)
 
 
 def watch(
@@ -442,9 +452,9 @@ def watch(
         session.loop()
     finally:
         stop.set()
-        session.executor.stop_all("interrupted")
-        terminate_all("interrupted")
+        session.executor.stop_all(StopReason.INTERRUPTED)
+        children.terminate()
         session.watcher.join(2)
         session.graph.save()
         session.executor.close()
-    return 130
+    return ExitCode.INTERRUPTED

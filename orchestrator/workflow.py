@@ -92,7 +92,9 @@ class RetryPolicy:
     The delay before attempt ``n + 1`` is ``min(initial_delay * backoff ** (n - 1),
     max_delay)``, then multiplied by a random factor in ``[1 - jitter, 1 + jitter]``.
     Only exceptions that are instances of ``retry_on`` are retried; a timed-out
-    attempt counts as :class:`TimeoutError`.
+    attempt counts as :class:`TimeoutError`. An attempt that returned a
+    failure (see ``failed_if`` of :meth:`Workflow.add_task`) is retried when
+    ``retry_if`` of its value is true.
     """
 
     max_attempts: int = 3
@@ -101,6 +103,7 @@ class RetryPolicy:
     backoff: float = 2.0
     jitter: float = 0.0
     retry_on: tuple[type[BaseException], ...] = (Exception,)
+    retry_if: Callable[[Any], bool] | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.max_attempts, bool) or not isinstance(self.max_attempts, int):
@@ -127,6 +130,10 @@ class RetryPolicy:
     def retries(self, exc: BaseException) -> bool:
         """Whether ``exc`` is worth another attempt."""
         return isinstance(exc, self.retry_on)
+
+    def retries_value(self, value: Any) -> bool:
+        """Whether an attempt that returned the failure ``value`` is worth another."""
+        return self.retry_if is not None and bool(self.retry_if(value))
 
 
 @dataclass(frozen=True)
@@ -177,13 +184,15 @@ class WorkflowResults(dict[str, TaskResult]):
 @dataclass(frozen=True)
 class WorkflowEvent:
     """What a listener is told: ``kind`` is started, retrying, completed, failed,
-    timeout, skipped or cancelled; ``result`` is set on the final ones."""
+    timeout, skipped or cancelled; ``result`` is set on the final ones, ``value``
+    on ``retrying`` (what the failed attempt returned, if it returned)."""
 
     kind: str
     task: str
     attempt: int = 0
     delay: float = 0.0
     result: TaskResult | None = None
+    value: Any = None
 
 
 @dataclass
@@ -202,6 +211,7 @@ class Task:
     timeout: float | None = None
     retry_policy: RetryPolicy | None = None
     condition: Callable[[Mapping[str, TaskResult]], bool] | None = None
+    failed_if: Callable[[Any], bool] | None = None
     tags: tuple[str, ...] = ()
     wants_results: bool = False
     is_async: bool = False
@@ -360,8 +370,14 @@ class Workflow:
         retry_policy: RetryPolicy | None = None,
         condition: Callable[[Mapping[str, TaskResult]], bool] | None = None,
         tags: Iterable[str] = (),
+        failed_if: Callable[[Any], bool] | None = None,
     ) -> Workflow:
         """Add a task and return the workflow, so that calls chain.
+
+        ``failed_if`` is for actions that return their failures as values
+        rather than raising them: an attempt whose return value it holds true
+        for has failed (the task keeps the value), and is retried as
+        ``retry_policy.retry_if`` says.
 
         Raises:
             WorkflowError: ``name`` is already taken.
@@ -388,6 +404,7 @@ class Workflow:
             timeout=timeout,
             retry_policy=retry_policy,
             condition=condition,
+            failed_if=failed_if,
             tags=tuple(tags),
         )
         self.tasks[name].wants_results, self.tasks[name].is_async = _traits(action)
@@ -664,14 +681,16 @@ class _Run:
             except Exception as caught:
                 exc = caught
                 status, error = TaskStatus.FAILED, traceback.format_exc()
-            if status is TaskStatus.COMPLETED or exc is None:
-                break
-            if attempt >= policy.max_attempts or not policy.retries(exc):
-                break
-            if self.wf._stop_reason is not None:
+            if exc is None:
+                if task.failed_if is None or not task.failed_if(value):
+                    break
+                status, retry = TaskStatus.FAILED, policy.retries_value(value)
+            else:
+                retry = policy.retries(exc)
+            if not retry or attempt >= policy.max_attempts or self.wf._stop_reason is not None:
                 break
             delay = policy.delay(attempt)
-            self.emit("retrying", task.name, attempt=attempt, delay=delay)
+            self.emit("retrying", task.name, attempt=attempt, delay=delay, value=value)
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self.stopped.wait(), delay)
             if self.wf._stop_reason is not None:  # stopped while waiting: no new attempt

@@ -302,13 +302,19 @@ def test_custom_skip_patterns_replace_the_defaults(make_tree: MakeTree) -> None:
 
 DIR_NAMES = ["a", "b", "build", "node_modules", "x.egg-info", "__pycache__", ".git", "data"]
 FILE_NAMES = ["x.py", "y_check.py", "__init__.py", "conftest.py", "setup.py", "notes.txt", "z.txt"]
-PATTERNS = [None, "*_check.py", "data/*.py", "a/*"]
+PATTERNS = [None, "*_check.py", "data/*.py", "a/*", "a", "*/*_check.py", "[ab]*"]
 
 rel_path_strategy = st.builds(
     lambda dirs, name: "/".join([*dirs, name]),
     st.lists(st.sampled_from(DIR_NAMES), max_size=4),
     st.sampled_from(FILE_NAMES),
 )
+
+
+def _glob_oracle(pattern: str, rel: str) -> bool:
+    """The documented dialect for patterns without ``**``: part by part, a folder covers below."""
+    want, have = pattern.split("/"), rel.split("/")
+    return len(have) >= len(want) and all(map(fnmatch.fnmatchcase, have, want))
 
 
 def brute_force(root: Path, max_depth: int, pattern: str | None) -> set[str]:
@@ -326,11 +332,7 @@ def brute_force(root: Path, max_depth: int, pattern: str | None) -> set[str]:
             if any(fnmatch.fnmatchcase(name, s) for s in SKIP_PATTERNS):
                 continue
             rel = (rel_dir / name).as_posix()
-            if (
-                pattern is None
-                or fnmatch.fnmatchcase(name, pattern)
-                or fnmatch.fnmatchcase(rel, pattern)
-            ):
+            if pattern is None or _glob_oracle(pattern, name) or _glob_oracle(pattern, rel):
                 found.add(rel)
     return found
 
@@ -354,3 +356,19 @@ def test_negative_max_depth_is_rejected(tmp_path: Path) -> None:
     (tmp_path / "x.py").write_text("")
     with pytest.raises(ValueError, match="max_depth"):
         discover_scripts(tmp_path, max_depth=-1)
+
+
+def test_k_uses_the_config_dialect_star_stays_in_one_folder(make_tree: MakeTree) -> None:
+    """-k's `*` does not cross `/` (as in config.yaml keys); `**` does; a folder covers below."""
+    root = make_tree(["data/load.py", "data/deep/x.py", "data/deep/deeper/y.py", "z.py"])
+    found = {
+        pattern: rel_paths(discover_scripts(root, pattern=pattern, max_depth=4), root)
+        for pattern in ("data/*.py", "data/**/*.py", "data", "*.py", "data/deep")
+    }
+    assert found == {
+        "data/*.py": ["data/load.py"],
+        "data/**/*.py": ["data/deep/deeper/y.py", "data/deep/x.py", "data/load.py"],
+        "data": ["data/deep/deeper/y.py", "data/deep/x.py", "data/load.py"],
+        "*.py": ["data/deep/deeper/y.py", "data/deep/x.py", "data/load.py", "z.py"],  # names
+        "data/deep": ["data/deep/deeper/y.py", "data/deep/x.py"],
+    }

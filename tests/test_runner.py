@@ -17,7 +17,7 @@ import pytest
 from conftest import Project, pid_alive
 
 from orchestrator import run_function, run_script
-from orchestrator.runner import kill_all, terminate_all, tracked
+from orchestrator.runner import children
 
 RESULT_KEYS = {
     "script",
@@ -297,11 +297,11 @@ def test_terminate_all_interrupts_running_scripts(project: Project) -> None:
     thread = threading.Thread(target=lambda: results.append(run_script(script, timeout=60)))
     thread.start()
     time.sleep(0.5)
-    assert terminate_all("interrupted") == 1
+    assert children.terminate() == 1
     thread.join(5)
     assert not thread.is_alive()
     assert results[0]["status"] == "error"
-    assert results[0]["error"] == "interrupted"
+    assert results[0]["error"] == results[0]["stopped"] == "interrupted"
 
 
 # -- run_function: targets must be importable by a spawned child ---------------------
@@ -407,9 +407,9 @@ def test_kill_all_does_not_wait_for_the_grace(project: Project) -> None:
     )
     thread.start()
     time.sleep(0.5)
-    terminate_all("interrupted")  # ignored by the script; the grace is a minute
+    children.terminate()  # ignored by the script; the grace is a minute
     began = time.monotonic()
-    assert kill_all() == 1
+    assert children.kill() == 1
     thread.join(10)
     assert not thread.is_alive()
     assert time.monotonic() - began < 5
@@ -420,8 +420,8 @@ def test_tracked_children_are_stopped_by_terminate_all() -> None:
     """Installers registered with tracked() stop on Ctrl-C like scripts."""
     proc = subprocess.Popen(["sleep", "60"], start_new_session=True)
     try:
-        with tracked(proc, "installer"):
-            assert terminate_all("interrupted") == 1
+        with children.tracked(proc, "installer"):
+            assert children.terminate() == 1
             assert proc.wait(5) == -signal.SIGTERM
     finally:
         if proc.poll() is None:

@@ -17,6 +17,10 @@ from pathlib import Path
 import pytest
 from conftest import Project, pid_alive, wait_for
 
+from orchestrator.changes import Tracking
+from orchestrator.plan import Plan, RunOptions, build_plan
+from orchestrator.watch import Batch, Edit, WatchState, plan_batch
+
 #: Seconds to wait for something that should happen (a loaded machine delays the watcher).
 TIMEOUT = 30.0
 #: Seconds of silence that show nothing more happens.
@@ -558,3 +562,138 @@ child.wait()
     assert took < 1.0, f"took {took:.2f} s"
     assert wait_for(lambda: not any(pid_alive(p) for p in pids), 0.5), pids
     assert "Traceback" not in w.output
+
+
+# -- the batch planner alone: replayed edits, no watcher, no process -----------------------
+
+
+class Replay:
+    """A project whose scripts are all recorded as run, and edits fed to plan_batch."""
+
+    def __init__(self, project: Project) -> None:
+        self.project = project
+        self.options = RunOptions(scripts_dir=project.scripts)
+
+    def start(self) -> None:
+        plan = build_plan(self.options)
+        self.tracking = Tracking(plan.project)
+        self.record_all(plan)
+        self.state = WatchState(plan)
+
+    def record_all(self, plan: Plan) -> None:
+        fingerprints = self.tracking.fingerprints(plan)
+        for job in plan.jobs:
+            self.tracking.record.update(job.path, fingerprints.of(job), "passed")
+
+    def feed(self, *edits: tuple[str, Path]) -> Batch:
+        batch = plan_batch(
+            [Edit(kind, path) for kind, path in edits], self.state, self.tracking, self.options
+        )
+        self.state = WatchState(batch.plan, self.state.last_window, self.state.last_ran)
+        return batch
+
+
+@pytest.fixture
+def replay(project: Project) -> Replay:
+    root = project.root
+    (root / "src").mkdir()
+    (root / "src" / "util.py").write_text("VALUE = 1\n")
+    (root / "data").mkdir()
+    (root / "data" / "in.csv").write_text("a\n")
+    project.script("a/x.py", "import util\n")
+    project.script("b/y.py", "from util import VALUE\n")
+    project.script("c/z.py", "")
+    project.script("w.py", "")
+    project.config(
+        """
+        scripts:
+          c/z.py: {watch: ["data/*.csv"]}
+          w.py: {depends_on: [c/z.py]}
+        """
+    )
+    r = Replay(project)
+    r.start()
+    return r
+
+
+def test_planner_a_module_edit_reruns_exactly_its_importers(replay: Replay) -> None:
+    util = replay.project.root / "src" / "util.py"
+    util.write_text("VALUE = 2\n")
+    batch = replay.feed(("modified", util))
+    assert batch.scripts == {"a/x.py", "b/y.py"}
+    assert batch.why == {"src/util.py changed": ["a/x.py", "b/y.py"]}
+    assert batch.notes == [] and batch.errors == []
+
+
+def test_planner_a_save_without_a_change_reruns_nothing(replay: Replay) -> None:
+    util = replay.project.root / "src" / "util.py"
+    util.write_bytes(util.read_bytes())
+    assert replay.feed(("modified", util)).scripts == set()
+
+
+def test_planner_a_data_edit_reruns_its_reader_and_its_dependents(replay: Replay) -> None:
+    data = replay.project.root / "data" / "in.csv"
+    data.write_text("a\n1\n")
+    batch = replay.feed(("modified", data))
+    assert batch.scripts == {"c/z.py", "w.py"}
+    assert batch.why == {
+        "data/in.csv changed": ["c/z.py"],
+        "c/z.py reruns (depends_on)": ["w.py"],
+    }
+
+
+def test_planner_a_config_edit_reruns_the_script_whose_settings_changed(
+    replay: Replay,
+) -> None:
+    config = replay.project.config(
+        """
+        scripts:
+          c/z.py: {watch: ["data/*.csv"]}
+          w.py: {depends_on: [c/z.py]}
+          a/x.py: {env: {MODE: slow}}
+        """
+    )
+    batch = replay.feed(("modified", config))
+    assert batch.why == {"scripts/config.yaml changed": ["a/x.py"]}
+    settings = {job.rel: job.settings for job in batch.plan.jobs}  # the new plan, in force now
+    assert settings["a/x.py"]["env"] == {"MODE": "slow"}
+
+
+def test_planner_new_and_deleted_scripts(replay: Replay) -> None:
+    new = replay.project.script("a/new.py", "")
+    gone = replay.project.scripts / "b" / "y.py"
+    gone.unlink()
+    batch = replay.feed(("added", new), ("deleted", gone))
+    assert batch.why == {"new script a/new.py": ["a/new.py"]}
+    assert batch.notes == ["b/y.py is gone: dropped"]
+    assert "b/y.py" not in {job.rel for job in batch.plan.jobs}
+
+
+def test_planner_a_broken_config_keeps_the_last_good_plan_minus_deleted_scripts(
+    replay: Replay,
+) -> None:
+    gone = replay.project.scripts / "w.py"
+    gone.unlink()
+    config = replay.project.config("scripts: [\n")
+    batch = replay.feed(("modified", config), ("deleted", gone))
+    assert len(batch.errors) == 1 and batch.errors[0].startswith("orch: error: ")
+    assert "config.yaml" in batch.errors[0]
+    assert {job.rel for job in batch.plan.jobs} == {"a/x.py", "b/y.py", "c/z.py"}
+    assert batch.scripts == set()
+
+
+def test_planner_takes_data_written_during_the_last_run_as_its_output(replay: Replay) -> None:
+    data = replay.project.root / "data" / "in.csv"
+    reader = replay.project.scripts / "c" / "z.py"
+    began = time.time()
+    data.write_text("written by z.py\n")
+    settings = {job.path: job.settings for job in replay.state.plan.jobs}
+    replay.state = WatchState(
+        replay.state.plan, (began - 1, time.time() + 1), {reader: settings[reader]}
+    )
+    batch = replay.feed(("modified", data))
+    assert batch.scripts == set()
+    assert batch.notes == [
+        "data/in.csv was written while the scripts reading it ran; taken as their output, "
+        "not an edit (save it again to rerun)"
+    ]

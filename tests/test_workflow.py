@@ -903,3 +903,22 @@ def test_exactly_the_dependents_of_failures_are_skipped(graph: Graph, data: st.D
         reason = results[name].reason or ""
         assert reason.startswith("dependency '") and reason.endswith("' failed"), reason
     assert results.succeeded == (not failing)
+
+
+def test_a_failure_returned_as_a_value_is_retried_by_looking_at_it() -> None:
+    """failed_if marks a returned value a failure; retry_if decides on the value, no raise."""
+    returned = iter(["flaky", "broken", "fine"])
+    events: list[WorkflowEvent] = []
+    policy = RetryPolicy(max_attempts=5, initial_delay=0, retry_if=lambda v: v == "flaky")
+    wf = Workflow("w", listener=events.append)
+    wf.add_task("t", lambda: next(returned), retry_policy=policy, failed_if=lambda v: v != "fine")
+    wf.add_task("after", noop, dependencies=["t"])
+    results = wf.run_sync()
+    # "broken" is a failure retry_if refuses: no third attempt, the value is kept.
+    assert (results["t"].status, results["t"].value, results["t"].attempts) == (
+        TaskStatus.FAILED,
+        "broken",
+        2,
+    )
+    assert results["after"].status is TaskStatus.SKIPPED
+    assert [(e.kind, e.value) for e in events if e.kind == "retrying"] == [("retrying", "flaky")]

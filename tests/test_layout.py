@@ -1,0 +1,48 @@
+"""The module layout the README's contributors section draws, enforced."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+PACKAGE = REPO / "orchestrator"
+
+
+def _layers() -> dict[str, int]:
+    """``{module: layer}`` from the README's table (``| 3 model | `config.py` | ...``)."""
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    section = text.split("## For contributors", 1)[1].split("\n## ", 1)[0]
+    layers: dict[str, int] = {}
+    for row in re.finditer(r"^\| (\d+) [a-z ]+ \| (.+?) \| .+\|$", section, re.MULTILINE):
+        for name in re.findall(r"`([a-z_]+)\.py`", row.group(2)):
+            layers[name] = int(row.group(1))
+    return layers
+
+
+def _imports(path: Path) -> set[str]:
+    """The package modules ``path`` imports (``from .x import``, ``from . import``)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            found.update([node.module] if node.module else [a.name for a in node.names])
+    return found
+
+
+def test_every_module_is_in_the_table() -> None:
+    layers = _layers()
+    modules = {p.stem for p in PACKAGE.glob("*.py")}
+    assert modules - layers.keys() == set(), "add these modules to README's table"
+    assert layers.keys() - modules == set(), "README's table names modules that are gone"
+
+
+def test_modules_import_only_lower_layers() -> None:
+    layers = _layers()
+    wrong = []
+    for path in sorted(PACKAGE.glob("*.py")):
+        mine = layers[path.stem]
+        for other in sorted(_imports(path) & layers.keys()):
+            if layers[other] >= mine:
+                wrong.append(f"{path.stem} ({mine}) imports {other} ({layers[other]})")
+    assert wrong == []
