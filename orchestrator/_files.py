@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import itertools
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-# mkstemp makes files 0600; reports should get the mode any new file would.
-_UMASK = os.umask(0)
-os.umask(_UMASK)
+_SERIAL = itertools.count()
 
 
 def ensure_state_dir(state: Path) -> Path:
@@ -63,15 +61,20 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, durable: bo
     so that a power loss cannot expose an empty file; per-script logs skip that
     (it costs about a millisecond each), the run's reports do not.
     """
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    target = os.fspath(path)
+    folder, name = os.path.split(target)
+    # Unique per process and call (next() on a count is atomic): O_EXCL never meets
+    # another writer's file, and no random names are tried (mkstemp's cost, per log).
+    tmp = os.path.join(folder, f".{name}.{os.getpid()}.{next(_SERIAL)}.tmp")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
     try:
-        try:
-            mode = target.stat().st_mode & 0o7777  # keep the mode of the file it replaces
-        except OSError:
-            mode = 0o666 & ~_UMASK
-        os.fchmod(fd, mode)
+        fd = os.open(tmp, flags, 0o666)  # the mode any new file gets, umask applied
+    except FileNotFoundError:
+        os.makedirs(folder or ".", exist_ok=True)
+        fd = os.open(tmp, flags, 0o666)
+    try:
+        with contextlib.suppress(FileNotFoundError):  # keep the mode of the file it replaces
+            os.fchmod(fd, os.stat(target).st_mode & 0o7777)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             if durable:

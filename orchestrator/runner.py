@@ -79,6 +79,29 @@ def _last_pid() -> int | None:
         return None
 
 
+# Up to this many PIDs handed out since a run's leader, they are tried one by one;
+# beyond, listing /proc is cheaper.
+_RANGE_SCAN = 4096
+
+
+def _candidates(pgid: int) -> Iterable[int]:
+    """The PIDs that may belong to a run led by ``pgid``: those handed out since it.
+
+    Tried one by one while they are few, so the cost follows what the run
+    started, not how many processes the machine runs.
+    """
+    last = _last_pid()
+    if last is None:
+        return (int(n) for n in os.listdir("/proc") if n.isdigit())
+    if pgid <= last and last - pgid < _RANGE_SCAN:
+        return range(pgid, last + 1)
+    # Many PIDs since, or a wrap: list /proc, keep those from pgid up to last.
+    pids = (int(n) for n in os.listdir("/proc") if n.isdigit())
+    if pgid <= last:
+        return (pid for pid in pids if pgid <= pid <= last)
+    return (pid for pid in pids if pid >= pgid or pid <= last)
+
+
 def _members(pgid: int, marker: bytes) -> list[int]:
     """Live processes in group ``pgid``, or carrying ``marker`` in their environment.
 
@@ -94,18 +117,11 @@ def _members(pgid: int, marker: bytes) -> list[int]:
             return []
         return [-pgid]
     me = os.getpid()
-    last = _last_pid()
     found: list[int] = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        pid = int(name)
+    for pid in _candidates(pgid):
         if pid == me:
             continue
-        if last is not None and not (
-            pgid <= pid <= last if pgid <= last else (pid >= pgid or pid <= last)
-        ):
-            continue  # older than the run (PIDs from pgid up to last, across a wrap)
+        name = str(pid)
         try:
             with open(f"/proc/{name}/stat", "rb") as handle:
                 stat = handle.read()
