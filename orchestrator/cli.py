@@ -351,15 +351,6 @@ def _interrupts(stop: threading.Event, force: threading.Event) -> Iterator[None]
             signal.signal(sig, old)
 
 
-def _settings_rows(jobs: Sequence[Any]) -> list[list[Any]]:
-    rows = []
-    for job in jobs:
-        s = job.settings
-        skip = (s["skip_reason"] or "yes") if s["skip"] else ""
-        rows.append([job.rel, f"{s['timeout']:g}", " ".join(s["args"]), skip])
-    return rows
-
-
 def _cmd_list(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from .plan import build_plan
 
@@ -372,12 +363,12 @@ def _cmd_list(args: argparse.Namespace, argv: Sequence[str]) -> int:
         sys.stdout.write(render_graph(plan, args.format))
         return ExitCode.OK
     if args.json:
-        data = [{"path": j.rel, "script": str(j.path), "settings": j.settings} for j in jobs]
+        data = [{"path": j.rel, "script": str(j.path), "settings": dict(j.settings)} for j in jobs]
         print(json.dumps(data, indent=2))
         return ExitCode.OK
-    from tabulate import tabulate
+    from .reporting import render_plan
 
-    print(tabulate(_settings_rows(jobs), headers=["Script", "Timeout", "Args", "Skip"]))
+    sys.stdout.write(render_plan(plan))
     print(f"\n{len(jobs)} scripts in {options.scripts_dir}")
     if plan.left_out:
         print(plan.left_out)
@@ -425,21 +416,10 @@ def _cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     options = _options(args, argv)
     plan = build_plan(options)
     if options.dry_run:
-        from tabulate import tabulate
+        from .execution import select
+        from .reporting import render_dry_run
 
-        from .changes import Tracking
-
-        if options.changed and not options.force:
-            plan = Tracking(plan.project, options.python).select_changed(plan)
-        rows = _settings_rows(plan.jobs)
-        for row, job in zip(rows, plan.jobs, strict=True):
-            if job.rel in plan.fresh:
-                row[-1] = "up-to-date"
-        print(tabulate(rows, headers=["Would run", "Timeout", "Args", "Skip"]))
-        for note in plan.notes:
-            print(note)
-        count = len(plan.jobs) - len(plan.fresh)
-        print(f"\n{count} of {len(plan.jobs)} scripts would run; nothing was run (--dry-run)")
+        sys.stdout.write(render_dry_run(select(plan, options)))
         return ExitCode.OK
     reporters: list[Reporter] = [
         FileReporter(),

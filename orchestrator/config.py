@@ -8,7 +8,7 @@ Schema (every section optional)::
     scripts:            {path or glob: settings}
 
 Settings keys and their built-in defaults are listed in :data:`DEFAULT_SETTINGS`;
-each key has one validator in ``_SETTING_RULES``, so a new key is one new row.
+each key has its default and validator in one row of ``SETTINGS``.
 
 Precedence, lowest first: built-in defaults, ``default:``, ``scripts:`` glob
 entries in file order, ``skip:``, ``timeout_override:``, then the ``scripts:``
@@ -30,7 +30,7 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
@@ -41,30 +41,13 @@ from .results import Status
 
 __all__ = [
     "DEFAULT_SETTINGS",
+    "SETTINGS",
+    "Setting",
     "get_script_config",
     "load_config",
     "match_path",
     "relative_script_path",
 ]
-
-
-#: Built-in defaults: the lowest layer of every script's settings.
-DEFAULT_SETTINGS: dict[str, Any] = {
-    "timeout": 60.0,
-    "args": [],
-    "env": {},
-    "cwd": None,
-    "allowed_exit_codes": [0],
-    "skip": False,
-    "skip_reason": "",
-    "depends_on": [],
-    "retries": 0,
-    "retry_delay": 1.0,
-    "retry_on": ["failed", "timeout"],
-    "watch": [],
-    # Not a key users set: derived from the environments: groups' scripts globs.
-    "environment": None,
-}
 
 
 #: Statuses a script may be retried on.
@@ -192,19 +175,34 @@ def _exit_codes(value: Any) -> list[int]:
     return list(value)
 
 
-_SETTING_RULES: dict[str, Callable[[Any], Any]] = {
-    "timeout": _positive_seconds,
-    "args": _string_list,
-    "env": _env_map,
-    "cwd": _optional_string,
-    "allowed_exit_codes": _exit_codes,
-    "skip": _boolean,
-    "skip_reason": _string,
-    "depends_on": _script_paths,
-    "retries": _non_negative_int,
-    "retry_delay": _non_negative_seconds,
-    "retry_on": _retry_statuses,
-    "watch": _globs,
+class Setting(NamedTuple):
+    """One key a script's settings may hold: its built-in default and its validator."""
+
+    default: Any
+    check: Callable[[Any], Any]
+
+
+#: Every key a user may set for a script, declared once: default and validator.
+SETTINGS: dict[str, Setting] = {
+    "timeout": Setting(60.0, _positive_seconds),
+    "args": Setting([], _string_list),
+    "env": Setting({}, _env_map),
+    "cwd": Setting(None, _optional_string),
+    "allowed_exit_codes": Setting([0], _exit_codes),
+    "skip": Setting(False, _boolean),
+    "skip_reason": Setting("", _string),
+    "depends_on": Setting([], _script_paths),
+    "retries": Setting(0, _non_negative_int),
+    "retry_delay": Setting(1.0, _non_negative_seconds),
+    "retry_on": Setting(["failed", "timeout"], _retry_statuses),
+    "watch": Setting([], _globs),
+}
+
+#: Built-in defaults: the lowest layer of every script's settings. ``environment``
+#: is not a key users set: it is derived from the environments: groups' globs.
+DEFAULT_SETTINGS: dict[str, Any] = {
+    **{key: setting.default for key, setting in SETTINGS.items()},
+    "environment": None,
 }
 
 
@@ -234,11 +232,11 @@ def _validate_settings(source: str, parts: tuple[Any, ...], value: Any) -> dict[
         )
     out: dict[str, Any] = {}
     for key, item in value.items():
-        rule = _SETTING_RULES.get(key)
-        if rule is None:
-            raise _unknown_key(source, parts, key, list(_SETTING_RULES))
+        setting = SETTINGS.get(key)
+        if setting is None:
+            raise _unknown_key(source, parts, key, list(SETTINGS))
         try:
-            out[key] = rule(item)
+            out[key] = setting.check(item)
         except _Invalid as exc:
             raise ConfigError(f"{source}: {_key_path(*parts, key)}: {exc}") from None
     return out

@@ -22,14 +22,14 @@ import contextlib
 import secrets
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from ._files import ensure_state_dir
-from .changes import Tracking, select_changed
+from .changes import Tracking
 from .environments import EnvBuildError
 from .errors import ExitCode, OrchestratorError
 from .executors import Executor, LocalExecutor, ScriptCall, make_executor
@@ -64,7 +64,7 @@ class RunOutcome:
         return exit_code_for(self.results, self.run.interrupted)
 
 
-def retry_policy(settings: dict[str, Any]) -> RetryPolicy | None:
+def retry_policy(settings: Mapping[str, Any]) -> RetryPolicy | None:
     """The retry policy of a script's settings: ``retries`` more attempts, a constant delay.
 
     Retried by value: an attempt whose status ``retry_on`` names.
@@ -269,6 +269,14 @@ class _ScriptRun:
             self.graph.save()
 
 
+def select(plan: Plan, options: RunOptions, tracking: Tracking | None = None) -> Plan:
+    """The plan with what ``--changed`` leaves out marked fresh (the plan itself without it)."""
+    if not options.changed or options.force:
+        return plan
+    tracking = tracking or Tracking(plan.project, options.python)
+    return tracking.select_changed(plan)
+
+
 def execute(
     plan: Plan,
     options: RunOptions,
@@ -321,8 +329,7 @@ def execute(
     ensure_state_dir(plan.project.state_dir)
     bridge = _ScriptRun(plan, options, reporters, run, stop, graph, executor, force)
     bridge.record.compact()
-    if options.changed and not options.force:
-        bridge.plan = plan = select_changed(plan, bridge.fingerprints, bridge.record)
+    bridge.plan = plan = select(plan, options, bridge.tracking)
     bridge.emit("run_started", run)
     try:
         asyncio.run(bridge.go())

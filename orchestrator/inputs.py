@@ -480,7 +480,7 @@ class InputGraph:
         for path in self.inputs(script, settings):
             rel = os.path.relpath(path, self.root)
             digest.update(f"{rel}\0{self.file_hash(path)}\n".encode())
-        digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
+        digest.update(json.dumps(dict(settings), sort_keys=True, default=str).encode())
         digest.update(interpreter.encode())
         return digest.hexdigest()
 

@@ -9,9 +9,10 @@ before anything runs.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from .config import DEFAULT_ENVIRONMENT, read_config, settings_for
@@ -65,7 +66,8 @@ class ScriptJob:
 
     path: Path
     rel: str
-    settings: dict[str, Any] = field(hash=False, compare=False)
+    #: Read-only: a plan's settings are what its scripts run and are fingerprinted with.
+    settings: Mapping[str, Any] = field(hash=False, compare=False)
 
     @property
     def subdirectory(self) -> str:
@@ -172,7 +174,7 @@ def build_plan(
 
     def job_for(path: Path) -> ScriptJob:
         rel = path.relative_to(scripts_dir).as_posix()  # found below it, as spelled
-        return ScriptJob(path, rel, settings_for(rel, config))
+        return ScriptJob(path, rel, MappingProxyType(settings_for(rel, config)))
 
     for sub in options.subdirs or ():
         # discover_scripts only warns; asked for by name on the command line, a typo

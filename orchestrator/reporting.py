@@ -651,6 +651,32 @@ def render_script_reference(jobs: Sequence[Any], scripts_dir: Path) -> str:
     return out.getvalue()
 
 
+def _settings_rows(plan: Any) -> list[list[Any]]:
+    rows = []
+    for job in plan.jobs:
+        s = job.settings
+        skip = (s["skip_reason"] or "yes") if s["skip"] else ""
+        if job.rel in plan.fresh:
+            skip = "up-to-date"
+        rows.append([job.rel, f"{s['timeout']:g}", " ".join(s["args"]), skip])
+    return rows
+
+
+def render_plan(plan: Any, header: str = "Script") -> str:
+    """``orch list``'s table: each script with its timeout, args and why it is skipped."""
+    from tabulate import tabulate
+
+    return tabulate(_settings_rows(plan), headers=[header, "Timeout", "Args", "Skip"]) + "\n"
+
+
+def render_dry_run(plan: Any) -> str:
+    """``--dry-run``: the plan's table, its notes, and how many scripts would run."""
+    lines = [render_plan(plan, "Would run"), *(note + "\n" for note in plan.notes)]
+    count = len(plan.jobs) - len(plan.fresh)
+    lines.append(f"\n{count} of {len(plan.jobs)} scripts would run; nothing was run (--dry-run)\n")
+    return "".join(lines)
+
+
 def render_graph(plan: Any, fmt: str = "text") -> str:
     """The execution order with dependencies, as text or as a Mermaid flowchart.
 

@@ -9,6 +9,23 @@ from pathlib import Path
 
 import pytest
 
+#: The keys every result dict has: the public contract (the brief's list).
+RESULT_KEYS = frozenset(
+    {
+        "script",
+        "name",
+        "subdirectory",
+        "start_time",
+        "end_time",
+        "status",
+        "exit_code",
+        "execution_time",
+        "stdout",
+        "stderr",
+        "error",
+    }
+)
+
 
 def pid_alive(pid: int) -> bool:
     """Whether ``pid`` is a live process (zombies count as dead)."""

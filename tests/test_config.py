@@ -497,3 +497,26 @@ def test_two_spellings_of_one_exact_key_both_apply(tmp_path: Path) -> None:
     (tmp_path / "config.yaml").write_text("scripts:\n  x.py: {timeout: 5}\n  ./x.py: {args: [a]}\n")
     settings = get_script_config("x.py", tmp_path, load_config(tmp_path))
     assert (settings["timeout"], settings["args"]) == (5, ["a"])
+
+
+def test_each_key_is_declared_once_with_a_default_that_passes_its_own_validator() -> None:
+    from orchestrator.config import SETTINGS
+
+    assert set(DEFAULT_SETTINGS) == set(SETTINGS) | {"environment"}
+    for key, setting in SETTINGS.items():
+        assert setting.check(copy.deepcopy(setting.default)) == setting.default, key
+
+
+def test_a_plans_settings_are_read_only_and_get_script_config_stays_a_fresh_dict(
+    scripts: Path,
+) -> None:
+    from orchestrator.plan import RunOptions, build_plan
+
+    (scripts / "a.py").write_text("")
+    (scripts / "config.yaml").write_text("scripts:\n  a.py: {args: [x]}\n")
+    job = build_plan(RunOptions(scripts_dir=scripts)).jobs[0]
+    with pytest.raises(TypeError):
+        job.settings["timeout"] = 1  # type: ignore[index]
+    mine = get_script_config("a.py", scripts, load_config(scripts))
+    mine["args"].append("y")
+    assert mine["args"] == ["x", "y"] and job.settings["args"] == ["x"]

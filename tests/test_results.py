@@ -7,6 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from conftest import RESULT_KEYS
 
 from orchestrator.results import (
     NOT_OK,
@@ -18,20 +19,6 @@ from orchestrator.results import (
     unrun_result,
 )
 from orchestrator.runner import run_script
-
-RESULT_KEYS = {
-    "script",
-    "name",
-    "subdirectory",
-    "start_time",
-    "end_time",
-    "status",
-    "exit_code",
-    "execution_time",
-    "stdout",
-    "stderr",
-    "error",
-}
 
 
 def test_each_status_knows_whether_it_is_ok_and_retryable() -> None:

@@ -14,24 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Project, pid_alive
+from conftest import RESULT_KEYS, Project, pid_alive
 
 from orchestrator import run_function, run_script
 from orchestrator.runner import children
-
-RESULT_KEYS = {
-    "script",
-    "name",
-    "subdirectory",
-    "start_time",
-    "end_time",
-    "status",
-    "exit_code",
-    "execution_time",
-    "stdout",
-    "stderr",
-    "error",
-}
 
 
 def test_passing_script_result_shape(project: Project) -> None:
