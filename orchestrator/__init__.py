@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from .config import get_script_config, load_config
     from .discovery import discover_scripts
     from .errors import ConfigError, CycleError, DiscoveryError, OrchestratorError
-    from .reporting import generate_report, save_log
+    from .reports import generate_report, save_log
     from .results import ScriptResult, Status, StopReason
     from .runner import run_function, run_script
     from .workflow import RetryPolicy, Task, TaskResult, TaskStatus, Workflow
@@ -35,13 +35,13 @@ _EXPORTS = {
     "Status": "results",
     "StopReason": "results",
     "discover_scripts": "discovery",
-    "generate_report": "reporting",
+    "generate_report": "reports",
     "get_script_config": "config",
     "load_config": "config",
     "run_function": "runner",
     "run_orchestrator": "cli",
     "run_script": "runner",
-    "save_log": "reporting",
+    "save_log": "reports",
 }
 
 __all__ = [

@@ -358,7 +358,7 @@ def _cmd_list(args: argparse.Namespace, argv: Sequence[str]) -> int:
     plan = build_plan(options, count_left_out=not (args.graph or args.json))
     jobs = plan.jobs
     if args.graph:
-        from .reporting import render_graph
+        from .console import render_graph
 
         sys.stdout.write(render_graph(plan, args.format))
         return ExitCode.OK
@@ -366,7 +366,7 @@ def _cmd_list(args: argparse.Namespace, argv: Sequence[str]) -> int:
         data = [{"path": j.rel, "script": str(j.path), "settings": dict(j.settings)} for j in jobs]
         print(json.dumps(data, indent=2))
         return ExitCode.OK
-    from .reporting import render_plan
+    from .console import render_plan
 
     sys.stdout.write(render_plan(plan))
     print(f"\n{len(jobs)} scripts in {options.scripts_dir}")
@@ -377,8 +377,8 @@ def _cmd_list(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
 def _cmd_docs(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from ._files import atomic_write_text
+    from .docs import render_script_reference
     from .plan import build_plan
-    from .reporting import render_script_reference
 
     options = _options(args, argv)
     text = render_script_reference(build_plan(options).jobs, options.scripts_dir.resolve())
@@ -391,7 +391,8 @@ def _cmd_docs(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
 
 def _cmd_report(args: argparse.Namespace, argv: Sequence[str]) -> int:
-    from .reporting import load_run, render_console_summary, use_color
+    from .console import render_console_summary, use_color
+    from .reports import load_run
 
     summary, results = load_run(args.run_dir)
     color = use_color(sys.stdout, False if args.no_color else None)
@@ -409,15 +410,17 @@ def _cmd_report(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
 
 def _cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from .console import ConsoleReporter
     from .execution import execute
     from .plan import build_plan
-    from .reporting import ConsoleReporter, FileReporter, Reporter
+    from .reporting import Reporter
+    from .reports import FileReporter
 
     options = _options(args, argv)
     plan = build_plan(options)
     if options.dry_run:
+        from .console import render_dry_run
         from .execution import select
-        from .reporting import render_dry_run
 
         sys.stdout.write(render_dry_run(select(plan, options)))
         return ExitCode.OK

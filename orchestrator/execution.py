@@ -35,7 +35,8 @@ from .errors import ExitCode, OrchestratorError
 from .executors import Executor, LocalExecutor, ScriptCall, make_executor
 from .inputs import InputGraph
 from .plan import Plan, RunOptions, ScriptJob
-from .reporting import Reporter, RunInfo, save_log
+from .reporting import Reporter, RunInfo
+from .reports import save_log
 from .results import ScriptResult, Status, StopReason, exit_code_for, skipped_result, unrun_result
 from .runner import children
 from .workflow import RetryPolicy, TaskResult, TaskStatus, Workflow, WorkflowEvent

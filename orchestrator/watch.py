@@ -37,13 +37,15 @@ from pathlib import Path
 from typing import Any, NamedTuple, TextIO
 
 from .changes import Tracking
+from .console import ConsoleReporter
 from .discovery import skipped_dir
 from .errors import ExitCode, OrchestratorError
 from .execution import execute
 from .executors import Executor, Restarting, make_executor
 from .patterns import Glob
 from .plan import Plan, RunOptions, build_plan
-from .reporting import ConsoleReporter, FileReporter, Reporter
+from .reporting import Reporter
+from .reports import FileReporter
 from .results import StopReason
 from .runner import children
 

@@ -25,7 +25,7 @@ import pytest
 from conftest import Project, pid_alive, wait_for
 
 from orchestrator.executors import DaskExecutor, ScriptCall
-from orchestrator.reporting import load_run
+from orchestrator.reports import load_run
 
 distributed = pytest.importorskip("distributed")
 dask = pytest.importorskip("dask")

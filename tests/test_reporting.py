@@ -14,14 +14,9 @@ from conftest import Project
 from junitparser import Error, Failure, JUnitXml, Skipped, TestSuite
 
 from orchestrator import run_script
-from orchestrator.reporting import (
-    STATUSES,
-    generate_report,
-    load_run,
-    render_markdown,
-    save_log,
-    summarize,
-)
+from orchestrator.reporting import summarize
+from orchestrator.reports import generate_report, load_run, render_markdown, save_log
+from orchestrator.results import STATUSES
 
 
 def result(

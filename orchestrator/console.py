@@ -1,0 +1,274 @@
+"""The console: progress lines while a run goes, the final table, and plan tables.
+
+Colour only on a TTY with ``NO_COLOR`` unset, unless asked; every path in the
+form ``-k`` and ``config.yaml`` keys take (relative to the scripts directory).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any, TextIO
+
+from .reporting import TAIL_LINES, Reporter, RunInfo, tail, totals_line
+from .results import NOT_OK
+
+__all__ = [
+    "ConsoleReporter",
+    "render_console_summary",
+    "render_dry_run",
+    "render_graph",
+    "render_plan",
+    "use_color",
+]
+
+
+def _display_path(result: Mapping[str, Any]) -> str:
+    # One form in every output: the path relative to the scripts directory, the one
+    # `-k` and config.yaml keys take.
+    return str(result.get("path") or result["script"])
+
+
+# -- console -----------------------------------------------------------------------------------
+
+
+_COLORS = {"passed": "32", "failed": "31", "timeout": "33", "error": "35", "skipped": "36"}
+
+
+def use_color(stream: TextIO, requested: bool | None) -> bool:
+    """Colour only on a TTY, with ``NO_COLOR`` unset, unless explicitly turned off."""
+    if requested is False or os.environ.get("NO_COLOR"):
+        return False
+    return bool(getattr(stream, "isatty", lambda: False)())
+
+
+def _paint(status: str, text: str, color: bool) -> str:
+    return f"\x1b[{_COLORS[status]}m{text}\x1b[0m" if color and status in _COLORS else text
+
+
+def render_console_summary(
+    results: Sequence[Mapping[str, Any]],
+    *,
+    color: bool = False,
+    verbosity: int = 0,
+    wall_time: float | None = None,
+    interrupted: bool = False,
+) -> str:
+    """The final table (script, status, exit code, time), failure tails, and the totals line.
+
+    ``orch run`` prints it at the end and ``orch report`` prints it again from
+    the saved run, so both show a run the same way.
+    """
+    from tabulate import tabulate
+
+    out = io.StringIO()
+    if verbosity >= 0 and results:
+        rows = [
+            [
+                _display_path(r),
+                _paint(r["status"], r["status"].upper(), color),
+                "" if r.get("exit_code") is None else r["exit_code"],
+                f"{r.get('execution_time') or 0.0:.2f}s",
+            ]
+            for r in results
+        ]
+        out.write(
+            tabulate(
+                rows,
+                headers=["Script", "Status", "Exit", "Time"],
+                tablefmt="simple",
+                colalign=("left", "left", "right", "right"),
+            )
+        )
+        out.write("\n")
+    for r in results:
+        if r["status"] not in NOT_OK:
+            continue
+        header = f"{r['status'].upper()}: {_display_path(r)}"
+        if r.get("error"):
+            header += f" ({r['error']})"
+        out.write("\n" + _paint(r["status"], header, color) + "\n")
+        lines = None if verbosity > 0 else TAIL_LINES
+        for stream in ("stderr", "stdout"):
+            text = tail(r.get(stream) or "", lines)
+            if text.strip():
+                label = f"--- {stream}" + ("" if lines is None else f" (last {lines} lines)")
+                out.write(f"{label} ---\n{text}")
+        for stream in ("stderr", "stdout"):
+            if r.get(f"{stream}_path") and (r.get(stream) or "").strip():
+                out.write(f"full {stream}: {r[f'{stream}_path']}\n")
+    if verbosity >= 0:
+        by_reason: dict[str, list[str]] = {}
+        for r in results:
+            if r["status"] == "skipped":
+                by_reason.setdefault(r.get("skip_reason") or "", []).append(_display_path(r))
+        shown = None if verbosity > 0 else 5
+        for reason, paths in by_reason.items():
+            listed = ", ".join(paths[:shown])
+            if shown is not None and len(paths) > shown:
+                listed += f" and {len(paths) - shown} more"
+            out.write(f"\nskipped ({reason or 'no reason given'}): {listed}")
+        if by_reason:
+            out.write("\n")
+    out.write("\n" + totals_line(results, wall_time) + "\n")
+    if interrupted:
+        out.write("interrupted: scripts still running were stopped\n")
+    return out.getvalue()
+
+
+class ConsoleReporter(Reporter):
+    """Progress while the run goes, then the summary table.
+
+    On a TTY a single status line is redrawn (done/total, running scripts,
+    elapsed); otherwise one line is printed per finished script. Script output
+    is never streamed, so parallel scripts cannot interleave.
+    """
+
+    def __init__(
+        self,
+        stream: TextIO | None = None,
+        *,
+        verbosity: int = 0,
+        color: bool | None = None,
+        live: bool | None = None,
+    ) -> None:
+        self.stream = stream or sys.stdout
+        self.verbosity = verbosity
+        self.color = use_color(self.stream, color)
+        self.live = self.stream.isatty() if live is None else live
+        self.done = 0
+        self.running: dict[str, str] = {}
+        self.run: RunInfo | None = None
+        self.began = time.monotonic()
+        self._line_drawn = False
+
+    def _write(self, text: str) -> None:
+        self.stream.write(text)
+        self.stream.flush()
+
+    def _clear(self) -> None:
+        if self._line_drawn:
+            self._write("\r\x1b[K")
+            self._line_drawn = False
+
+    def _draw(self) -> None:
+        if not self.live or self.verbosity < 0 or self.run is None:
+            return
+        names = ", ".join(list(self.running.values())[:4])
+        more = len(self.running) - 4
+        if more > 0:
+            names += f" +{more}"
+        elapsed = time.monotonic() - self.began
+        line = f"[{self.done}/{self.run.total}] {elapsed:.1f}s"
+        if names:
+            line += f" running: {names}"
+        width = 120
+        self._write("\r\x1b[K" + line[:width])
+        self._line_drawn = True
+
+    def run_started(self, run: RunInfo) -> None:
+        self.run = run
+        self.began = time.monotonic()
+        if self.verbosity >= 0:
+            for note in run.notes:
+                self._write(note + "\n")
+        self._draw()
+
+    def script_started(self, result_stub: Mapping[str, Any]) -> None:
+        self.running[result_stub["script"]] = result_stub["name"]
+        self._draw()
+
+    def script_finished(self, result: Mapping[str, Any]) -> None:
+        self.done += 1
+        self.running.pop(result["script"], None)
+        if self.live:
+            self._draw()
+        elif self.verbosity >= 0 and self.run is not None:
+            path = _display_path(result)
+            status = _paint(result["status"], result["status"].upper(), self.color)
+            self._write(
+                f"[{self.done}/{self.run.total}] {status} {path} "
+                f"{result.get('execution_time') or 0.0:.2f}s\n"
+            )
+
+    def script_retrying(self, result: Mapping[str, Any], attempt: int, delay: float) -> None:
+        if self.live:
+            self._draw()
+        elif self.verbosity >= 0 and self.run is not None:
+            path = _display_path(result)
+            self._write(
+                f"[retry] {path} {result['status']} on attempt {attempt}; "
+                f"trying again in {delay:g}s\n"
+            )
+
+    def tick(self) -> None:
+        self._draw()
+
+    def run_finished(self, run: RunInfo, results: Sequence[Mapping[str, Any]]) -> None:
+        self._clear()
+        if self.verbosity >= 0 and not self.live:
+            self._write("\n")
+        self._write(
+            render_console_summary(
+                results,
+                color=self.color,
+                verbosity=self.verbosity,
+                wall_time=run.wall_time,
+                interrupted=run.interrupted,
+            )
+        )
+        if run.run_dir is not None and self.verbosity >= 0:
+            self._write(f"reports: {run.run_dir}\n")
+
+
+# -- plans -------------------------------------------------------------------------------------
+
+
+def _settings_rows(plan: Any) -> list[list[Any]]:
+    rows = []
+    for job in plan.jobs:
+        s = job.settings
+        skip = (s["skip_reason"] or "yes") if s["skip"] else ""
+        if job.rel in plan.fresh:
+            skip = "up-to-date"
+        rows.append([job.rel, f"{s['timeout']:g}", " ".join(s["args"]), skip])
+    return rows
+
+
+def render_plan(plan: Any, header: str = "Script") -> str:
+    """``orch list``'s table: each script with its timeout, args and why it is skipped."""
+    from tabulate import tabulate
+
+    return tabulate(_settings_rows(plan), headers=[header, "Timeout", "Args", "Skip"]) + "\n"
+
+
+def render_dry_run(plan: Any) -> str:
+    """``--dry-run``: the plan's table, its notes, and how many scripts would run."""
+    lines = [render_plan(plan, "Would run"), *(note + "\n" for note in plan.notes)]
+    count = len(plan.jobs) - len(plan.fresh)
+    lines.append(f"\n{count} of {len(plan.jobs)} scripts would run; nothing was run (--dry-run)\n")
+    return "".join(lines)
+
+
+def render_graph(plan: Any, fmt: str = "text") -> str:
+    """The execution order with dependencies, as text or as a Mermaid flowchart.
+
+    The order is :meth:`Plan.start_order`, the one ``orch run -j1`` starts them in.
+    """
+    graph = plan.graph()
+    order: list[str] = plan.start_order()
+    if fmt == "mermaid":
+        ids = {rel: f"s{i}" for i, rel in enumerate(order)}
+        lines = ["flowchart TD"]
+        lines += [f'    {ids[rel]}["{rel}"]' for rel in order]
+        lines += [f"    {ids[dep]} --> {ids[rel]}" for rel in order for dep in graph[rel]]
+        return "\n".join(lines) + "\n"
+    width = len(str(len(order)))
+    lines = []
+    for i, rel in enumerate(order, 1):
+        after = f"  (after {', '.join(graph[rel])})" if graph[rel] else ""
+        lines.append(f"{i:>{width}}. {rel}{after}")
+    return "\n".join(lines) + "\n"
