@@ -125,6 +125,7 @@ def release_check(session: nox.Session) -> None:
     shutil.rmtree(work, ignore_errors=True)
     shutil.copytree(ROOT / "tests", work / "tests")
     shutil.copy(ROOT / "pyproject.toml", work / "pyproject.toml")
+    shutil.copy(ROOT / "README.md", work / "README.md")  # tests/test_layout.py reads its table
     shutil.copytree(ROOT / "examples", work / "examples", ignore=shutil.ignore_patterns("reports"))
     session.chdir(work)
     where = session.run(

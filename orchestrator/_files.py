@@ -52,6 +52,25 @@ def relative_posix(path: str | os.PathLike[str], base: str | os.PathLike[str]) -
         return None
 
 
+def _temp_beside(target: str) -> tuple[int, str]:
+    """A new, empty temporary file in ``target``'s folder (made if missing): fd and path."""
+    folder, name = os.path.split(target)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(100):
+        # Per process and call (next() on a count is atomic), so the first name is
+        # nearly always free: no random names tried (mkstemp's cost, for each log).
+        # A leftover of a killed process with the same PID (PID 1 in a container)
+        # only moves us to the next name.
+        tmp = os.path.join(folder, f".{name}.{os.getpid()}.{next(_SERIAL)}.tmp")
+        try:
+            return os.open(tmp, flags, 0o666), tmp  # the mode any new file gets, umask applied
+        except FileExistsError:
+            continue
+        except FileNotFoundError:
+            os.makedirs(folder or ".", exist_ok=True)
+    raise FileExistsError(f"{target}: no free temporary name beside it")
+
+
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, durable: bool = True) -> None:
     """Write ``data`` to ``path`` so that readers see the old file or the new one, never half.
 
@@ -62,18 +81,9 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, durable: bo
     (it costs about a millisecond each), the run's reports do not.
     """
     target = os.fspath(path)
-    folder, name = os.path.split(target)
-    # Unique per process and call (next() on a count is atomic): O_EXCL never meets
-    # another writer's file, and no random names are tried (mkstemp's cost, per log).
-    tmp = os.path.join(folder, f".{name}.{os.getpid()}.{next(_SERIAL)}.tmp")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    fd, tmp = _temp_beside(target)
     try:
-        fd = os.open(tmp, flags, 0o666)  # the mode any new file gets, umask applied
-    except FileNotFoundError:
-        os.makedirs(folder or ".", exist_ok=True)
-        fd = os.open(tmp, flags, 0o666)
-    try:
-        with contextlib.suppress(FileNotFoundError):  # keep the mode of the file it replaces
+        with contextlib.suppress(OSError):  # keep the mode of the file it replaces
             os.fchmod(fd, os.stat(target).st_mode & 0o7777)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)

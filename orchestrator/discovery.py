@@ -20,6 +20,7 @@ from __future__ import annotations
 import fnmatch
 import logging
 import os
+import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -192,7 +193,12 @@ def scan_scripts(
                 stack.append((str(candidate), depth))
 
     deep = f"files below --max-depth {max_depth}"
-    glob = Glob.of(pattern) if pattern is not None else None
+    try:
+        glob = Glob.of(pattern) if pattern is not None else None
+    except re.error as exc:
+        raise DiscoveryError(
+            f"-k/--pattern {pattern!r}: invalid glob ({exc}); quote literal brackets as [[] and []]"
+        ) from None
     found: set[str] = set()
     while stack:
         directory, depth = stack.pop()

@@ -197,7 +197,7 @@ class DaskExecutor:
         self._cluster: Any = None
         self._lock = threading.Lock()
         self._futures: set[Any] = set()
-        self._stopped: str | None = None
+        self._stopped: StopReason | None = None
         self._give_up_at: float | None = None
         self._tag: str | None = None
         if scheduler:
@@ -249,7 +249,12 @@ class DaskExecutor:
             finally:
                 with self._lock:
                     self._futures.discard(future)
-        error = self._stopped or f"the worker running it died, twice ({reason})"
+        if self._stopped is not None:  # stopped from here: says nothing about the script
+            stop = self._stopped.value
+            result = unrun_result(call.script, call.scripts_dir, Status.ERROR, error=stop)
+            result["stopped"] = stop
+            return result
+        error = f"the worker running it died, twice ({reason})"
         return unrun_result(call.script, call.scripts_dir, Status.ERROR, error=error)
 
     def _wait(self, future: Any) -> Any:

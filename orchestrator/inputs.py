@@ -111,8 +111,11 @@ def _parse_in_parallel(files: list[str]) -> list[Any] | None:
     except ValueError:  # no fork on this platform
         return None
     workers = min(cores or 1, 8)
-    with context.Pool(workers) as pool:  # exits with terminate(): no worker outlives it
-        return pool.map(_parse_file, files, chunksize=max(1, len(files) // (workers * 4)))
+    try:
+        with context.Pool(workers) as pool:  # exits with terminate(): no worker outlives it
+            return pool.map(_parse_file, files, chunksize=max(1, len(files) // (workers * 4)))
+    except (OSError, ImportError):  # no /dev/shm or sem_open (some sandboxes): parse here
+        return None
 
 
 def _stat_key(path: str | Path) -> list[int] | None:

@@ -199,10 +199,10 @@ def plan_batch(
     and read by it, is taken as its output (a note says so).
     """
     graph, project = tracking.graph, tracking.project
-    changes: dict[Path, str] = {}
-    for edit in edits:
-        changes[edit.path] = edit.kind
-    structural = any(kind in ("added", "deleted") for kind in changes.values())
+    edits = list(edits)
+    # Over every edit, not the last per path: `added` then `modified` is still an addition.
+    structural = any(edit.kind in ("added", "deleted") for edit in edits)
+    changes = dict.fromkeys(edit.path for edit in edits)
     start, end = state.last_window
     configs = project.config_candidates()
     batch = Batch(plan=state.plan)
@@ -318,10 +318,10 @@ class _Session:
                 dirs.add(path.parent)
             for glob in map(Glob.of, job.settings["watch"]):
                 base = project.root / glob.fixed
-                if not base.is_dir():  # a file, or one not made yet: its folder
-                    base = base.parent
+                depth = 64 if glob.depth is None else glob.depth
+                if not base.is_dir():  # a file, or one not made yet: its folder alone
+                    base, depth = base.parent, 0
                 if base.is_dir():
-                    depth = 64 if glob.depth is None else glob.depth
                     dirs.update(_pruned_dirs(base, depth, self.excluded))
         return {d for d in dirs if not any(d == e or e in d.parents for e in self.excluded)}
 

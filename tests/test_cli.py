@@ -903,3 +903,13 @@ def test_report_prints_a_run_as_the_run_printed_it(project: Project) -> None:
     table_start = run.stdout.index("Script ")
     summary = run.stdout[table_start : run.stdout.index("reports: ")]
     assert report.stdout.endswith(summary), (report.stdout, summary)
+
+
+@pytest.mark.parametrize("pattern", ["[z-a]*", "x[/]y"])
+def test_an_invalid_k_glob_is_one_line_naming_the_option(project: Project, pattern: str) -> None:
+    project.script("a.py", "")
+    result = orch("run", "-k", pattern, project.scripts)
+    assert result.returncode == 2, result
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "-k/--pattern" in lines[0] and pattern in lines[0]

@@ -638,3 +638,24 @@ def test_task_keys_share_one_prefix(project: Project, scheduler: str) -> None:
         executor.close()
     assert len(keys) == 3
     assert all(re.fullmatch(r"orch-script-[0-9a-f]{32}", key) for key in keys), keys
+
+
+def test_a_call_stopped_before_a_worker_ran_it_is_not_recorded(
+    project: Project, scheduler: str
+) -> None:
+    """A stop leaves queued calls `error`, stopped: the record must not take them."""
+    from orchestrator.results import ScriptResult, StopReason
+
+    script = project.script("a.py", "")
+    executor = DaskExecutor(scheduler)
+    try:
+        executor.stop_all(StopReason.INTERRUPTED)
+        result = executor.run(_call(script, project.scripts, {}))
+    finally:
+        executor.close()
+    assert (result["status"], result["error"], result["stopped"]) == (
+        "error",
+        "interrupted",
+        "interrupted",
+    )
+    assert not ScriptResult.from_dict(result).recorded

@@ -6,8 +6,11 @@ import ast
 import re
 from pathlib import Path
 
+import orchestrator
+
 REPO = Path(__file__).resolve().parent.parent
-PACKAGE = REPO / "orchestrator"
+# The package under test: the checkout's, or the installed wheel's in `nox -s release_check`.
+PACKAGE = Path(orchestrator.__file__).parent
 
 
 def _layers() -> dict[str, int]:

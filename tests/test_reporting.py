@@ -291,3 +291,18 @@ def test_real_run_script_result_in_reports(project: Project, tmp_path: Path) -> 
     }
     assert loaded == real
     assert Path(real["stdout_path"]).read_text() == "real out\n"
+
+
+def test_a_leftover_temporary_file_of_the_same_pid_does_not_stop_a_write(tmp_path: Path) -> None:
+    """A killed orch with our PID (PID 1 in a container) may leave `.x.<pid>.<n>.tmp`."""
+    import os
+
+    from orchestrator import _files
+
+    target = tmp_path / "x.json"
+    upcoming = next(_files._SERIAL) + 1
+    for n in range(upcoming, upcoming + 5):
+        (tmp_path / f".x.json.{os.getpid()}.{n}.tmp").write_text("half")
+    _files.atomic_write_text(target, "whole\n")
+    assert target.read_text() == "whole\n"
+    assert len(list(tmp_path.glob(".x.json.*.tmp"))) == 5  # theirs, untouched; none of ours

@@ -697,3 +697,32 @@ def test_planner_takes_data_written_during_the_last_run_as_its_output(replay: Re
         "data/in.csv was written while the scripts reading it ran; taken as their output, "
         "not an edit (save it again to rerun)"
     ]
+
+
+def test_planner_an_addition_then_a_modification_is_still_an_addition(replay: Replay) -> None:
+    """Edits queued over several watcher batches: the first kind counts too."""
+    new = replay.project.script("a/new.py", "")
+    batch = replay.feed(("added", new), ("modified", new))
+    assert batch.why == {"new script a/new.py": ["a/new.py"]}
+
+
+def test_a_watched_file_registers_its_folder_alone(project: Project) -> None:
+    """`watch: [data/in.csv]` needs data/, not the tree below it (watch limits are finite)."""
+    import io
+
+    from orchestrator.watch import WatchOptions, _Session
+
+    (project.root / "data" / "deep" / "deeper").mkdir(parents=True)
+    (project.root / "data" / "in.csv").write_text("1\n")
+    (project.root / "logs" / "old").mkdir(parents=True)
+    project.script("x.py", "")
+    project.config('scripts:\n  x.py: {watch: ["data/in.csv", "logs"]}\n')
+    session = _Session(
+        RunOptions(scripts_dir=project.scripts), WatchOptions(), io.StringIO(), threading.Event()
+    )
+    try:
+        dirs = {d.relative_to(project.root).as_posix() for d in session.watch_dirs()}
+    finally:
+        session.executor.close()
+    assert "data" in dirs and "data/deep" not in dirs
+    assert {"logs", "logs/old"} <= dirs  # a folder named: all below it
