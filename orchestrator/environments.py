@@ -21,13 +21,11 @@ with the installer's message, and leaves nothing behind.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import threading
@@ -138,30 +136,18 @@ class EnvSpec:
         return digest.hexdigest()[:16]
 
 
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-
-
 def _run_installer(command: Sequence[str], what: str) -> None:
     """Run an installer step in its own process group; raise with its output if it fails."""
     try:
-        proc = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+        proc, child = children.start(
+            command, what, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
         )
     except OSError as exc:
         raise EnvBuildError(f"{what}: cannot start {command[0]}: {exc.strerror}") from None
-    try:
-        with children.tracked(proc, what):  # an interrupt stops the install as it stops scripts
-            output, _ = proc.communicate(timeout=_INSTALL_TIMEOUT)
-    except BaseException:
-        _kill_group(proc)
-        raise
+    # Registered, so an interrupt stops the install as it stops scripts; on a timeout
+    # (or any error) nothing of it is left.
+    with children.running(proc, child):
+        output, _ = proc.communicate(timeout=_INSTALL_TIMEOUT)
     if proc.returncode != 0:
         text = output.decode("utf-8", errors="replace").strip().splitlines()
         tail = " | ".join(line.strip() for line in text[-6:] if line.strip())

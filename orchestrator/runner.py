@@ -254,14 +254,41 @@ class Registry:
             child.signal(signal.SIGKILL)
         return len(chosen)
 
-    @contextlib.contextmanager
-    def tracked(self, proc: subprocess.Popen[bytes], name: str) -> Iterator[None]:
-        """Register a child started elsewhere (an installer) so that an interrupt stops it too.
+    def start(
+        self,
+        command: Sequence[str],
+        name: str,
+        *,
+        grace: float = KILL_GRACE,
+        marker: bytes = b"",
+        tag: str | None = None,
+        wake: int | None = None,
+        **popen: Any,
+    ) -> tuple[subprocess.Popen[bytes], _Child]:
+        """Start ``command`` in a session of its own, stdin from ``/dev/null``.
 
-        It must have been started with ``start_new_session=True``.
+        The one way orchestrator starts a program (scripts, installers); pass
+        the pair to :meth:`running`. ``marker`` is the ``NAME=`` bytes of a
+        variable in the child's environment that finds descendants leaving
+        its group. Raises OSError if it cannot start.
         """
-        with self.holding(_Child(name, proc.pid, KILL_GRACE)):
-            yield
+        proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, start_new_session=True, **popen)
+        return proc, _Child(name, proc.pid, grace, marker, tag=tag, wake=wake)
+
+    @contextlib.contextmanager
+    def running(self, proc: subprocess.Popen[bytes], child: _Child) -> Iterator[None]:
+        """Registered for the block; on leaving it, however, nothing of the child is left.
+
+        Whatever of its processes still lives gets SIGTERM, then SIGKILL after
+        the grace, and the child is waited for.
+        """
+        with self.holding(child):
+            try:
+                yield
+            finally:
+                child.reap()
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=child.grace + 5)
 
 
 #: This process's children. One registry, because signals reach the process.
@@ -423,40 +450,41 @@ def run_script(
     err = _Capture(max_output, Path(result["stderr_path"]) if logs else None)
 
     logger.info("started %s", script, extra={"script": str(script)})
+    wake_r, wake_w = os.pipe()  # a stop from outside wakes the pump's select()
     try:
-        proc = subprocess.Popen(
+        proc, child = children.start(
             command,
-            stdin=subprocess.DEVNULL,
+            str(script),
+            grace=kill_grace,
+            marker=marker,
+            tag=tag,
+            wake=wake_w,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             cwd=workdir,
             env=child_env,
-            start_new_session=True,
         )
     except OSError as exc:
+        os.close(wake_r)
+        os.close(wake_w)
         out.close()
         err.close()
         what = "interpreter not found" if isinstance(exc, FileNotFoundError) else "cannot start"
         result["error"] = f"{what}: {command[0]}: {exc.strerror or exc}"
         return _finish(result, start, started)
 
-    wake_r, wake_w = os.pipe()
-    child = _Child(str(script), proc.pid, kill_grace, marker, tag=tag, wake=wake_w)
     timed_out = False
-    with children.holding(child):
-        try:
-            timed_out = _pump(proc, child, out, err, timeout, wake_r)
-        finally:
-            child.wake = None
-            os.close(wake_r)
-            os.close(wake_w)
+    try:
+        with children.running(proc, child):
             try:
-                child.reap()
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    proc.wait(timeout=kill_grace + 5)
+                timed_out = _pump(proc, child, out, err, timeout, wake_r)
             finally:
-                out.close()
-                err.close()
+                child.wake = None
+                os.close(wake_r)
+                os.close(wake_w)
+    finally:
+        out.close()
+        err.close()
 
     code = proc.returncode
     result["stdout"], result["stderr"] = out.text(), err.text()

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import RESULT_KEYS, Project, pid_alive
+from conftest import RESULT_KEYS, Project, pid_alive, wait_for
 
 from orchestrator import run_function, run_script
 from orchestrator.runner import children
@@ -402,13 +402,19 @@ def test_kill_all_does_not_wait_for_the_grace(project: Project) -> None:
     assert (results[0]["status"], results[0]["error"]) == ("error", "interrupted")
 
 
-def test_tracked_children_are_stopped_by_terminate_all() -> None:
-    """Installers registered with tracked() stop on Ctrl-C like scripts."""
-    proc = subprocess.Popen(["sleep", "60"], start_new_session=True)
+def test_children_started_by_the_registry_stop_on_terminate_and_leave_nothing() -> None:
+    """Installers start as scripts do: registered, so Ctrl-C stops them, and reaped after."""
+    proc, child = children.start(["sleep", "60"], "installer")
     try:
-        with children.tracked(proc, "installer"):
+        with children.running(proc, child):
             assert children.terminate() == 1
             assert proc.wait(5) == -signal.SIGTERM
+        # A block that ends with the child still running leaves nothing either.
+        proc, child = children.start(["sh", "-c", "sleep 60 & sleep 60"], "installer")
+        with pytest.raises(RuntimeError), children.running(proc, child):
+            raise RuntimeError("the installer timed out")
+        assert proc.poll() is not None
+        assert wait_for(lambda: child.members() == [], timeout=5)
     finally:
         if proc.poll() is None:
             proc.kill()
