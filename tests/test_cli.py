@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Project, pid_alive, wait_for
+from conftest import RESULT_KEYS, Project, pid_alive, wait_for
 
 import orchestrator
 from orchestrator.cli import run_orchestrator
@@ -22,18 +22,8 @@ from orchestrator.cli import run_orchestrator
 STATUS_WORDS = "PASSED|FAILED|TIMEOUT|ERROR|SKIPPED"
 PROGRESS = re.compile(rf"^\[(\d+)/(\d+)\] ({STATUS_WORDS}) (\S+) \d+\.\d\ds$")
 TOTALS = re.compile(r"^\d+ \w+(, \d+ \w+)* in \d+\.\d\d s \(wall \d+\.\d\d s\)$")
-RESULT_KEYS = {
-    "script",
-    "name",
-    "path",
-    "subdirectory",
-    "start_time",
-    "end_time",
-    "status",
-    "exit_code",
-    "execution_time",
-    "error",
-}
+# summary.json's entries: the contract's keys without the output streams, plus path.
+SUMMARY_KEYS = (RESULT_KEYS - {"stdout", "stderr"}) | {"path"}
 
 
 def _env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -419,7 +409,7 @@ def test_per_script_log_and_summary_shape(project: Project) -> None:
     run_dir = run_dir_of(result.stdout)
 
     log = load_json(run_dir / "logs/grp/talk.py.json")
-    assert RESULT_KEYS | {"stdout", "stderr", "settings", "stdout_path", "stderr_path"} <= set(log)
+    assert SUMMARY_KEYS | {"stdout", "stderr", "settings", "stdout_path", "stderr_path"} <= set(log)
     assert log["status"] == "failed" and log["exit_code"] == 2
     assert log["settings"]["timeout"] == 60.0 and log["settings"]["skip"] is False
     assert Path(log["stdout_path"]).read_text() == "".join(f"{line}\n" for line in lines)
@@ -437,7 +427,7 @@ def test_per_script_log_and_summary_shape(project: Project) -> None:
     assert summary["subdirectories"]["other"]["skipped"] == 1
     assert summary["subdirectories"]["other"]["failed"] == 0
     for entry in summary["results"]:
-        assert set(entry) >= RESULT_KEYS
+        assert set(entry) >= SUMMARY_KEYS
         assert "stdout" not in entry and "stderr" not in entry
 
 
