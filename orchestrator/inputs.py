@@ -269,6 +269,8 @@ class InputGraph:
         """Parse the files among ``paths`` whose imports are not cached, several at once."""
         todo = []
         for path in paths:
+            if path in self._direct:
+                continue  # resolved already: its imports are not asked for again
             key = _stat_key(path)
             if key is not None and self._imports.get(path, key) is None:
                 todo.append(path)
