@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ._files import ensure_state_dir
-from .changes import Tracking
+from .changes import Fingerprints, Tracking
 from .environments import EnvBuildError
 from .errors import ExitCode, OrchestratorError
 from .executors import Executor, LocalExecutor, ScriptCall, make_executor
@@ -270,12 +270,17 @@ class _ScriptRun:
             self.graph.save()
 
 
-def select(plan: Plan, options: RunOptions, tracking: Tracking | None = None) -> Plan:
+def select(
+    plan: Plan,
+    options: RunOptions,
+    tracking: Tracking | None = None,
+    fingerprints: Fingerprints | None = None,
+) -> Plan:
     """The plan with what ``--changed`` leaves out marked fresh (the plan itself without it)."""
     if not options.changed or options.force:
         return plan
     tracking = tracking or Tracking(plan.project, options.python)
-    return tracking.select_changed(plan)
+    return tracking.select_changed(plan, fingerprints)
 
 
 def execute(
@@ -330,7 +335,7 @@ def execute(
     ensure_state_dir(plan.project.state_dir)
     bridge = _ScriptRun(plan, options, reporters, run, stop, graph, executor, force)
     bridge.record.compact()
-    bridge.plan = plan = select(plan, options, bridge.tracking)
+    bridge.plan = plan = select(plan, options, bridge.tracking, bridge.fingerprints)
     bridge.emit("run_started", run)
     try:
         asyncio.run(bridge.go())
