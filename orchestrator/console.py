@@ -13,8 +13,8 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
-from .reporting import TAIL_LINES, Reporter, RunInfo, tail, totals_line
-from .results import NOT_OK
+from .reporting import TAIL_LINES, Reporter, RunInfo, ScriptStarted, tail, totals_line
+from .results import NOT_OK, ScriptResult
 
 __all__ = [
     "ConsoleReporter",
@@ -177,43 +177,41 @@ class ConsoleReporter(Reporter):
                 self._write(note + "\n")
         self._draw()
 
-    def script_started(self, result_stub: Mapping[str, Any]) -> None:
-        self.running[result_stub["script"]] = result_stub["name"]
+    def script_started(self, started: ScriptStarted) -> None:
+        self.running[started.script] = started.name
         self._draw()
 
-    def script_finished(self, result: Mapping[str, Any]) -> None:
+    def script_finished(self, result: ScriptResult) -> None:
         self.done += 1
-        self.running.pop(result["script"], None)
+        self.running.pop(result.script, None)
         if self.live:
             self._draw()
         elif self.verbosity >= 0 and self.run is not None:
-            path = _display_path(result)
-            status = _paint(result["status"], result["status"].upper(), self.color)
+            status = _paint(result.status.value, result.status.value.upper(), self.color)
             self._write(
-                f"[{self.done}/{self.run.total}] {status} {path} "
-                f"{result.get('execution_time') or 0.0:.2f}s\n"
+                f"[{self.done}/{self.run.total}] {status} {result.path} "
+                f"{result.execution_time or 0.0:.2f}s\n"
             )
 
-    def script_retrying(self, result: Mapping[str, Any], attempt: int, delay: float) -> None:
+    def script_retrying(self, result: ScriptResult, attempt: int, delay: float) -> None:
         if self.live:
             self._draw()
         elif self.verbosity >= 0 and self.run is not None:
-            path = _display_path(result)
             self._write(
-                f"[retry] {path} {result['status']} on attempt {attempt}; "
+                f"[retry] {result.path} {result.status} on attempt {attempt}; "
                 f"trying again in {delay:g}s\n"
             )
 
     def tick(self) -> None:
         self._draw()
 
-    def run_finished(self, run: RunInfo, results: Sequence[Mapping[str, Any]]) -> None:
+    def run_finished(self, run: RunInfo, results: Sequence[ScriptResult]) -> None:
         self._clear()
         if self.verbosity >= 0 and not self.live:
             self._write("\n")
         self._write(
             render_console_summary(
-                results,
+                [result.to_dict() for result in results],
                 color=self.color,
                 verbosity=self.verbosity,
                 wall_time=run.wall_time,

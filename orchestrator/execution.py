@@ -35,7 +35,7 @@ from .errors import ExitCode, OrchestratorError
 from .executors import Executor, LocalExecutor, ScriptCall, make_executor
 from .inputs import InputGraph
 from .plan import Plan, RunOptions, ScriptJob
-from .reporting import Reporter, RunInfo
+from .reporting import Reporter, RunInfo, ScriptStarted
 from .reports import save_log
 from .results import ScriptResult, Status, StopReason, exit_code_for, skipped_result, unrun_result
 from .runner import children
@@ -57,12 +57,12 @@ class RunOutcome:
     """The results of a run in plan order, and how it ended."""
 
     run: RunInfo
-    results: list[dict[str, Any]]
+    results: list[ScriptResult]
 
     @property
     def exit_code(self) -> ExitCode:
         """0 all passed or skipped, 1 something failed, 130 interrupted."""
-        return exit_code_for(self.results, self.run.interrupted)
+        return exit_code_for((r.status for r in self.results), self.run.interrupted)
 
 
 def retry_policy(settings: Mapping[str, Any]) -> RetryPolicy | None:
@@ -223,19 +223,18 @@ class _ScriptRun:
     # Runs in the event loop's thread (the main thread).
     def on_event(self, event: WorkflowEvent) -> None:
         job = self.jobs[event.task]
-        stub = {"script": str(job.path), "path": job.rel, "name": job.path.name}
         if event.kind == "started":
             if event.attempt == 1:
-                self.emit("script_started", stub)
+                self.emit("script_started", ScriptStarted(str(job.path), job.rel, job.path.name))
             return
         if event.kind == "retrying":
-            self.emit("script_retrying", event.value.to_dict(), event.attempt, event.delay)
+            self.emit("script_retrying", event.value, event.attempt, event.delay)
             return
         if event.result is None:
             return
         result = self.result_of(event.result)
         self.results[event.task] = result
-        self.emit("script_finished", result.to_dict())
+        self.emit("script_finished", result)
         if self.options.fail_fast and not result.ok and not self.stop.is_set():
             self.halt(f"not started: --fail-fast after {job.rel} {result.status}")
 
@@ -348,6 +347,6 @@ def execute(
     run.interrupted = stop.is_set()
     run.end_time = datetime.now(timezone.utc).isoformat()
     run.wall_time = round(time.monotonic() - began, 6)
-    results = [bridge.results[job.rel].to_dict() for job in plan.jobs]
+    results = [bridge.results[job.rel] for job in plan.jobs]
     bridge.emit("run_finished", run, results)
     return RunOutcome(run, results)

@@ -20,9 +20,17 @@ from pathlib import Path
 from typing import Any
 
 from .project import Project
-from .results import STATUSES
+from .results import STATUSES, ScriptResult
 
-__all__ = ["TAIL_LINES", "Reporter", "RunInfo", "summarize", "tail", "totals_line"]
+__all__ = [
+    "TAIL_LINES",
+    "Reporter",
+    "RunInfo",
+    "ScriptStarted",
+    "summarize",
+    "tail",
+    "totals_line",
+]
 
 TAIL_LINES = 20
 
@@ -43,25 +51,34 @@ class RunInfo:
     notes: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class ScriptStarted:
+    """A script's first attempt began."""
+
+    script: str  #: its absolute path
+    path: str  #: relative to the scripts directory
+    name: str  #: its file name
+
+
 class Reporter:
-    """Receives run events; every method is optional."""
+    """Receives run events, as values; every method is optional."""
 
     def run_started(self, run: RunInfo) -> None:
         """The run is about to start its first script."""
 
-    def script_started(self, result_stub: Mapping[str, Any]) -> None:
-        """A script started; ``result_stub`` has ``script``, ``path`` and ``name``."""
+    def script_started(self, started: ScriptStarted) -> None:
+        """A script started."""
 
-    def script_retrying(self, result: Mapping[str, Any], attempt: int, delay: float) -> None:
+    def script_retrying(self, result: ScriptResult, attempt: int, delay: float) -> None:
         """Attempt ``attempt`` of a script ended with ``result``; another follows in ``delay`` s."""
 
-    def script_finished(self, result: Mapping[str, Any]) -> None:
+    def script_finished(self, result: ScriptResult) -> None:
         """A script has its final result (including skipped ones)."""
 
     def tick(self) -> None:
         """Called a few times a second while scripts run."""
 
-    def run_finished(self, run: RunInfo, results: Sequence[Mapping[str, Any]]) -> None:
+    def run_finished(self, run: RunInfo, results: Sequence[ScriptResult]) -> None:
         """Every script has a result, in discovery order."""
 
 

@@ -24,7 +24,7 @@ from typing import Any
 from ._files import atomic_write_text
 from .errors import OrchestratorError
 from .reporting import TAIL_LINES, Reporter, RunInfo, summarize, tail
-from .results import NOT_OK, STATUSES, exit_code_for
+from .results import NOT_OK, STATUSES, ScriptResult, exit_code_for
 
 __all__ = [
     "FileReporter",
@@ -225,7 +225,7 @@ def generate_report(
         **summarize(results),
         "wall_time": round(wall_time, 6),
         "interrupted": interrupted,
-        "exit_code": exit_code_for(results, interrupted),
+        "exit_code": exit_code_for((r["status"] for r in results), interrupted),
         "notes": list(notes),
         "results": [{k: v for k, v in r.items() if k not in ("stdout", "stderr")} for r in results],
     }
@@ -265,14 +265,14 @@ class FileReporter(Reporter):
     worker that ran the script, the moment it ends.
     """
 
-    def run_finished(self, run: RunInfo, results: Sequence[Mapping[str, Any]]) -> None:
+    def run_finished(self, run: RunInfo, results: Sequence[ScriptResult]) -> None:
         assert run.run_dir is not None
         start_time, wall_time, notes = run.start_time, run.wall_time, list(run.notes)
-        merged = list(results)
+        merged = [result.to_dict() for result in results]
         if (run.run_dir / "summary.json").is_file():
             # A run id given again (one nox session per environment): one report for all.
             summary, earlier = load_run(run.run_dir)
-            now = {r["path"] for r in results}
+            now = {r.path for r in results}
             merged += [r for r in earlier if r["path"] not in now]
             merged.sort(key=lambda r: str(r["path"]).split("/"))
             start_time = summary.get("start_time") or start_time

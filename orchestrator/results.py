@@ -133,11 +133,11 @@ class ScriptResult:
         return cls(**known, extra=extra)
 
 
-def exit_code_for(results: Iterable[Mapping[str, Any]], interrupted: bool = False) -> ExitCode:
-    """OK if every result is ok, FAILED otherwise, INTERRUPTED if the run was."""
+def exit_code_for(statuses: Iterable[str], interrupted: bool = False) -> ExitCode:
+    """OK if every status is ok, FAILED otherwise, INTERRUPTED if the run was."""
     if interrupted:
         return ExitCode.INTERRUPTED
-    return ExitCode.OK if all(Status(r["status"]).ok for r in results) else ExitCode.FAILED
+    return ExitCode.OK if all(Status(s).ok for s in statuses) else ExitCode.FAILED
 
 
 _FIELDS = tuple(f.name for f in fields(ScriptResult) if f.name != "extra")

@@ -455,3 +455,41 @@ def test_reports_are_readable_by_others(project: Project) -> None:
     os.umask(umask)
     for name in ("summary.json", "report.md", "junit.xml", "logs/x.py.json"):
         assert (run_dir / name).stat().st_mode & 0o777 == 0o666 & ~umask, name
+
+
+def test_a_library_reporter_hears_every_event_as_a_value(project: Project) -> None:
+    """execute() tells reporters typed values: ScriptStarted, then ScriptResults."""
+    from orchestrator.execution import execute
+    from orchestrator.plan import RunOptions, build_plan
+    from orchestrator.reporting import Reporter, RunInfo, ScriptStarted
+    from orchestrator.results import ScriptResult, Status
+
+    project.script("ok.py", "")
+    project.script("flaky.py", "raise SystemExit(1)")
+    project.config("scripts:\n  flaky.py: {retries: 1, retry_delay: 0}\n")
+    heard: list[tuple[str, Any]] = []
+
+    class Listener(Reporter):
+        def script_started(self, started: ScriptStarted) -> None:
+            heard.append(("started", started))
+
+        def script_retrying(self, result: ScriptResult, attempt: int, delay: float) -> None:
+            heard.append(("retrying", (result, attempt)))
+
+        def script_finished(self, result: ScriptResult) -> None:
+            heard.append(("finished", result))
+
+        def run_finished(self, run: RunInfo, results: Any) -> None:
+            heard.append(("run", list(results)))
+
+    options = RunOptions(scripts_dir=project.scripts, output_dir=project.root / "out")
+    outcome = execute(build_plan(options), options, [Listener()])
+    kinds = [kind for kind, _ in heard]
+    assert kinds.count("started") == 2 and kinds.count("retrying") == 1 and kinds[-1] == "run"
+    started = {value.path for kind, value in heard if kind == "started"}
+    assert started == {"ok.py", "flaky.py"}
+    retried, attempt = next(value for kind, value in heard if kind == "retrying")
+    assert (retried.path, retried.status, attempt) == ("flaky.py", Status.FAILED, 1)
+    finished = {v.path: v for kind, v in heard if kind == "finished"}
+    assert finished["flaky.py"].attempts == 2 and finished["ok.py"].ok
+    assert heard[-1][1] == outcome.results and outcome.exit_code == 1
