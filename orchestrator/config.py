@@ -37,6 +37,7 @@ import yaml
 from ._files import relative_posix
 from .errors import ConfigError
 from .patterns import Glob
+from .project import Project
 from .results import Status
 
 __all__ = [
@@ -399,18 +400,16 @@ def load_config(scripts_dir: str | os.PathLike[str]) -> dict[str, Any]:
 
     Returns:
         ``{"default", "skip", "timeout_override", "scripts"}`` validated and
-        normalised, plus ``config_file`` (str or None) and ``project_root`` (the
-        scripts directory itself when no root marker is above it).
+        normalised, plus ``config_file`` (str or None) and ``project_root`` (str,
+        or None when no root marker is above ``scripts_dir``).
 
     Raises:
         ConfigError: the file is not valid YAML or does not fit the schema; the
             one-line message names the file, the key path and what was expected.
     """
-    from .project import Project
-
     project = Project.locate(scripts_dir)
     config = read_config(project.config_file)
-    config["project_root"] = str(project.root)
+    config["project_root"] = str(project.root) if project.marked else None
     return config
 
 

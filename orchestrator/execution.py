@@ -105,6 +105,8 @@ class _ScriptRun:
         self.run = run
         self.stop = stop
         self.scripts_dir = plan.project.scripts_dir
+        # Without a root marker, run_script's own rule: the current directory (the worker's).
+        self.root = str(plan.project.root) if plan.project.marked else None
         self.jobs = {job.rel: job for job in plan.jobs}
         self.attempts = dict.fromkeys(self.jobs, 0)
         self.results: dict[str, ScriptResult] = {}
@@ -177,7 +179,7 @@ class _ScriptRun:
         call = ScriptCall(
             script=str(job.path),
             scripts_dir=str(self.scripts_dir),
-            root=str(self.plan.project.root),
+            root=self.root,
             timeout=settings["timeout"],
             env=settings["env"],
             cwd=settings["cwd"],

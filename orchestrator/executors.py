@@ -46,7 +46,8 @@ class ScriptCall:
 
     script: str
     scripts_dir: str
-    root: str
+    #: The project root; None: none was found, so scripts run in the current directory.
+    root: str | None
     timeout: float | None
     env: dict[str, str]
     cwd: str | None

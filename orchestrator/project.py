@@ -15,6 +15,7 @@ directory, :func:`default_scripts_dir`.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,13 +48,21 @@ def find_project_root(start: str | os.PathLike[str]) -> Path | None:
     return None
 
 
+def _config_folders(scripts_dir: Path, root: Path | None) -> Iterator[Path]:
+    """Where a config file applies from: ``scripts_dir``, then each parent up to ``root``."""
+    for directory in (scripts_dir, *scripts_dir.parents):
+        yield directory
+        if root is None or directory == root:
+            return
+
+
 def find_config_file(scripts_dir: Path, root: Path | None) -> Path | None:
     """``config.yaml`` (or ``.yml``) in ``scripts_dir``, else in each parent up to ``root``.
 
     Raises:
         ConfigError: both spellings exist in the same folder.
     """
-    for directory in (scripts_dir, *scripts_dir.parents):
+    for directory in _config_folders(scripts_dir, root):
         present = [directory / n for n in CONFIG_NAMES if (directory / n).is_file()]
         if len(present) > 1:
             raise ConfigError(
@@ -61,8 +70,6 @@ def find_config_file(scripts_dir: Path, root: Path | None) -> Path | None:
             )
         if present:
             return present[0]
-        if root is None or directory == root:
-            return None
     return None
 
 
@@ -78,6 +85,9 @@ class Project:
     config_file: Path | None
     #: Where run directories go: ``-o``, or ``reports/`` under the root.
     reports_dir: Path
+    #: Whether a root marker was found. Without one, scripts run in the current
+    #: directory (as ``run_script`` does) and ``load_config`` reports no root.
+    marked: bool = True
 
     @classmethod
     def locate(
@@ -92,7 +102,7 @@ class Project:
         found = find_project_root(scripts)
         root = found or scripts
         reports = Path(os.path.abspath(output_dir)) if output_dir is not None else root / "reports"
-        return cls(root, scripts, find_config_file(scripts, found), reports)
+        return cls(root, scripts, find_config_file(scripts, found), reports, found is not None)
 
     @property
     def state_dir(self) -> Path:
@@ -114,12 +124,8 @@ class Project:
 
     def config_candidates(self) -> frozenset[Path]:
         """Every path where a config file would apply to the scripts directory."""
-        paths: set[Path] = set()
-        for directory in (self.scripts_dir, *self.scripts_dir.parents):
-            paths.update(directory / name for name in CONFIG_NAMES)
-            if directory == self.root:
-                break
-        return frozenset(paths)
+        folders = _config_folders(self.scripts_dir, self.root if self.marked else None)
+        return frozenset(folder / name for folder in folders for name in CONFIG_NAMES)
 
 
 def default_scripts_dir(

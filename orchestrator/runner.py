@@ -37,6 +37,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
+from .project import find_project_root
 from .results import Status, StopReason, base_result
 
 __all__ = [
@@ -348,9 +349,9 @@ class _Capture:
 # -- scripts ------------------------------------------------------------------------
 
 
-def _pythonpath(env: dict[str, str], root: Path) -> None:
+def _pythonpath(env: dict[str, str], root: Path | None) -> None:
     """Put the project's ``src/`` first on PYTHONPATH, keeping the rest without duplicates."""
-    if not (root / "src").is_dir():
+    if root is None or not (root / "src").is_dir():
         return
     entries = [str(root / "src"), *env.get("PYTHONPATH", "").split(os.pathsep)]
     env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(e for e in entries if e))
@@ -418,12 +419,9 @@ def run_script(
     base = Path(os.path.abspath(scripts_dir)) if scripts_dir is not None else None
     result = base_result(script, base)
     start, started = _now(), time.monotonic()
-    if root is None:  # a library call: locate it here, at the edge
-        from .project import find_project_root
-
-        home = find_project_root(base or script.parent) or Path.cwd()
-    else:
-        home = Path(root)
+    # A library call locates the root here, at the edge; a run passes its Project's.
+    found = Path(root) if root is not None else find_project_root(base or script.parent)
+    home = found or Path.cwd()
     workdir = home / cwd if cwd is not None else home
 
     problem = None
@@ -438,7 +436,7 @@ def run_script(
     token = uuid.uuid4().hex
     marker = f"{_MARKER_PREFIX}{token}=".encode()
     child_env = {**os.environ, **(env or {}), f"{_MARKER_PREFIX}{token}": "1"}
-    _pythonpath(child_env, home)
+    _pythonpath(child_env, found)
     command = [python or sys.executable, str(script), *(args or ())]
 
     logs = Path(log_dir) if log_dir is not None else None

@@ -520,3 +520,12 @@ def test_a_plans_settings_are_read_only_and_get_script_config_stays_a_fresh_dict
     mine = get_script_config("a.py", scripts, load_config(scripts))
     mine["args"].append("y")
     assert mine["args"] == ["x", "y"] and job.settings["args"] == ["x"]
+
+
+def test_without_a_root_marker_load_config_reports_no_root(tmp_path: Path) -> None:
+    scripts = tmp_path / "loose" / "scripts"
+    scripts.mkdir(parents=True)
+    (scripts / "config.yaml").write_text("default: {timeout: 5}\n")
+    config = load_config(scripts)
+    assert config["project_root"] is None
+    assert config["config_file"] == str((scripts / "config.yaml").resolve())

@@ -493,3 +493,29 @@ def test_a_library_reporter_hears_every_event_as_a_value(project: Project) -> No
     finished = {v.path: v for kind, v in heard if kind == "finished"}
     assert finished["flaky.py"].attempts == 2 and finished["ok.py"].ok
     assert heard[-1][1] == outcome.results and outcome.exit_code == 1
+
+
+def test_without_a_root_marker_scripts_run_in_the_current_directory(tmp_path: Path) -> None:
+    """As run_script alone does: no root found, so no src/ on PYTHONPATH and cwd as is."""
+    scripts = tmp_path / "loose" / "scripts"
+    scripts.mkdir(parents=True)
+    (tmp_path / "loose" / "src").mkdir()
+    out = tmp_path / "seen.txt"
+    (scripts / "where.py").write_text(
+        "import os, sys\n"
+        f"open({str(out)!r}, 'w').write(os.getcwd() + '\\n' + os.environ.get('PYTHONPATH', ''))\n"
+    )
+    here = tmp_path / "elsewhere"
+    here.mkdir()
+    result = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "run", str(scripts), "-o", str(tmp_path / "r")],
+        cwd=here,
+        env={k: v for k, v in _env().items() if k != "PYTHONPATH"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    cwd, pythonpath = out.read_text().split("\n")
+    assert cwd == str(here)
+    assert "loose" not in pythonpath
