@@ -169,13 +169,6 @@ class Tracking:
         """Fingerprints under the plan's groups (``envs``: an environment cache to share)."""
         return Fingerprints(self.graph, envs or self.environments(plan), self.python)
 
-    def select_changed(self, plan: Plan, fingerprints: Fingerprints | None = None) -> Plan:
-        """:func:`select_changed` with this project's graph, record and environments.
-
-        ``fingerprints``: the run's own, so that each script is fingerprinted once.
-        """
-        return select_changed(plan, fingerprints or self.fingerprints(plan), self.record)
-
 
 def select_changed(
     plan: Plan,

@@ -381,7 +381,8 @@ def _cmd_docs(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from .plan import build_plan
 
     options = _options(args, argv)
-    text = render_script_reference(build_plan(options).jobs, options.scripts_dir.resolve())
+    plan = build_plan(options)
+    text = render_script_reference(plan.jobs, plan.project.scripts_dir)
     if args.output is None:
         sys.stdout.write(text)
     else:
@@ -474,7 +475,7 @@ def _cmd_deps(args: argparse.Namespace, argv: Sequence[str]) -> int:
         if config is not None and path.resolve() == config:  # every script's settings come from it
             hits = set(jobs)
         else:
-            hits = set(graph.affected([path], {p: j.settings for p, j in jobs.items()}))
+            hits = set(graph.affected([path], plan.settings_by_path()))
         for script in sorted(hits, key=lambda p: jobs[p].rel.split("/")):
             print(jobs[script].rel)
         if not hits:

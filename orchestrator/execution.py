@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ._files import ensure_state_dir
-from .changes import Fingerprints, Tracking
+from .changes import Fingerprints, Tracking, select_changed
 from .environments import EnvBuildError
 from .errors import ExitCode, OrchestratorError
 from .executors import Executor, LocalExecutor, ScriptCall, make_executor
@@ -138,10 +138,9 @@ class _ScriptRun:
 
     def finish(self, job: ScriptJob, result: dict[str, Any], attempts: int) -> ScriptResult:
         """The attempt's result as a value, its log on disk before anyone is told."""
+        value = ScriptResult.from_dict(result)
         value = replace(
-            ScriptResult.from_dict(result),
-            attempts=attempts,
-            flaky=result["status"] == Status.PASSED and attempts > 1,
+            value, attempts=attempts, flaky=value.status is Status.PASSED and attempts > 1
         )
         if self.run.run_dir is not None:
             save_log(value.to_dict(), self.run.run_dir / "logs", job.settings)
@@ -277,11 +276,14 @@ def select(
     tracking: Tracking | None = None,
     fingerprints: Fingerprints | None = None,
 ) -> Plan:
-    """The plan with what ``--changed`` leaves out marked fresh (the plan itself without it)."""
+    """The plan with what ``--changed`` leaves out marked fresh (the plan itself without it).
+
+    ``fingerprints``: the run's own, so that each script is fingerprinted once.
+    """
     if not options.changed or options.force:
         return plan
     tracking = tracking or Tracking(plan.project, options.python)
-    return tracking.select_changed(plan, fingerprints)
+    return select_changed(plan, fingerprints or tracking.fingerprints(plan), tracking.record)
 
 
 def execute(

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .errors import OrchestratorError
-from .results import Status, StopReason, unrun_result
+from .results import Status, StopReason, mark_stopped, unrun_result
 from .runner import KILL_GRACE, children, run_script
 
 __all__ = ["DaskExecutor", "Executor", "LocalExecutor", "ScriptCall", "make_executor"]
@@ -251,10 +251,8 @@ class DaskExecutor:
                 with self._lock:
                     self._futures.discard(future)
         if self._stopped is not None:  # stopped from here: says nothing about the script
-            stop = self._stopped.value
-            result = unrun_result(call.script, call.scripts_dir, Status.ERROR, error=stop)
-            result["stopped"] = stop
-            return result
+            result = unrun_result(call.script, call.scripts_dir, Status.ERROR)
+            return mark_stopped(result, self._stopped)
         error = f"the worker running it died, twice ({reason})"
         return unrun_result(call.script, call.scripts_dir, Status.ERROR, error=error)
 

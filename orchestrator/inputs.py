@@ -28,7 +28,7 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -79,8 +79,8 @@ def _parse_imports(source: bytes, filename: str) -> tuple[list[_Import], str | N
     return found, None
 
 
-def _parse_file(file: str) -> tuple[list[int], list[_Import], str | None] | None:
-    """Stat key, imports and syntax error of one file; None if it cannot be read."""
+def _parse_file(file: str) -> tuple[list[int], list[Any]] | None:
+    """Stat key and cache value (``[imports, syntax error]``) of one file; None if unreadable."""
     key = _stat_key(file)
     if key is None:
         return None
@@ -89,7 +89,8 @@ def _parse_file(file: str) -> tuple[list[int], list[_Import], str | None] | None
             source = handle.read()
     except OSError:
         return None
-    return (key, *_parse_imports(source, file))
+    found, error = _parse_imports(source, file)
+    return key, [[list(i) for i in found], error]
 
 
 # Below this many files to parse, starting workers costs more than it saves.
@@ -100,8 +101,8 @@ def _parse_in_parallel(files: list[str]) -> list[Any] | None:
     """:func:`_parse_file` of each file on every core, or None where that does not pay.
 
     Only from a single-threaded process: forking one with threads can copy a
-    lock another thread holds. (``orch deps`` and the planning of ``orch run``
-    are single-threaded; ``orch watch`` has warm caches after its first batch.)
+    lock another thread holds. (``orch deps --reverse`` is; ``orch watch``
+    has its watcher thread, and warm caches after its first batch.)
     """
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     if len(files) < _PARALLEL_MIN or (cores or 1) < 2 or threading.active_count() > 1:
@@ -279,8 +280,7 @@ class InputGraph:
             return  # parsed one by one when asked for
         for path, outcome in zip(todo, parsed, strict=True):
             if outcome is not None:
-                key, found, error = outcome
-                self._parsed[path] = (key, [[list(i) for i in found], error])
+                self._parsed[path] = outcome
 
     def _imports_of(self, path: Path) -> list[_Import]:
         key = _stat_key(path)
@@ -288,16 +288,12 @@ class InputGraph:
             return []
         cached = self._imports.get(path, key)
         if cached is None:
-            prefetched = self._parsed.pop(path, None)
-            if prefetched is not None and prefetched[0] == key:
-                cached = prefetched[1]
-            else:
-                try:
-                    source = path.read_bytes()
-                except OSError:
+            parsed = self._parsed.pop(path, None)
+            if parsed is None or parsed[0] != key:
+                parsed = _parse_file(str(path))
+                if parsed is None:
                     return []
-                found, error = _parse_imports(source, str(path))
-                cached = [[list(i) for i in found], error]
+            key, cached = parsed
             self._imports.put(path, key, cached)
         imports, error = cached
         if error:
@@ -320,17 +316,16 @@ class InputGraph:
         return entries
 
     def _is_file(self, folder: str, name: str) -> bool:
-        entry = self._entries(folder).get(name)
-        try:
-            return entry is not None and entry.is_file()
-        except OSError:
-            return False
+        return self._entry_is(folder, name, os.DirEntry.is_file)
 
     def _is_dir(self, folder: str, name: str) -> bool:
+        return self._entry_is(folder, name, os.DirEntry.is_dir)
+
+    def _entry_is(self, folder: str, name: str, test: Callable[[os.DirEntry[str]], bool]) -> bool:
         entry = self._entries(folder).get(name)
         try:
-            return entry is not None and entry.is_dir()
-        except OSError:
+            return entry is not None and test(entry)
+        except OSError:  # vanished since the listing
             return False
 
     def _path(self, file: str) -> Path:
@@ -514,7 +509,7 @@ class InputGraph:
                         importers.setdefault(dep, []).append(file)
                         following.append(dep)
                 level = following
-        watching = [(script, s["watch"]) for script, s in scripts.items() if s.get("watch")]
+        watching = {script: s for script, s in scripts.items() if s.get("watch")}
         hits: dict[Path, list[Path]] = {}
         for path in changed:
             queue, reached = deque([path]), {path}
@@ -527,10 +522,7 @@ class InputGraph:
             for script in reached:
                 if script in scripts:
                     hits.setdefault(script, []).append(path)
-            rel = self._rel(path) if watching else None
-            if rel is None:
-                continue
-            for script, patterns in watching:
-                if any(Glob.of(pattern).matches(rel) for pattern in patterns):
+            for script, settings in watching.items():
+                if self.watches(settings, path):
                     hits.setdefault(script, []).append(path)
         return hits

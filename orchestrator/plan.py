@@ -94,6 +94,10 @@ class Plan:
         """The config file the settings come from (None: built-in defaults)."""
         return self.project.config_file
 
+    def settings_by_path(self) -> dict[Path, Mapping[str, Any]]:
+        """``{script path: its settings}``: what :meth:`InputGraph.affected` takes."""
+        return {job.path: job.settings for job in self.jobs}
+
     def graph(self) -> dict[str, list[str]]:
         """``{script path: [paths it depends on]}`` for every job.
 
@@ -144,9 +148,7 @@ def _path_key(rel: str) -> list[str]:
     return rel.split("/")
 
 
-def build_plan(
-    options: RunOptions, project: Project | None = None, *, count_left_out: bool = False
-) -> Plan:
+def build_plan(options: RunOptions, *, count_left_out: bool = False) -> Plan:
     """Discover the scripts, resolve their settings and close over ``depends_on``.
 
     Command-line values (``options.timeout``) replace the config's ``default:``
@@ -154,7 +156,6 @@ def build_plan(
     selected script's dependencies are added even when the selection left
     them out, with a note saying so. The reports folder is never searched;
     ``count_left_out`` counts what else discovery's rules leave out.
-    ``project`` is the one located from ``options`` when not given.
 
     Raises:
         ConfigError: the config file is invalid, or ``depends_on`` names a
@@ -162,11 +163,10 @@ def build_plan(
         CycleError: ``depends_on`` forms a cycle.
         DiscoveryError: the scripts directory is missing.
     """
-    scripts_dir = options.scripts_dir.resolve()
+    project = Project.locate(options.scripts_dir, options.output_dir)
+    scripts_dir = project.scripts_dir
     if not scripts_dir.is_dir():
         discover_scripts(scripts_dir)  # raises the one-line DiscoveryError
-    if project is None:
-        project = Project.locate(scripts_dir, options.output_dir)
     config = read_config(project.config_file)
     if options.timeout is not None:
         config = {**config, "default": {**config["default"], "timeout": float(options.timeout)}}

@@ -28,6 +28,7 @@ __all__ = [
     "Status",
     "StopReason",
     "exit_code_for",
+    "mark_stopped",
     "skipped_result",
     "unrun_result",
 ]
@@ -131,6 +132,12 @@ class ScriptResult:
             known["stopped"] = StopReason(known["stopped"])
         extra = {k: v for k, v in data.items() if k not in _FIELDS}
         return cls(**known, extra=extra)
+
+
+def mark_stopped(result: dict[str, Any], reason: StopReason) -> dict[str, Any]:
+    """Mark a result dict stopped from outside: ``error`` says why; it is never recorded."""
+    result["error"] = result["stopped"] = reason.value
+    return result
 
 
 def exit_code_for(statuses: Iterable[str], interrupted: bool = False) -> ExitCode:

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from .project import find_project_root
-from .results import Status, StopReason, base_result
+from .results import Status, StopReason, base_result, mark_stopped
 
 __all__ = [
     "DEFAULT_MAX_OUTPUT",
@@ -85,19 +85,25 @@ def _last_pid() -> int | None:
 _RANGE_SCAN = 4096
 
 
-def _candidates(pgid: int) -> Iterable[int]:
+def _listed_pids() -> Iterator[int]:
+    return (int(n) for n in os.listdir("/proc") if n.isdigit())
+
+
+def _candidates(
+    pgid: int, last: int | None, listed: Callable[[], Iterable[int]] = _listed_pids
+) -> Iterable[int]:
     """The PIDs that may belong to a run led by ``pgid``: those handed out since it.
 
-    Tried one by one while they are few, so the cost follows what the run
-    started, not how many processes the machine runs.
+    ``last`` is the newest PID (None: unknown). While they are few they are
+    tried one by one, so the cost follows what the run started, not how many
+    processes the machine runs; otherwise ``listed()`` (the live PIDs) is
+    filtered to the same span, across a wrap.
     """
-    last = _last_pid()
-    if last is None:
-        return (int(n) for n in os.listdir("/proc") if n.isdigit())
-    if pgid <= last and last - pgid < _RANGE_SCAN:
+    if last is not None and pgid <= last and last - pgid < _RANGE_SCAN:
         return range(pgid, last + 1)
-    # Many PIDs since, or a wrap: list /proc, keep those from pgid up to last.
-    pids = (int(n) for n in os.listdir("/proc") if n.isdigit())
+    pids = listed()
+    if last is None:
+        return pids
     if pgid <= last:
         return (pid for pid in pids if pgid <= pid <= last)
     return (pid for pid in pids if pid >= pgid or pid <= last)
@@ -119,7 +125,7 @@ def _members(pgid: int, marker: bytes) -> list[int]:
         return [-pgid]
     me = os.getpid()
     found: list[int] = []
-    for pid in _candidates(pgid):
+    for pid in _candidates(pgid, _last_pid()):
         if pid == me:
             continue
         name = str(pid)
@@ -491,7 +497,7 @@ def run_script(
             if not capture.size and not capture.dropped:
                 result[f"{stream}_path"] = None
     if child.reason is not None:
-        result["error"] = result["stopped"] = child.reason.value
+        mark_stopped(result, child.reason)
     elif timed_out:
         result["status"] = Status.TIMEOUT.value
         result["error"] = f"timed out after {timeout:g} s"
@@ -753,7 +759,7 @@ def run_function(
             result["exit_code"] = None
             result["error"] = f"timed out after {timeout:g} s"
         elif kind == "stopped":
-            result["error"] = result["stopped"] = payload.value
+            mark_stopped(result, payload)
         else:
             code = process.exitcode
             how = f"killed by {_signal_name(-code)}" if code and code < 0 else f"exit code {code}"

@@ -247,7 +247,7 @@ def plan_batch(
             config = project.rel(plan.config_file) if plan.config_file else "config"
             causes.setdefault(f"{config} changed", set()).add(rel)
     by_path = {job.path: job.rel for job in plan.jobs}
-    for script, files in graph.affected(paths, _settings_by_path(plan)).items():
+    for script, files in graph.affected(paths, plan.settings_by_path()).items():
         if by_path[script] not in old_settings:
             continue  # a new script: said so already
         for file in files:
@@ -269,10 +269,6 @@ def plan_batch(
             batch.why[cause] = chosen
     batch.scripts = stale
     return batch
-
-
-def _settings_by_path(plan: Plan) -> dict[Path, Mapping[str, Any]]:
-    return {job.path: job.settings for job in plan.jobs}
 
 
 class _Session:
@@ -334,7 +330,7 @@ class _Session:
         if not running or not paths:
             return
         self.graph.invalidate(paths)
-        planned = _settings_by_path(self.state.plan)
+        planned = self.state.plan.settings_by_path()
         busy = {Path(s): planned.get(Path(s), {}) for s in running}
         victims = [str(script) for script in self.graph.affected(paths, busy)]
         if victims:
@@ -362,7 +358,7 @@ class _Session:
             )
         finally:
             self.state = replace(
-                self.state, last_window=(began, time.time()), last_ran=_settings_by_path(plan)
+                self.state, last_window=(began, time.time()), last_ran=plan.settings_by_path()
             )
 
     def take_edits(self, timeout: float) -> list[Edit]:

@@ -419,3 +419,17 @@ def test_children_started_by_the_registry_stop_on_terminate_and_leave_nothing() 
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_the_leftover_check_reads_only_pids_handed_out_since_the_run_began() -> None:
+    """With few new PIDs it never lists /proc, so 1,000 other processes cost nothing."""
+    from orchestrator.runner import _candidates
+
+    def listed() -> list[int]:
+        raise AssertionError("listed /proc for a short span")
+
+    assert list(_candidates(500, 503, listed)) == [500, 501, 502, 503]
+    machine = [1, 7, 499, 500, 650, 90_000, 90_010]
+    assert list(_candidates(500, 100_000, lambda: machine)) == [500, 650, 90_000, 90_010]
+    assert list(_candidates(90_000, 10, lambda: machine)) == [1, 7, 90_000, 90_010]  # a wrap
+    assert list(_candidates(500, None, lambda: machine)) == machine  # no /proc/loadavg

@@ -15,7 +15,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from orchestrator.dag import check_acyclic
 from orchestrator.errors import CycleError, OrchestratorError
 from orchestrator.workflow import (
     RetryPolicy,
@@ -172,14 +171,6 @@ def test_cycle_is_raised_by_validate_and_run() -> None:
     with pytest.raises(CycleError):
         asyncio.run(wf.run())
     assert called == []
-
-
-def test_check_acyclic() -> None:
-    check_acyclic({"a": ["b"], "b": [], "c": ["a", "b"]})
-    with pytest.raises(CycleError) as caught:
-        check_acyclic({"a": ["a"]}, "cfg.yaml", "remove it")
-    assert caught.value.cycle == ["a", "a"]
-    assert str(caught.value) == "cfg.yaml: dependency cycle: a -> a; remove it"
 
 
 # -- running and results --------------------------------------------------------------
