@@ -594,16 +594,9 @@ class Replay:
 
 
 @pytest.fixture
-def replay(project: Project) -> Replay:
-    root = project.root
-    (root / "src").mkdir()
-    (root / "src" / "util.py").write_text("VALUE = 1\n")
-    (root / "data").mkdir()
-    (root / "data" / "in.csv").write_text("a\n")
-    project.script("a/x.py", "import util\n")
-    project.script("b/y.py", "from util import VALUE\n")
-    project.script("c/z.py", "")
-    project.script("w.py", "")
+def replay(sample: Sample, project: Project) -> Replay:
+    """The standard sample, with w.py depending on c/z.py; nothing is run."""
+    sample.standard()
     project.config(
         """
         scripts:
@@ -632,12 +625,12 @@ def test_planner_a_save_without_a_change_reruns_nothing(replay: Replay) -> None:
 
 
 def test_planner_a_data_edit_reruns_its_reader_and_its_dependents(replay: Replay) -> None:
-    data = replay.project.root / "data" / "in.csv"
+    data = replay.project.root / "data" / "input.csv"
     data.write_text("a\n1\n")
     batch = replay.feed(("modified", data))
     assert batch.scripts == {"c/z.py", "w.py"}
     assert batch.why == {
-        "data/in.csv changed": ["c/z.py"],
+        "data/input.csv changed": ["c/z.py"],
         "c/z.py reruns (depends_on)": ["w.py"],
     }
 
@@ -683,7 +676,7 @@ def test_planner_a_broken_config_keeps_the_last_good_plan_minus_deleted_scripts(
 
 
 def test_planner_takes_data_written_during_the_last_run_as_its_output(replay: Replay) -> None:
-    data = replay.project.root / "data" / "in.csv"
+    data = replay.project.root / "data" / "input.csv"
     reader = replay.project.scripts / "c" / "z.py"
     began = time.time()
     data.write_text("written by z.py\n")
@@ -694,7 +687,7 @@ def test_planner_takes_data_written_during_the_last_run_as_its_output(replay: Re
     batch = replay.feed(("modified", data))
     assert batch.scripts == set()
     assert batch.notes == [
-        "data/in.csv was written while the scripts reading it ran; taken as their output, "
+        "data/input.csv was written while the scripts reading it ran; taken as their output, "
         "not an edit (save it again to rerun)"
     ]
 
