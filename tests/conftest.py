@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import textwrap
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -100,3 +102,23 @@ def make_wheel(directory: Path, name: str, body: str = "VALUE = 1\n", version: s
         for path, text in files.items():
             archive.writestr(path, text)
     return wheel
+
+
+@pytest.fixture
+def unmarked(tmp_path: Path) -> Iterator[Path]:
+    """A fresh folder with no ``pyproject.toml`` or ``.git`` above it.
+
+    ``tmp_path`` usually is one; under ``nox -s release_check`` it lies inside
+    the checkout, so a folder in ``/tmp`` or ``/var/tmp`` is taken instead.
+    """
+    from orchestrator.project import find_project_root
+
+    for base in (tmp_path, Path("/tmp"), Path("/var/tmp")):
+        if base.is_dir() and find_project_root(base) is None:
+            folder = Path(tempfile.mkdtemp(prefix="orch-unmarked-", dir=base))
+            try:
+                yield folder
+            finally:
+                shutil.rmtree(folder, ignore_errors=True)
+            return
+    pytest.skip("no folder without a project marker above it on this machine")

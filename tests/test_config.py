@@ -522,8 +522,8 @@ def test_a_plans_settings_are_read_only_and_get_script_config_stays_a_fresh_dict
     assert mine["args"] == ["x", "y"] and job.settings["args"] == ["x"]
 
 
-def test_without_a_root_marker_load_config_reports_no_root(tmp_path: Path) -> None:
-    scripts = tmp_path / "loose" / "scripts"
+def test_without_a_root_marker_load_config_reports_no_root(unmarked: Path) -> None:
+    scripts = unmarked / "loose" / "scripts"
     scripts.mkdir(parents=True)
     (scripts / "config.yaml").write_text("default: {timeout: 5}\n")
     config = load_config(scripts)

@@ -495,20 +495,20 @@ def test_a_library_reporter_hears_every_event_as_a_value(project: Project) -> No
     assert heard[-1][1] == outcome.results and outcome.exit_code == 1
 
 
-def test_without_a_root_marker_scripts_run_in_the_current_directory(tmp_path: Path) -> None:
+def test_without_a_root_marker_scripts_run_in_the_current_directory(unmarked: Path) -> None:
     """As run_script alone does: no root found, so no src/ on PYTHONPATH and cwd as is."""
-    scripts = tmp_path / "loose" / "scripts"
+    scripts = unmarked / "loose" / "scripts"
     scripts.mkdir(parents=True)
-    (tmp_path / "loose" / "src").mkdir()
-    out = tmp_path / "seen.txt"
+    (unmarked / "loose" / "src").mkdir()
+    out = unmarked / "seen.txt"
     (scripts / "where.py").write_text(
         "import os, sys\n"
         f"open({str(out)!r}, 'w').write(os.getcwd() + '\\n' + os.environ.get('PYTHONPATH', ''))\n"
     )
-    here = tmp_path / "elsewhere"
+    here = unmarked / "elsewhere"
     here.mkdir()
     result = subprocess.run(
-        [sys.executable, "-m", "orchestrator", "run", str(scripts), "-o", str(tmp_path / "r")],
+        [sys.executable, "-m", "orchestrator", "run", str(scripts), "-o", str(unmarked / "r")],
         cwd=here,
         env={k: v for k, v in _env().items() if k != "PYTHONPATH"},
         capture_output=True,
