@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -24,6 +24,7 @@ from .environments import EnvBuildError, Environments
 from .inputs import InputGraph
 from .plan import Plan, ScriptJob
 from .project import Project
+from .tracing import Trace, TraceError
 
 __all__ = ["INTERPRETER", "Fingerprints", "Record", "Tracking", "select_changed"]
 
@@ -35,25 +36,85 @@ INTERPRETER = f"{sys.implementation.name} {sys.version} {sys.executable}"
 class Fingerprints:
     """Fingerprints of scripts: inputs, settings, and the interpreter each really runs on.
 
-    The interpreter part is ours, or ``python`` when given, plus the key of the
-    script's isolated environment: editing a group's requirements (or its
-    requirements file) changes the fingerprints of its scripts.
+    The inputs are the static ones and those of the script's last recorded
+    trace (see :meth:`InputGraph.sources`). The interpreter part is ours, or
+    ``python`` when given, plus the key of the script's isolated environment:
+    editing a group's requirements (or its requirements file) changes the
+    fingerprints of its scripts.
     """
 
-    def __init__(self, graph: InputGraph, envs: Environments, python: str | None = None) -> None:
+    def __init__(
+        self,
+        graph: InputGraph,
+        envs: Environments,
+        python: str | None = None,
+        record: Record | None = None,
+    ) -> None:
         self.graph = graph
         self.envs = envs
         self.python = python or ""
+        self.record = record
+        self._entries: dict[str, dict[str, Any]] | None = None
 
-    def of(self, job: ScriptJob) -> str:
-        """The fingerprint of one planned script, as of now."""
+    def entries(self) -> dict[str, dict[str, Any]]:
+        """The run record, read once (what the traces come from)."""
+        if self._entries is None:
+            self._entries = self.record.load() if self.record is not None else {}
+        return self._entries
+
+    def trace(self, job: ScriptJob) -> Trace | TraceError | None:
+        """The script's last recorded trace; None: it has none (never traced, or not run)."""
+        if self.record is None or not job.settings["trace"]:
+            return None
+        entry = self.entries().get(self.record.key(job.path))
+        if not isinstance(entry, dict) or "trace" not in entry:
+            return None
+        if entry["trace"] is None:
+            return TraceError(str(entry.get("trace_error") or "the trace is unknown"))
+        try:
+            return Trace.from_dict(entry["trace"])
+        except TraceError as exc:
+            return exc
+
+    def traces(self, jobs: Iterable[ScriptJob]) -> dict[Path, Trace]:
+        """``{script: trace}`` of the scripts among ``jobs`` with a known trace."""
+        return {job.path: t for job in jobs if isinstance(t := self.trace(job), Trace)}
+
+    def _interpreter(self, job: ScriptJob) -> str:
         try:
             spec = self.envs.spec_for(job.path, job.settings)
             env = spec.key() if spec is not None else ""
         except EnvBuildError:
             env = "<invalid inline metadata>"
-        interpreter = f"{INTERPRETER} {self.python} {env}"
-        return self.graph.fingerprint(job.path, job.settings, interpreter)
+        return f"{INTERPRETER} {self.python} {env}"
+
+    def hashes(self, job: ScriptJob) -> dict[Path, str | None]:
+        """The hash of each input of the script as of now (taken as it starts)."""
+        trace = self.trace(job)
+        known = trace if isinstance(trace, Trace) else None
+        return self.graph.hashes(self.graph.inputs(job.path, job.settings, known))
+
+    def of(self, job: ScriptJob) -> str:
+        """The fingerprint of one planned script, as of now.
+
+        A script whose recorded trace is unknown gets ``unknown: <why>``,
+        which matches no record: it runs again.
+        """
+        trace = self.trace(job)
+        if isinstance(trace, TraceError):
+            return f"unknown: {trace}"
+        return self.graph.fingerprint(job.path, job.settings, self._interpreter(job), trace)
+
+    def after(self, job: ScriptJob, before: Mapping[Path, str | None], trace: Trace | None) -> str:
+        """The fingerprint to record once the script ran, with ``trace`` its new trace.
+
+        Inputs known before the run count with the hashes they had as it
+        started (``before``, from :meth:`hashes`), so an edit made while it
+        ran is still a change; those only its new trace names, as they are now.
+        """
+        inputs = self.graph.inputs(job.path, job.settings, trace)
+        hashes = {p: before[p] if p in before else self.graph.file_hash(p) for p in inputs}
+        return self.graph.digest(hashes, job.settings, self._interpreter(job))
 
 
 class Record:
@@ -116,14 +177,29 @@ class Record:
             return True
         return bool(entry.get("fingerprint") != fingerprints.of(job))
 
-    def update(self, script: Path, fingerprint: str, status: str) -> None:
-        """Record one script's outcome: append its line to the journal."""
-        entry = {
+    def update(
+        self,
+        script: Path,
+        fingerprint: str,
+        status: str,
+        trace: Mapping[str, Any] | None = None,
+        trace_error: str | None = None,
+    ) -> None:
+        """Record one script's outcome: append its line to the journal.
+
+        A traced run keeps its trace in the same line (``trace``, or None with
+        ``trace_error``), so the fingerprint and the inputs it covers agree.
+        """
+        entry: dict[str, Any] = {
             "script": self.key(script),
             "fingerprint": fingerprint,
             "status": status,
             "time": datetime.now(timezone.utc).isoformat(),
         }
+        if trace is not None or trace_error is not None:
+            entry["trace"] = None if trace is None else dict(trace)
+            if trace is None:
+                entry["trace_error"] = trace_error
         line = (json.dumps(entry) + "\n").encode()
         ensure_state_dir(self.state)
         with locked(self._lock, shared=True):
@@ -167,7 +243,7 @@ class Tracking:
 
     def fingerprints(self, plan: Plan, envs: Environments | None = None) -> Fingerprints:
         """Fingerprints under the plan's groups (``envs``: an environment cache to share)."""
-        return Fingerprints(self.graph, envs or self.environments(plan), self.python)
+        return Fingerprints(self.graph, envs or self.environments(plan), self.python, self.record)
 
 
 def select_changed(
@@ -181,12 +257,18 @@ def select_changed(
     A script runs when it has no record, its last run did not pass, or its
     fingerprint differs; so do the scripts that depend on one that runs
     (through ``depends_on``, transitively). The rest are fresh: reported as
-    skipped, ``up-to-date``.
+    skipped, ``up-to-date``. A script whose recorded trace is unknown runs,
+    and a note of the plan says why.
     """
-    entries = record.load() if entries is None else entries
+    entries = fingerprints.entries() if entries is None else entries
     stale = {
         job.rel for job in plan.jobs if record.differs(job, fingerprints, entries, unpassed=True)
     }
+    notes = list(plan.notes)
+    for job in plan.jobs:
+        trace = fingerprints.trace(job)
+        if isinstance(trace, TraceError) and job.rel in stale:
+            notes.append(f"{job.rel} runs: what its last run used is unknown ({trace})")
     stale.update(plan.dependents_of(stale))
     fresh = frozenset(job.rel for job in plan.jobs if job.rel not in stale)
-    return replace(plan, fresh=fresh)
+    return replace(plan, fresh=fresh, notes=notes)

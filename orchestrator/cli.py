@@ -455,14 +455,17 @@ def _cmd_watch(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
 
 def _cmd_deps(args: argparse.Namespace, argv: Sequence[str]) -> int:
-    from .inputs import InputGraph
+    from .changes import Tracking
+    from .config import sets_settings
     from .plan import build_plan
+    from .tracing import Trace
 
     options = _options(args, argv)
     plan = build_plan(options)
     project = plan.project
     scripts_dir, root = project.scripts_dir, project.root
-    graph = InputGraph(project)
+    tracking = Tracking(project)
+    graph, fingerprints = tracking.graph, tracking.fingerprints(plan)
     jobs = {job.path: job for job in plan.jobs}
     target = args.target
     candidates = [Path.cwd() / target, scripts_dir / target, root / target]
@@ -472,10 +475,11 @@ def _cmd_deps(args: argparse.Namespace, argv: Sequence[str]) -> int:
     config, rel = project.config_file, project.rel
 
     if args.reverse:
-        if config is not None and path.resolve() == config:  # every script's settings come from it
-            hits = set(jobs)
+        if config is not None and path.resolve() == config:
+            hits = {script for script, job in jobs.items() if sets_settings(job.settings)}
         else:
-            hits = set(graph.affected([path], plan.settings_by_path()))
+            traces = fingerprints.traces(plan.jobs)
+            hits = set(graph.affected([path], plan.settings_by_path(), traces))
         for script in sorted(hits, key=lambda p: jobs[p].rel.split("/")):
             print(jobs[script].rel)
         if not hits:
@@ -486,13 +490,28 @@ def _cmd_deps(args: argparse.Namespace, argv: Sequence[str]) -> int:
     if job is None:
         raise OrchestratorError(f"{rel(path)} is not a script in {rel(scripts_dir)}/")
     print(job.rel)
-    for module in graph.modules(path):
-        error = graph.syntax_error(module)
-        print(f"  module  {rel(module)}" + (f"  ({error})" if error else ""))
-    for file in graph.watched(job.settings):
-        print(f"  watch   {rel(file)}")
-    if config is not None:
+    trace = fingerprints.trace(job)
+    known = trace if isinstance(trace, Trace) else None
+    attempts = frozenset(known.reads) if known else frozenset()
+    for file, origin in graph.sources(path, job.settings, known).items():
+        name = rel(file)
+        if origin == "traced" and not file.exists():
+            if name not in attempts:
+                continue  # where a module it loaded from elsewhere would shadow it
+            name += "  (missing: making it is a change)"
+        elif file.suffix == ".py" and (error := graph.syntax_error(file)):
+            name += f"  ({error})"
+        print(f"  {origin:<6}  {name}")
+    if config is not None and sets_settings(job.settings):
         print(f"  config  {rel(config)}")
+    for written in known.writes if known else ():
+        print(f"  output  {written}")
+    if not job.settings["trace"]:
+        print("  not traced (trace: false): static inputs only")
+    elif trace is None:
+        print("  no trace yet: static inputs only until it runs")
+    elif known is None:
+        print(f"  its last trace is unknown ({trace}): it runs again")
     graph.save()
     return ExitCode.OK
 

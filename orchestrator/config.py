@@ -197,6 +197,7 @@ SETTINGS: dict[str, Setting] = {
     "retry_delay": Setting(1.0, _non_negative_seconds),
     "retry_on": Setting(["failed", "timeout"], _retry_statuses),
     "watch": Setting([], _globs),
+    "trace": Setting(True, _boolean),
 }
 
 #: Built-in defaults: the lowest layer of every script's settings. ``environment``
@@ -444,6 +445,11 @@ def relative_script_path(
     """
     script_path = Path(os.path.abspath(Path(scripts_dir, script)))
     return relative_posix(script_path, scripts_dir) or script_path.as_posix()
+
+
+def sets_settings(settings: Mapping[str, Any]) -> bool:
+    """Whether a config set any of these effective settings (they are not the built-in ones)."""
+    return any(settings.get(key) != value for key, value in DEFAULT_SETTINGS.items())
 
 
 def _fresh(value: Any) -> Any:

@@ -39,6 +39,7 @@ from .reporting import Reporter, RunInfo, ScriptStarted
 from .reports import save_log
 from .results import ScriptResult, Status, StopReason, exit_code_for, skipped_result, unrun_result
 from .runner import children
+from .tracing import Trace, TraceError
 from .workflow import RetryPolicy, TaskResult, TaskStatus, Workflow, WorkflowEvent
 
 __all__ = ["RunOutcome", "execute", "new_run_id"]
@@ -160,7 +161,7 @@ class _ScriptRun:
         self.attempts[job.rel] += 1
         settings = job.settings
         # Taken as the script starts: what it ran with, whatever it writes.
-        fingerprint = self.fingerprints.of(job)
+        before = self.fingerprints.hashes(job)
         try:
             python = self.interpreter(job)
         except EnvBuildError as exc:
@@ -188,11 +189,34 @@ class _ScriptRun:
             log_dir=log_dir,
             inputs=inputs,
             tag=self.run.run_id,
+            trace=settings["trace"] and self.root is not None,
+            trace_skip=[str(self.plan.project.reports_dir)],
         )
         result = self.finish(job, self.executor.run(call), self.attempts[job.rel])
         if result.recorded:
-            self.record.update(job.path, fingerprint, result.status.value)
+            self.remember(job, result, before)
         return result
+
+    def remember(
+        self, job: ScriptJob, result: ScriptResult, before: Mapping[Path, str | None]
+    ) -> None:
+        """Record the result's fingerprint, with the trace it covers when the script was traced."""
+        extra = result.extra
+        trace: Trace | None = None
+        error = extra.get("trace_error")
+        if extra.get("trace") is not None:
+            try:
+                trace = Trace.from_dict(extra["trace"])
+            except TraceError as exc:
+                error = str(exc)
+        fingerprint = self.fingerprints.after(job, before, trace)
+        self.record.update(
+            job.path,
+            fingerprint,
+            result.status.value,
+            trace=None if trace is None else trace.to_dict(),
+            trace_error=error if trace is None else None,
+        )
 
     def interpreter(self, job: ScriptJob) -> str | None:
         """The Python a script runs with: its isolated environment's, or the run's."""
@@ -320,7 +344,6 @@ def execute(
         run_dir=plan.project.reports_dir / run_id if write_reports else None,
         command=options.command,
         start_time=start.isoformat(),
-        notes=list(plan.notes),
     )
     own_executor = executor is None
     if executor is None:
@@ -339,6 +362,7 @@ def execute(
     bridge = _ScriptRun(plan, options, reporters, run, stop, graph, executor, force)
     bridge.record.compact()
     bridge.plan = plan = select(plan, options, bridge.tracking, bridge.fingerprints)
+    run.notes = list(plan.notes)  # with what the selection says
     bridge.emit("run_started", run)
     try:
         asyncio.run(bridge.go())

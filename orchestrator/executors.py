@@ -59,6 +59,9 @@ class ScriptCall:
     inputs: dict[str, str | None] = field(default_factory=dict)
     #: The run's id: a stop kills this run's scripts, not another run's on the same workers.
     tag: str | None = None
+    #: Whether to trace what the script uses, and which folders not to record.
+    trace: bool = False
+    trace_skip: list[str] = field(default_factory=list)
 
     def run(self) -> dict[str, Any]:
         """Run the script here."""

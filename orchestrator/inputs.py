@@ -1,10 +1,12 @@
-"""What each script depends on: itself, the local modules it imports, and ``watch:`` files.
+"""What each script depends on: itself, its local imports, ``watch:`` files, and its trace.
 
 Imports are read with :mod:`ast`; nothing is imported or run. A file's
-imports are resolved against, in order: the file's own folder, the scripts
-directory, the project's ``src/`` and the project root (a superset of what
-Python searches, so an input is never missed). A module found in none of them
-is the standard library or an installed package, and not an input. A relative
+imports are resolved against, in order: the file's own folder, then the
+project's search path (:func:`~orchestrator.project.search_path`: ``src/`` if
+any, then the root), the very list a script runs with first on ``sys.path``.
+A module found in none of them is the standard library or an installed
+package, and not an input. What a static reading cannot see (computed
+imports, data files) comes from the script's last trace (:mod:`.tracing`). A relative
 import resolves inside its package, and importing ``a.b.c`` also runs
 ``a/__init__.py`` and ``a/b/__init__.py``, so those are inputs too. A file with
 a syntax error has no imports but stays an input of its importers, which will
@@ -36,6 +38,7 @@ from ._files import atomic_write_text, ensure_state_dir
 from .discovery import skipped_dir
 from .patterns import Glob
 from .project import STATE_DIR, Project
+from .tracing import Trace
 
 __all__ = ["STATE_DIR", "InputGraph"]
 
@@ -248,7 +251,10 @@ class InputGraph:
                 self._errors.pop(path, None)
 
     def file_hash(self, path: Path) -> str | None:
-        """SHA-256 of the file's content (None if it is missing), cached by size and mtime."""
+        """SHA-256 of the file's content (None if it is missing), cached by size and mtime.
+
+        A folder's is that of its sorted entry names.
+        """
         key = _stat_key(path)
         if key is None:
             return None
@@ -257,7 +263,11 @@ class InputGraph:
             if cached is not None:
                 return str(cached)
         try:
-            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            if path.is_dir():  # a folder a script listed: its names are what it saw
+                data = "\0".join(sorted(os.listdir(path))).encode("utf-8", "surrogateescape")
+            else:
+                data = path.read_bytes()
+            digest = hashlib.sha256(data).hexdigest()
         except OSError:
             return None
         with self._lock:
@@ -468,28 +478,110 @@ class InputGraph:
         except ValueError:
             return None
 
+    # -- traced inputs ---------------------------------------------------------------
+
+    def _absent(self, folder: str, module: str) -> list[str]:
+        """The local files that would shadow or provide ``module`` if they existed.
+
+        ``module`` was loaded (or tried) at run time; where it is not found in a
+        search root before the one that has it, its ``.py`` and package files
+        there are absent inputs: making one changes what the script imports.
+        """
+        parts = module.split(".")
+        missing: list[str] = []
+        for root in (folder, *self._shared_roots):
+            base = root
+            for depth, part in enumerate(parts):
+                if self._is_file(base, f"{part}.py") and (depth == len(parts) - 1 or not depth):
+                    return missing  # the module itself, or a top-level module in its way
+                if not self._is_dir(base, part):
+                    missing += [_join(base, f"{part}.py"), _join(_join(base, part), "__init__.py")]
+                    break
+                base = _join(base, part)
+            else:
+                return missing  # a package, regular or namespace
+            if depth:  # the top-level package is here: Python looks no further
+                return missing
+        return missing
+
+    def traced(self, script: Path, trace: Trace) -> list[Path]:
+        """The inputs a script's trace adds: files read, folders listed, absent modules."""
+        root = self.root
+        found = dict.fromkeys(root / p for p in (*trace.reads, *trace.listed))
+        folder = str(script.parent)
+        with self._lock:
+            self._begin()
+            for module in trace.modules:
+                found.update(dict.fromkeys(map(self._path, self._absent(folder, module))))
+        for path in trace.writes:  # outputs are never inputs: rerunning for them would loop
+            found.pop(root / path, None)
+        return list(found)
+
     # -- all inputs ----------------------------------------------------------------
 
-    def inputs(self, script: Path, settings: Mapping[str, Any]) -> list[Path]:
-        """Every file the script depends on: itself, its modules, its ``watch:`` files."""
-        return [script, *self.modules(script), *self.watched(settings)]
+    def sources(
+        self, script: Path, settings: Mapping[str, Any], trace: Trace | None = None
+    ) -> dict[Path, str]:
+        """Every input of the script and where it came from: ``static``, ``watch``, ``traced``.
 
-    def fingerprint(self, script: Path, settings: Mapping[str, Any], interpreter: str) -> str:
-        """A content hash of the script's inputs, its effective settings and the interpreter."""
+        Static: the script and the local modules it imports; watch: its
+        ``watch:`` files; traced: what its last run's ``trace`` adds.
+        """
+        found = {script: "static"}
+        for module in self.modules(script):
+            found.setdefault(module, "static")
+        for file in self.watched(settings):
+            found.setdefault(file, "watch")
+        if trace is not None:
+            for file in self.traced(script, trace):
+                found.setdefault(file, "traced")
+            for written in trace.writes:
+                path = self.root / written
+                if path != script:
+                    found.pop(path, None)
+        return found
+
+    def inputs(
+        self, script: Path, settings: Mapping[str, Any], trace: Trace | None = None
+    ) -> list[Path]:
+        """Every file the script depends on (see :meth:`sources`)."""
+        return list(self.sources(script, settings, trace))
+
+    def hashes(self, paths: Iterable[Path]) -> dict[Path, str | None]:
+        """The content hash of each path as of now (None: missing)."""
+        return {path: self.file_hash(path) for path in paths}
+
+    def digest(
+        self, hashes: Mapping[Path, str | None], settings: Mapping[str, Any], interpreter: str
+    ) -> str:
+        """A fingerprint: the inputs' hashes, the effective settings and the interpreter."""
         digest = hashlib.sha256()
-        for path in self.inputs(script, settings):
-            rel = os.path.relpath(path, self.root)
-            digest.update(f"{rel}\0{self.file_hash(path)}\n".encode())
+        for rel, value in sorted((os.path.relpath(p, self.root), h) for p, h in hashes.items()):
+            digest.update(f"{rel}\0{value}\n".encode())
         digest.update(json.dumps(dict(settings), sort_keys=True, default=str).encode())
         digest.update(interpreter.encode())
         return digest.hexdigest()
 
+    def fingerprint(
+        self,
+        script: Path,
+        settings: Mapping[str, Any],
+        interpreter: str,
+        trace: Trace | None = None,
+    ) -> str:
+        """A content hash of the script's inputs, its effective settings and the interpreter."""
+        return self.digest(self.hashes(self.inputs(script, settings, trace)), settings, interpreter)
+
     def affected(
-        self, changed: Iterable[Path], scripts: Mapping[Path, Mapping[str, Any]]
+        self,
+        changed: Iterable[Path],
+        scripts: Mapping[Path, Mapping[str, Any]],
+        traces: Mapping[Path, Trace] | None = None,
     ) -> dict[Path, list[Path]]:
         """``{script: [changed files among its inputs]}`` for the scripts that ``changed`` touches.
 
-        ``scripts`` maps each script to its settings (for ``watch:``).
+        ``scripts`` maps each script to its settings (for ``watch:``); ``traces``
+        each script to its last run's trace, whose inputs count too.
         """
         changed = list(changed)
         importers: dict[Path, list[Path]] = {}
@@ -525,4 +617,10 @@ class InputGraph:
             for script, settings in watching.items():
                 if self.watches(settings, path):
                     hits.setdefault(script, []).append(path)
+        for script, trace in (traces or {}).items():
+            if script in scripts:
+                mine = set(self.traced(script, trace))
+                for path in changed:
+                    if path in mine and path not in hits.get(script, ()):
+                        hits.setdefault(script, []).append(path)
         return hits

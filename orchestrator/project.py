@@ -29,6 +29,7 @@ __all__ = [
     "default_scripts_dir",
     "find_project_root",
     "scripts_dir_of",
+    "search_path",
 ]
 
 PROJECT_MARKERS = ("pyproject.toml", ".git")
@@ -46,6 +47,17 @@ def find_project_root(start: str | os.PathLike[str]) -> Path | None:
         if any((candidate / marker).exists() for marker in PROJECT_MARKERS):
             return candidate
     return None
+
+
+def search_path(root: Path) -> tuple[Path, ...]:
+    """The import roots of a project, after a script's own folder: ``src/`` (if any), the root.
+
+    The one list for both sides: a script runs with it first on ``PYTHONPATH``
+    (so ``sys.path`` is its folder, these, then the standard library), and
+    the analysis of imports resolves against the importer's folder and these.
+    """
+    src = root / "src"
+    return (src, root) if src.is_dir() else (root,)
 
 
 def _config_folders(scripts_dir: Path, root: Path | None) -> Iterator[Path]:
@@ -113,10 +125,9 @@ class Project:
     def search_path(self) -> tuple[Path, ...]:
         """The folders imports are resolved against, after the importer's own folder.
 
-        The scripts directory, the root's ``src/`` and the root, as they exist now.
+        See :func:`search_path`: the same list a script gets on ``sys.path``.
         """
-        candidates = (self.scripts_dir, self.root / "src", self.root)
-        return tuple(dict.fromkeys(p for p in candidates if p.is_dir()))
+        return search_path(self.root)
 
     def rel(self, path: str | os.PathLike[str]) -> str:
         """``path`` relative to the root, as POSIX text (how files other than scripts are named)."""

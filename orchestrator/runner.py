@@ -26,6 +26,7 @@ import selectors
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -37,8 +38,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
-from .project import find_project_root
+from .project import STATE_DIR, find_project_root, search_path
 from .results import Status, StopReason, base_result, mark_stopped
+from .tracing import TraceError, read_trace, trace_env
 
 __all__ = [
     "DEFAULT_MAX_OUTPUT",
@@ -356,11 +358,21 @@ class _Capture:
 
 
 def _pythonpath(env: dict[str, str], root: Path | None) -> None:
-    """Put the project's ``src/`` first on PYTHONPATH, keeping the rest without duplicates."""
-    if root is None or not (root / "src").is_dir():
+    """Put the project's search path first on PYTHONPATH, keeping the rest without duplicates."""
+    if root is None:
         return
-    entries = [str(root / "src"), *env.get("PYTHONPATH", "").split(os.pathsep)]
+    entries = [*map(str, search_path(root)), *env.get("PYTHONPATH", "").split(os.pathsep)]
     env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(e for e in entries if e))
+
+
+def _take_trace(result: dict[str, Any], trace_file: str, root: Path) -> None:
+    """Read the script's trace into ``result["trace"]`` (or why not into ``trace_error``)."""
+    try:
+        result["trace"] = read_trace(trace_file, root).to_dict()
+    except TraceError as exc:
+        result["trace"], result["trace_error"] = None, str(exc)
+    with contextlib.suppress(OSError):
+        os.unlink(trace_file)
 
 
 def _signal_name(number: int) -> str:
@@ -392,6 +404,8 @@ def run_script(
     max_output: int = DEFAULT_MAX_OUTPUT,
     kill_grace: float = KILL_GRACE,
     tag: str | None = None,
+    trace: bool = False,
+    trace_skip: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Run ``[python, script, *args]`` and return its result dict; never raises for the script.
 
@@ -413,12 +427,17 @@ def run_script(
         max_output: bytes of each stream kept in the result (a tail).
         kill_grace: seconds between SIGTERM and SIGKILL.
         tag: a label (a run id) that ``children.terminate(tag=...)`` can pick it by.
+        trace: record what the script (and its Python children) imported, read,
+            wrote and listed under the project root (see :mod:`orchestrator.tracing`);
+            needs a root. ``trace_skip``: folders not to record (the reports).
 
     Returns:
         A dict with ``script, name, path, subdirectory, start_time, end_time,
         status, exit_code, execution_time, stdout, stderr, error`` (and
         ``stdout_path``/``stderr_path`` with ``log_dir``: the full stream's
-        file, or None when the stream was empty).
+        file, or None when the stream was empty; ``trace`` with ``trace``:
+        :meth:`~orchestrator.tracing.Trace.to_dict`, or None with
+        ``trace_error`` saying why it is unknown).
     """
     # abspath, not resolve: a symlinked script keeps the name it was found under.
     script = Path(os.path.abspath(script_path))
@@ -443,6 +462,12 @@ def run_script(
     marker = f"{_MARKER_PREFIX}{token}=".encode()
     child_env = {**os.environ, **(env or {}), f"{_MARKER_PREFIX}{token}": "1"}
     _pythonpath(child_env, found)
+    trace_file = None
+    if trace and found is not None:
+        # Made by the script's bootstrap: no file afterwards means it never ran traced.
+        trace_file = os.path.join(tempfile.gettempdir(), f"orch-trace-{token}")
+        skip = [str(found / STATE_DIR), *map(str, trace_skip)]
+        trace_env(child_env, trace_file, str(found), skip)
     command = [python or sys.executable, str(script), *(args or ())]
 
     logs = Path(log_dir) if log_dir is not None else None
@@ -492,6 +517,8 @@ def run_script(
 
     code = proc.returncode
     result["stdout"], result["stderr"] = out.text(), err.text()
+    if trace_file is not None and found is not None:
+        _take_trace(result, trace_file, found)
     if logs is not None:
         for stream, capture in (("stdout", out), ("stderr", err)):
             if not capture.size and not capture.dropped:

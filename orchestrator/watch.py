@@ -12,10 +12,9 @@ The loop, and how it avoids the known traps:
   Deleted scripts are dropped. A script whose inputs hash the same as when it
   last ran is left alone, so saving a file unchanged reruns nothing.
 * Loops: files the orchestrator writes are never watched, a file that is no
-  script's input triggers nothing (``out.json`` next to a script), and a data
-  file (not ``.py``) modified while a batch was running is taken to be that
-  batch's output, not an edit: it triggers nothing and a note says so.
-  Python files and the config are always honoured.
+  script's input triggers nothing (``out.json`` next to a script), and a file
+  a script writes (its trace says so) is its output, never its input: its own
+  writes never rerun it, while a hand edit of a file it reads always does.
 * Edits made while scripts run are kept: with ``--on-busy queue`` they are
   handled right after the batch; with ``--on-busy restart`` the running
   scripts they affect are killed (their whole process group) and run again.
@@ -30,8 +29,7 @@ import os
 import queue
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, NamedTuple, TextIO
@@ -166,13 +164,12 @@ class Edit(NamedTuple):
 
 @dataclass(frozen=True)
 class WatchState:
-    """What the planner needs from the batches before: the plan, and the last run."""
+    """What the planner needs from the batches before: the plan in force.
+
+    The last runs' traces are in the run record, which the planner reads.
+    """
 
     plan: Plan
-    #: Wall-clock start and end of the last batch's run.
-    last_window: tuple[float, float] = (0.0, 0.0)
-    #: The scripts of the last batch, with their settings.
-    last_ran: Mapping[Path, Mapping[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -192,35 +189,18 @@ def plan_batch(
 ) -> Batch:
     """Turn a batch of edits into the scripts to rerun: no watcher, no process, no output.
 
-    The scripts with a changed file among their inputs, new scripts, the
-    scripts whose effective settings a config edit changed, then their
-    ``depends_on`` dependents; only those whose fingerprint differs from
-    their last recorded run. A data file written while the last batch ran,
-    and read by it, is taken as its output (a note says so).
+    The scripts with a changed file among their inputs (static or traced by
+    their last run), new scripts, the scripts whose effective settings a
+    config edit changed, then their ``depends_on`` dependents; only those
+    whose fingerprint differs from their last recorded run.
     """
     graph, project = tracking.graph, tracking.project
     edits = list(edits)
     # Over every edit, not the last per path: `added` then `modified` is still an addition.
     structural = any(edit.kind in ("added", "deleted") for edit in edits)
-    changes = dict.fromkeys(edit.path for edit in edits)
-    start, end = state.last_window
+    paths = list(dict.fromkeys(edit.path for edit in edits))
     configs = project.config_candidates()
     batch = Batch(plan=state.plan)
-    paths: list[Path] = []
-    for path in changes:
-        # A data file an input of the last batch's scripts, modified while they ran,
-        # is taken as their output: rerunning them for it would loop.
-        if path.suffix != ".py" and path not in configs:
-            with contextlib.suppress(OSError):
-                if start <= path.stat().st_mtime <= end + 0.05 and graph.affected(
-                    [path], state.last_ran
-                ):
-                    batch.notes.append(
-                        f"{project.rel(path)} was written while the scripts reading it "
-                        "ran; taken as their output, not an edit (save it again to rerun)"
-                    )
-                    continue
-        paths.append(path)
     if not paths:
         return batch
     graph.invalidate(paths, structural=structural)
@@ -247,7 +227,9 @@ def plan_batch(
             config = project.rel(plan.config_file) if plan.config_file else "config"
             causes.setdefault(f"{config} changed", set()).add(rel)
     by_path = {job.path: job.rel for job in plan.jobs}
-    for script, files in graph.affected(paths, plan.settings_by_path()).items():
+    fingerprints = tracking.fingerprints(plan)
+    traces = fingerprints.traces(plan.jobs)
+    for script, files in graph.affected(paths, plan.settings_by_path(), traces).items():
         if by_path[script] not in old_settings:
             continue  # a new script: said so already
         for file in files:
@@ -257,7 +239,7 @@ def plan_batch(
 
     # Only what differs from what it last ran with: a save without a change reruns nothing.
     record = tracking.record
-    entries, fingerprints = record.load(), tracking.fingerprints(plan)
+    entries = fingerprints.entries()
     candidates = set().union(*causes.values()) if causes else set()
     stale = {rel for rel in candidates if record.differs(new_jobs[rel], fingerprints, entries)}
     for dependent, via in plan.dependents_of(stale).items():
@@ -309,9 +291,13 @@ class _Session:
         project = self.project
         dirs = _pruned_dirs(project.scripts_dir, self.options.max_depth, self.excluded)
         dirs.update(p.parent for p in project.config_candidates())
+        traces = self.tracking.fingerprints(self.state.plan).traces(self.state.plan.jobs)
         for job in self.state.plan.jobs:
-            for path in self.graph.inputs(job.path, job.settings):
-                dirs.add(path.parent)
+            for path in self.graph.inputs(job.path, job.settings, traces.get(job.path)):
+                folder = path.parent
+                while not folder.is_dir() and project.root in folder.parents:
+                    folder = folder.parent  # a file not made yet, in a folder not made yet
+                dirs.add(folder)
             for glob in map(Glob.of, job.settings["watch"]):
                 base = project.root / glob.fixed
                 depth = 64 if glob.depth is None else glob.depth
@@ -330,9 +316,11 @@ class _Session:
         if not running or not paths:
             return
         self.graph.invalidate(paths)
-        planned = self.state.plan.settings_by_path()
+        plan = self.state.plan
+        planned = plan.settings_by_path()
         busy = {Path(s): planned.get(Path(s), {}) for s in running}
-        victims = [str(script) for script in self.graph.affected(paths, busy)]
+        traces = self.tracking.fingerprints(plan).traces(plan.jobs)
+        victims = [str(script) for script in self.graph.affected(paths, busy, traces)]
         if victims:
             self.restarting.restart(victims)
 
@@ -345,21 +333,15 @@ class _Session:
             FileReporter(),
             ConsoleReporter(self.out, verbosity=self.options.verbosity, color=self.options.color),
         ]
-        began = time.time()
-        try:
-            execute(
-                plan,
-                self.options,
-                reporters,
-                stop=self.stop,
-                graph=self.graph,
-                executor=self.executor,
-                force=self.force,
-            )
-        finally:
-            self.state = replace(
-                self.state, last_window=(began, time.time()), last_ran=plan.settings_by_path()
-            )
+        execute(
+            plan,
+            self.options,
+            reporters,
+            stop=self.stop,
+            graph=self.graph,
+            executor=self.executor,
+            force=self.force,
+        )
 
     def take_edits(self, timeout: float) -> list[Edit]:
         """The edits queued so far, waiting up to ``timeout`` for the first."""
@@ -385,7 +367,8 @@ class _Session:
     def rescan(self) -> set[str]:
         """Scripts that ran before and whose inputs differ from then (after a gap)."""
         plan = self.state.plan
-        entries, fingerprints = self.record.load(), self.tracking.fingerprints(plan)
+        fingerprints = self.tracking.fingerprints(plan)
+        entries = fingerprints.entries()
         return {
             job.rel
             for job in plan.jobs

@@ -369,17 +369,18 @@ def test_deps_lists_a_scripts_modules_and_watched_files(sample: Sample) -> None:
     result = orch("deps", "a/x.py", cwd=sample.root)
     assert result.stdout.splitlines()[0] == "a/x.py"
     assert deps_lines(result) == [
-        ("module", "src/util.py"),
-        ("module", "src/deep.py"),
-        ("config", "scripts/config.yaml"),
+        ("static", "scripts/a/x.py"),
+        ("static", "src/util.py"),
+        ("static", "src/deep.py"),
     ]
     write(sample.root, "data/more.csv", "1\n")
     result = orch("deps", "-d", sample.project.scripts, sample.path("c/z.py"), cwd=sample.runs)
     assert result.stdout.splitlines()[0] == "c/z.py"
     assert deps_lines(result) == [
+        ("static", "scripts/c/z.py"),
         ("watch", "data/input.csv"),
         ("watch", "data/more.csv"),
-        ("config", "scripts/config.yaml"),
+        ("config", "scripts/config.yaml"),  # it sets c/z.py's watch:
     ]
 
 

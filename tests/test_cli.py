@@ -780,9 +780,11 @@ def test_deps_finds_the_project_from_the_path_typed(tmp_path: Path) -> None:
     assert forward.returncode == 0, forward.stderr
     assert forward.stdout.splitlines() == [
         "data/check.py",
-        "  module  src/demo_lib/__init__.py",
+        "  static  scripts/data/check.py",
+        "  static  src/demo_lib/__init__.py",
         "  watch   data/numbers.csv",
         "  config  scripts/config.yaml",
+        "  no trace yet: static inputs only until it runs",
     ]
     reverse = orch("deps", "--reverse", "examples/src/demo_lib/__init__.py", cwd=tmp_path)
     assert reverse.returncode == 0, reverse.stderr
@@ -793,6 +795,10 @@ def test_deps_reverse_of_the_config_lists_the_scripts_it_sets(tmp_path: Path) ->
     _nested(tmp_path)
     result = orch("deps", "--reverse", "examples/scripts/config.yaml", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["data/check.py"]  # it sets nothing of other.py's
+    config = tmp_path / "examples" / "scripts" / "config.yaml"
+    config.write_text(config.read_text() + "default: {timeout: 30}\n")
+    result = orch("deps", "--reverse", "examples/scripts/config.yaml", cwd=tmp_path)
     assert result.stdout.splitlines() == ["data/check.py", "other.py"]
     # A config file that is not the one in force sets nothing.
     (tmp_path / "examples" / "config.yaml").write_text("default: {timeout: 5}\n")

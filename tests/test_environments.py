@@ -286,7 +286,11 @@ def test_group_script_sees_its_environment_and_others_do_not(built: Built) -> No
         "outside_inline.py": "failed",
         "plain.py": "passed",
     }
-    assert "localpkg group" in log_of(built.run_dir, "data/use.py")["stdout"]
+    use = log_of(built.run_dir, "data/use.py")
+    assert "localpkg group" in use["stdout"]
+    # Traced in its environment too, where the installed package is not an input.
+    assert use["trace"]["reads"] == ["scripts/data/use.py"]
+    assert "localpkg" in use["trace"]["modules"]
     assert "No module named 'localpkg'" in log_of(built.run_dir, "outside.py")["stderr"]
     group = built.markers[key_named(root, "data")]
     assert group["requirements"] == [built.requirement]

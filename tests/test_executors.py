@@ -204,6 +204,7 @@ def _comparable(result: Mapping[str, Any]) -> dict[str, Any]:
         "stdout": result["stdout"],
         "stderr": result["stderr"],
         "attempts": result["attempts"],
+        "trace": result.get("trace"),  # traced on the worker as here
     }
 
 
@@ -226,6 +227,7 @@ def test_dask_run_matches_a_local_run(project: Project, scheduler: str) -> None:
         "after_skipped.py": "skipped",
     }
     assert remote_results.keys() == local_results.keys()
+    assert "scripts/pass.py" in remote_results["pass.py"]["trace"]["reads"]
     for path, result in remote_results.items():
         assert _comparable(result) == _comparable(local_results[path]), path
         assert "worker" not in local_results[path], path

@@ -65,7 +65,8 @@ def test_a_script_without_local_imports_depends_only_on_itself(project: Project)
     assert graph.inputs(script, {}) == [script]
 
 
-def test_modules_resolve_against_own_folder_scripts_dir_src_and_root(project: Project) -> None:
+def test_modules_resolve_against_own_folder_src_and_root(project: Project) -> None:
+    """The script's folder, then the search path it runs with: not the scripts directory."""
     root = project.root
     script = project.script(
         "tools/job.py",
@@ -86,11 +87,10 @@ def test_modules_resolve_against_own_folder_scripts_dir_src_and_root(project: Pr
     assert inputs[0] == script
     assert rels(project, inputs[1:]) == {
         "scripts/tools/sibling.py",
-        "scripts/shared.py",
         "src/util.py",
         "toplevel.py",
     }
-    assert len(inputs) == 5
+    assert len(inputs) == 4  # scripts/shared.py is not importable from tools/, nor an input
 
 
 def test_the_first_folder_holding_a_name_wins(project: Project) -> None:
@@ -107,7 +107,7 @@ def test_the_first_folder_holding_a_name_wins(project: Project) -> None:
     graph = graph_of(project)
     assert rels(project, graph.modules(in_tools)) == {
         "scripts/tools/common.py",
-        "scripts/helper.py",
+        "src/helper.py",  # scripts/helper.py is not on tools/a.py's path
         "src/lib.py",
     }
     assert rels(project, graph.modules(at_top)) == {"src/common.py"}
@@ -496,7 +496,7 @@ def _affected_project(project: Project) -> dict[str, Path]:
         "p": project.script("p.py", "from pkg import mod\n"),
         "w": project.script("w.py", "import json\n"),
         "util": write(root, "src/util.py", "import json\n"),
-        "helper": project.script("helper.py", "from util import *\n"),
+        "helper": project.script("b/helper.py", "from util import *\n"),
         "init": write(root, "src/pkg/__init__.py"),
         "mod": write(root, "src/pkg/mod.py"),
         "csv": write(root, "data/in.csv", "1\n"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import re
+import sys
 from pathlib import Path
 
 import orchestrator
@@ -49,3 +50,16 @@ def test_modules_import_only_lower_layers() -> None:
             if layers[other] >= mine:
                 wrong.append(f"{path.stem} ({mine}) imports {other} ({layers[other]})")
     assert wrong == []
+
+
+def test_the_trace_bootstrap_imports_only_the_standard_library() -> None:
+    """It runs inside every traced script, on whatever Python and packages the script has."""
+    tree = ast.parse((PACKAGE / "_boot" / "sitecustomize.py").read_text(encoding="utf-8"))
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            assert node.level == 0, "the bootstrap must not import orchestrator"
+            imported.add((node.module or "").split(".")[0])
+    assert imported and imported <= sys.stdlib_module_names, imported

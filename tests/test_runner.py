@@ -253,7 +253,9 @@ def test_cwd_defaults_to_project_root_and_paths_resolve_first(
     assert run_script("x.py", cwd="data")["stdout"].strip() == str(project.root / "data")
 
 
-def test_src_is_prepended_to_pythonpath(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_search_path_is_prepended_to_pythonpath(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
     src = project.root / "src"
     (src / "pkg").mkdir(parents=True)
     (src / "pkg" / "__init__.py").write_text("VALUE = 42\n")
@@ -263,7 +265,8 @@ def test_src_is_prepended_to_pythonpath(project: Project, monkeypatch: pytest.Mo
     )
     value, pythonpath = run_script(script)["stdout"].splitlines()
     assert value == "42"
-    assert pythonpath.split(os.pathsep) == [str(src), "/already/there"]
+    # src/ then the root (the one search path), then what was there, without duplicates.
+    assert pythonpath.split(os.pathsep) == [str(src), str(project.root), "/already/there"]
 
 
 def test_logging_events_carry_status(project: Project, caplog: pytest.LogCaptureFixture) -> None:

@@ -19,6 +19,7 @@ from conftest import Project, pid_alive, wait_for
 
 from orchestrator.changes import Tracking
 from orchestrator.plan import Plan, RunOptions, build_plan
+from orchestrator.tracing import Trace
 from orchestrator.watch import Batch, Edit, WatchState, plan_batch
 
 #: Seconds to wait for something that should happen (a loaded machine delays the watcher).
@@ -589,8 +590,16 @@ class Replay:
         batch = plan_batch(
             [Edit(kind, path) for kind, path in edits], self.state, self.tracking, self.options
         )
-        self.state = WatchState(batch.plan, self.state.last_window, self.state.last_ran)
+        self.state = WatchState(batch.plan)
         return batch
+
+    def record_trace(self, rel: str, trace: Trace) -> None:
+        """Record ``rel`` as last run with ``trace``, its fingerprint agreeing with it."""
+        plan = self.state.plan
+        (job,) = [job for job in plan.jobs if job.rel == rel]
+        self.tracking.record.update(job.path, "", "passed", trace=trace.to_dict())
+        fingerprint = self.tracking.fingerprints(plan).of(job)  # reads the new trace back
+        self.tracking.record.update(job.path, fingerprint, "passed", trace=trace.to_dict())
 
 
 @pytest.fixture
@@ -675,21 +684,17 @@ def test_planner_a_broken_config_keeps_the_last_good_plan_minus_deleted_scripts(
     assert batch.scripts == set()
 
 
-def test_planner_takes_data_written_during_the_last_run_as_its_output(replay: Replay) -> None:
-    data = replay.project.root / "data" / "input.csv"
-    reader = replay.project.scripts / "c" / "z.py"
-    began = time.time()
-    data.write_text("written by z.py\n")
-    settings = {job.path: job.settings for job in replay.state.plan.jobs}
-    replay.state = WatchState(
-        replay.state.plan, (began - 1, time.time() + 1), {reader: settings[reader]}
-    )
-    batch = replay.feed(("modified", data))
-    assert batch.scripts == set()
-    assert batch.notes == [
-        "data/input.csv was written while the scripts reading it ran; taken as their output, "
-        "not an edit (save it again to rerun)"
-    ]
+def test_planner_ignores_exactly_a_script_s_own_writes(replay: Replay) -> None:
+    """What a script wrote (its trace says so) never reruns it; a hand edit beside it does."""
+    root = replay.project.root
+    out = root / "data" / "out.csv"  # matched by z.py's watch: glob, but its output
+    out.write_text("first\n")
+    replay.record_trace("c/z.py", Trace(reads=("data/input.csv",), writes=("data/out.csv",)))
+    out.write_text("written by z.py\n")
+    assert replay.feed(("modified", out)).scripts == set()
+    data = root / "data" / "input.csv"
+    data.write_text("a\nedited by hand\n")  # no matter when: no guess from timestamps
+    assert replay.feed(("modified", data)).scripts == {"c/z.py", "w.py"}
 
 
 def test_planner_an_addition_then_a_modification_is_still_an_addition(replay: Replay) -> None:

@@ -1,0 +1,129 @@
+"""What a script really used: the trace its run leaves, read back as a value.
+
+A traced script runs with ``orchestrator/_boot`` first on ``PYTHONPATH``;
+Python imports the ``sitecustomize`` there at start-up, which installs an
+audit hook and appends every local file the script (or a Python child of it)
+imports, opens or lists to a trace file as it goes (see that file for the
+format). :func:`trace_env` sets a child's environment up for it and
+:func:`read_trace` turns the file into a :class:`Trace` of paths relative to
+the project root.
+
+Not traced: programs other than Python that a script starts, Python started
+with ``-I``, ``-E`` or ``-S`` or with an environment that drops our
+variables, and existence checks that open nothing (``os.path.exists``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["BOOT_DIR", "Trace", "TraceError", "read_trace", "trace_env"]
+
+#: The folder whose ``sitecustomize.py`` traces a script.
+BOOT_DIR = Path(__file__).parent / "_boot"
+_HEADER = b"#orchestrator-trace 1"
+_KINDS = {b"r": "reads", b"w": "writes", b"m": "modules", b"l": "listed"}
+
+
+class TraceError(ValueError):
+    """A trace file is missing, truncated or corrupt: what the script used is unknown."""
+
+
+@dataclass(frozen=True)
+class Trace:
+    """The local files a script used, as POSIX paths relative to the project root."""
+
+    #: Files opened for reading, imported modules among them; some may not exist.
+    reads: tuple[str, ...] = ()
+    #: Files opened for writing: the script's outputs, never its inputs.
+    writes: tuple[str, ...] = ()
+    #: Module names the import system loaded (absolute, dotted).
+    modules: tuple[str, ...] = ()
+    #: Folders listed (``os.listdir``, ``os.scandir``, globbing).
+    listed: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, list[str]]:
+        """The trace as JSON-ready lists."""
+        return {
+            "reads": list(self.reads),
+            "writes": list(self.writes),
+            "modules": list(self.modules),
+            "listed": list(self.listed),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Trace:
+        """Read :meth:`to_dict`'s output back.
+
+        Raises:
+            TraceError: ``data`` is not such a mapping of string lists.
+        """
+        if not isinstance(data, Mapping):
+            raise TraceError("the recorded trace is not a mapping")
+        fields: dict[str, tuple[str, ...]] = {}
+        for name in _KINDS.values():
+            value = data.get(name, [])
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise TraceError(f"the recorded trace's {name!r} is not a list of paths")
+            fields[name] = tuple(value)
+        return cls(**fields)
+
+
+def trace_env(env: dict[str, str], trace_file: str, root: str, skip: Sequence[str]) -> None:
+    """Make ``env`` trace a Python child into ``trace_file``.
+
+    Paths under ``root`` are recorded, except under ``skip`` (the state and
+    reports folders). The boot folder goes first on ``PYTHONPATH``; the
+    bootstrap takes it off ``sys.path`` again before the script runs.
+    """
+    env["ORCHESTRATOR_TRACE"] = trace_file
+    env["ORCHESTRATOR_TRACE_ROOT"] = root
+    env["ORCHESTRATOR_TRACE_SKIP"] = os.pathsep.join([*skip, str(BOOT_DIR)])
+    rest = env.get("PYTHONPATH", "")
+    env["PYTHONPATH"] = str(BOOT_DIR) + (os.pathsep + rest if rest else "")
+
+
+def read_trace(path: str | os.PathLike[str], root: str | os.PathLike[str]) -> Trace:
+    """The trace in ``path``, with paths made relative to ``root``.
+
+    Records of every process that wrote to it are merged. A file read and
+    written is an output only.
+
+    Raises:
+        TraceError: the file is missing, does not start with the header, or
+            ends in a torn record.
+    """
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except OSError as exc:
+        raise TraceError(f"no trace was written ({exc.strerror})") from None
+    if not data.startswith(_HEADER + b"\0"):
+        raise TraceError("the trace file is corrupt (no header)")
+    if not data.endswith(b"\0"):
+        raise TraceError("the trace file is truncated")
+    base = os.fsencode(os.path.abspath(root)).rstrip(b"/") + b"/"
+    found: dict[str, dict[str, None]] = {name: {} for name in _KINDS.values()}
+    for record in data[:-1].split(b"\0"):
+        if record == _HEADER:
+            continue  # one per process that wrote here
+        name = _KINDS.get(record[:1])
+        if name is None or len(record) < 2:
+            raise TraceError("the trace file is corrupt (an unknown record)")
+        value = record[1:]
+        if name != "modules":
+            if not value.startswith(base):
+                raise TraceError("the trace file is corrupt (a path outside the project)")
+            value = value[len(base) :]
+        found[name][os.fsdecode(value)] = None
+    writes = found["writes"]
+    return Trace(
+        reads=tuple(sorted(p for p in found["reads"] if p not in writes)),
+        writes=tuple(sorted(writes)),
+        modules=tuple(sorted(found["modules"])),
+        listed=tuple(sorted(found["listed"])),
+    )
