@@ -51,46 +51,46 @@ def _install() -> None:
     # Our own folders, and the interpreter's (a .venv inside the project): never inputs.
     skipped = os.environ.get("ORCHESTRATOR_TRACE_SKIP", "").split(os.pathsep)
     skipped += [sys.prefix, sys.exec_prefix, sys.base_prefix]
-    skip = [p.rstrip("/") + "/" for p in skipped if p]
+    # Only those that can match a path under the root: one startswith() per open.
+    skip = tuple(
+        q
+        for q in (p.rstrip("/") + "/" for p in skipped if p)
+        if q.startswith(inside) or inside.startswith(q)
+    )
     stdlib: frozenset[str] = getattr(sys, "stdlib_module_names", frozenset())
     builtin = frozenset(sys.builtin_module_names)
     seen = set()
-    getcwd, fspath, fsencode, write = os.getcwd, os.fspath, os.fsencode, os.write
+    getcwd, fspath, fsdecode, write = os.getcwd, os.fspath, os.fsdecode, os.write
     normpath = os.path.normpath
     O_WRITES = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC
     state = {"fd": fd}
+    # The hook runs on every open of the process: an absolute path's verdict is
+    # kept, so the import system's second look at a file costs one dict lookup.
+    verdicts: dict[str, object] = {}
+    modes: dict[str, bool] = {}
+    unjudged = object()
 
-    def emit(kind: bytes, text: str) -> None:
-        key = kind + fsencode(text)
+    def emit(key: str) -> None:
         if key in seen:
             return
         seen.add(key)
+        record = key.encode("utf-8", "surrogateescape") + b"\0"  # os.fsencode, cheaper
         try:
-            write(state["fd"], key + b"\0")
+            write(state["fd"], record)
         except OSError:
             # The script closed our descriptor (os.closerange): open the file again.
             try:
                 state["fd"] = os.open(trace, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
-                write(state["fd"], key + b"\0")
+                write(state["fd"], record)
             except OSError:
                 pass
 
-    def local(path: "Any") -> "str | None":
-        if isinstance(path, int):
+    def judge(text: str) -> "str | None":
+        if "//" in text or "/." in text or text.endswith("/"):
+            text = normpath(text)
+        if not text.startswith(inside) or (skip and text.startswith(skip)):
             return None
-        try:
-            text = os.fsdecode(fspath(path))
-        except TypeError:
-            return None
-        if not text.startswith("/"):
-            text = getcwd() + "/" + text
-        text = normpath(text)
-        if not text.startswith(inside):
-            return None
-        for prefix in skip:
-            if text.startswith(prefix):
-                return None
-        if "/site-packages/" in text or "/dist-packages/" in text:
+        if "-packages/" in text and ("/site-packages/" in text or "/dist-packages/" in text):
             return None
         if "/__pycache__/" in text:
             # Bytecode stands for its source: cache/name.cpython-311.pyc -> name.py.
@@ -98,14 +98,35 @@ def _install() -> None:
             text = folder + "/" + name.partition(".")[0] + ".py"
         return text
 
+    def local(path: "Any") -> "str | None":
+        if type(path) is not str:
+            if isinstance(path, int):
+                return None
+            try:
+                path = fsdecode(fspath(path))
+            except TypeError:
+                return None
+        if path[:1] != "/":
+            return judge(getcwd() + "/" + path)  # depends on the cwd: not kept
+        verdict = verdicts.get(path, unjudged)
+        if verdict is unjudged:
+            verdict = verdicts[path] = judge(path)
+        return verdict  # type: ignore[return-value]
+
     def hook(event: str, args: "tuple[Any, ...]") -> None:
         if event == "open":
             path = local(args[0])
             if path is None:
                 return
             mode, flags = args[1], args[2]
-            writes = bool(flags & O_WRITES) if mode is None else any(c in mode for c in "wax+")
-            emit(b"w" if writes else b"r", path)
+            writes: "bool | None"
+            if mode is None:
+                writes = bool(flags & O_WRITES)
+            else:
+                writes = modes.get(mode)
+                if writes is None:
+                    writes = modes[mode] = any(c in mode for c in "wax+")
+            emit(("w" if writes else "r") + path)
         elif event == "import":
             name = args[0]
             if not isinstance(name, str):
@@ -119,16 +140,16 @@ def _install() -> None:
                 where = getattr(parent, "__file__", None) or ""
                 if where and not where.startswith(inside):
                     return
-            emit(b"m", name)
+            emit("m" + name)
         elif event == "os.listdir" or event == "os.scandir":
             frame = sys._getframe(1)
             if frame.f_code.co_filename.startswith("<frozen importlib"):
                 return  # the import system's own folder listings
             path = local(args[0] if args and args[0] is not None else ".")
             if path is not None:
-                emit(b"l", path)
+                emit("l" + path)
 
-    emit(b"#", "orchestrator-trace 1")
+    emit("#orchestrator-trace 1")
     sys.addaudithook(hook)
 
 
@@ -144,10 +165,25 @@ def _chain() -> None:
 
 def _compile() -> None:
     # Compiling this file costs each traced process 5 ms (PYTHONDONTWRITEBYTECODE
-    # is common): the first process of each Python version writes the bytecode.
+    # is common): the first process of each Python version, or the first after
+    # this file changed, writes the bytecode.
     cached = globals().get("__cached__")
-    if not cached or os.path.exists(cached):
+    if not cached:
         return
+    try:
+        with open(cached, "rb") as f:
+            head = f.read(16)
+        st = os.stat(__file__)
+        # The header check the import system makes (PEP 552, unchecked: mtime, size).
+        if (
+            len(head) == 16
+            and head[4:8] == b"\0\0\0\0"
+            and int.from_bytes(head[8:12], "little") == int(st.st_mtime) & 0xFFFFFFFF
+            and int.from_bytes(head[12:16], "little") == st.st_size & 0xFFFFFFFF
+        ):
+            return
+    except OSError:
+        pass
     try:
         import py_compile
 
