@@ -119,7 +119,7 @@ def _install() -> None:
             if path is None:
                 return
             mode, flags = args[1], args[2]
-            writes: "bool | None"
+            writes: bool | None
             if mode is None:
                 writes = bool(flags & O_WRITES)
             else:
