@@ -78,6 +78,7 @@ def bench(session: nox.Session) -> None:
     for script in (
         "discovery.py",
         "overhead.py",
+        "tracing.py",
         "dag.py",
         "watch.py",
         "environments.py",

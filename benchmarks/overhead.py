@@ -24,8 +24,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from _common import interleaved, print_targets, time_command
 
 _BARE_LOOP = """
 import pathlib, subprocess, sys
@@ -33,20 +34,6 @@ for script in sorted(pathlib.Path("scripts").glob("*.py")):
     subprocess.run([sys.executable, str(script)], stdin=subprocess.DEVNULL,
                    capture_output=True, start_new_session=True)
 """
-
-
-def _time(command: list[str], cwd: Path) -> float:
-    began = time.perf_counter()
-    subprocess.run(command, cwd=cwd, check=False, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - began
-
-
-def _rounds(cases: dict[str, list[str]], root: Path, repeat: int) -> dict[str, float]:
-    times: dict[str, list[float]] = {name: [] for name in cases}
-    for _ in range(repeat):
-        for name, command in cases.items():
-            times[name].append(_time(command, root))
-    return {name: statistics.median(v) for name, v in times.items()}
 
 
 def main() -> None:
@@ -72,15 +59,15 @@ def main() -> None:
             "orch run -j1": [*orch, "run", "-q", "-j1", "-o", str(root / "r1"), "scripts"],
             "orch run -j2": [*orch, "run", "-q", "-j2", "-o", str(root / "r2"), "scripts"],
         }
-        _time(cases["orch run -j1"], root)  # warm caches
-        med = _rounds(cases, root, args.repeat)
+        time_command(cases["orch run -j1"], root)  # warm caches
+        med = interleaved(cases, root, args.repeat)
 
         idle_cases = {k: cases[k] for k in ("subprocess.run loop", "orch run -j1")}
         sleepers = [
             subprocess.Popen(["sleep", "600"], stdin=subprocess.DEVNULL) for _ in range(args.idle)
         ]
         try:
-            idle = _rounds(idle_cases, root, args.repeat)
+            idle = interleaved(idle_cases, root, args.repeat)
         finally:
             for proc in sleepers:
                 proc.kill()
@@ -89,8 +76,8 @@ def main() -> None:
 
         startup: dict[str, list[float]] = {"python -c pass": [], "orch --version": []}
         for _ in range(20):
-            startup["python -c pass"].append(_time([py, "-c", "pass"], root))
-            startup["orch --version"].append(_time([*orch, "--version"], root))
+            startup["python -c pass"].append(time_command([py, "-c", "pass"], root))
+            startup["orch --version"].append(time_command([*orch, "--version"], root))
         start = {name: statistics.median(v) for name, v in startup.items()}
 
     loop_t = med["shell loop"]
@@ -113,10 +100,7 @@ def main() -> None:
         print(f"  {name:<22} {value:8.3f} s")
     for name, value in idle.items():
         print(f"  {name + ', idle':<22} {value:8.3f} s")
-    print(f"\n{'measure':<44} {'measured':>10} {'target':>9}")
-    for name, value, target, unit in ratios:
-        verdict = "ok" if value <= target else "MISSED"
-        print(f"{name:<44} {value:8.2f}{unit:<3} {target:6.2f}{unit:<3} {verdict}")
+    print_targets(ratios)
 
 
 if __name__ == "__main__":

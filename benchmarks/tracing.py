@@ -27,32 +27,18 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from _common import interleaved, print_targets
 
 from orchestrator.changes import Tracking
 from orchestrator.plan import RunOptions, build_plan
 from orchestrator.tracing import Trace, trace_env
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def _time(command: list[str], cwd: Path, env: dict[str, str] | None = None) -> float:
-    began = time.perf_counter()
-    subprocess.run(command, cwd=cwd, env=env, check=True, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - began
-
-
-def _interleaved(cases: dict[str, tuple[list[str], dict[str, str] | None]], cwd: Path, repeat: int):
-    times: dict[str, list[float]] = {name: [] for name in cases}
-    for _ in range(repeat):
-        for name, (command, env) in cases.items():
-            times[name].append(_time(command, cwd, env))
-    return {name: statistics.median(v) for name, v in times.items()}
 
 
 def cost(n: int, modules: int, repeat: int) -> list[tuple[str, float, float, str]]:
@@ -69,12 +55,11 @@ def cost(n: int, modules: int, repeat: int) -> list[tuple[str, float, float, str
         (root / "bare" / "config.yaml").write_text("default: {trace: false}\n")
         orch = [py, "-m", "orchestrator", "run", "-q", "-j1"]
         runs = {
-            "traced": ([*orch, "-o", str(root / "r1"), "traced"], None),
-            "trace: false": ([*orch, "-o", str(root / "r2"), "bare"], None),
+            "traced": [*orch, "-o", str(root / "r1"), "traced"],
+            "trace: false": [*orch, "-o", str(root / "r2"), "bare"],
         }
-        _time(runs["traced"][0], root)  # warm the caches and the bootstrap's bytecode
-        _time(runs["trace: false"][0], root)
-        whole = _interleaved(runs, root, repeat)
+        interleaved(runs, root, 1)  # warm the caches and the bootstrap's bytecode
+        whole = interleaved(runs, root, repeat)
 
         src = root / "src"
         src.mkdir()
@@ -85,9 +70,10 @@ def cost(n: int, modules: int, repeat: int) -> list[tuple[str, float, float, str
         plain = {**os.environ, "PYTHONPATH": str(src)}
         traced = dict(plain)
         trace_env(traced, str(root / "trace.bin"), str(root), [])
-        one = {"bare": ([py, str(heavy)], plain), "traced": ([py, str(heavy)], traced)}
-        _time([py, str(heavy)], root, traced)
-        heavy_times = _interleaved(one, root, repeat * 4)
+        one = {"bare": [py, str(heavy)], "traced": [py, str(heavy)]}
+        envs = {"bare": plain, "traced": traced}
+        interleaved(one, root, 1, envs)
+        heavy_times = interleaved(one, root, repeat * 4, envs)
 
     per_script = (whole["traced"] - whole["trace: false"]) / n * 1000
     print(f"{n} trivial scripts, orch run -j1, median of {repeat}:")
@@ -165,7 +151,7 @@ def soundness(name: str, root: Path) -> list[str]:
         if not isinstance(trace, Trace):
             raise SystemExit(f"{name}: {job.rel} has no trace: {trace}")
         used = {p for p in graph.traced(job.path, trace) if p.is_file()}
-        static = {p for p, origin in graph.sources(job.path, job.settings).items()}
+        static = set(graph.sources(job.path, job.settings))
         union = set(graph.sources(job.path, job.settings, trace))
         for rule, claimed in (("static", static), ("union", union)):
             claimed = {p for p in claimed if p.is_file()}
@@ -215,10 +201,7 @@ def main() -> None:
         for line in [*soundness("examples/", examples), *soundness("generated", generated)]:
             print(line)
 
-    print(f"\n{'measure':<44} {'measured':>10} {'target':>9}")
-    for label, value, target, unit in figures:
-        verdict = "ok" if value <= target else "MISSED"
-        print(f"{label:<44} {value:8.2f}{unit:<3} {target:6.2f}{unit:<3} {verdict}")
+    print_targets(figures)
 
 
 if __name__ == "__main__":

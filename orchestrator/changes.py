@@ -24,7 +24,7 @@ from .environments import EnvBuildError, Environments
 from .inputs import InputGraph
 from .plan import Plan, ScriptJob
 from .project import Project
-from .tracing import Trace, TraceError
+from .tracing import Trace, TraceError, trace_fields, trace_in
 
 __all__ = ["INTERPRETER", "Fingerprints", "Record", "Tracking", "select_changed"]
 
@@ -55,6 +55,7 @@ class Fingerprints:
         self.python = python or ""
         self.record = record
         self._entries: dict[str, dict[str, Any]] | None = None
+        self._traces: dict[Path, Trace | TraceError | None] = {}  # parsed once per script
 
     def entries(self) -> dict[str, dict[str, Any]]:
         """The run record, read once (what the traces come from)."""
@@ -66,15 +67,10 @@ class Fingerprints:
         """The script's last recorded trace; None: it has none (never traced, or not run)."""
         if self.record is None or not job.settings["trace"]:
             return None
-        entry = self.entries().get(self.record.key(job.path))
-        if not isinstance(entry, dict) or "trace" not in entry:
-            return None
-        if entry["trace"] is None:
-            return TraceError(str(entry.get("trace_error") or "the trace is unknown"))
-        try:
-            return Trace.from_dict(entry["trace"])
-        except TraceError as exc:
-            return exc
+        if job.path not in self._traces:
+            entry = self.entries().get(self.record.key(job.path))
+            self._traces[job.path] = trace_in(entry) if isinstance(entry, dict) else None
+        return self._traces[job.path]
 
     def traces(self, jobs: Iterable[ScriptJob]) -> dict[Path, Trace]:
         """``{script: trace}`` of the scripts among ``jobs`` with a known trace."""
@@ -182,13 +178,12 @@ class Record:
         script: Path,
         fingerprint: str,
         status: str,
-        trace: Mapping[str, Any] | None = None,
-        trace_error: str | None = None,
+        trace: Trace | TraceError | None = None,
     ) -> None:
         """Record one script's outcome: append its line to the journal.
 
-        A traced run keeps its trace in the same line (``trace``, or None with
-        ``trace_error``), so the fingerprint and the inputs it covers agree.
+        A traced run keeps its trace (or why it is unknown) in the same line,
+        so the fingerprint and the inputs it covers agree.
         """
         entry: dict[str, Any] = {
             "script": self.key(script),
@@ -196,10 +191,7 @@ class Record:
             "status": status,
             "time": datetime.now(timezone.utc).isoformat(),
         }
-        if trace is not None or trace_error is not None:
-            entry["trace"] = None if trace is None else dict(trace)
-            if trace is None:
-                entry["trace_error"] = trace_error
+        entry.update(trace_fields(trace))
         line = (json.dumps(entry) + "\n").encode()
         ensure_state_dir(self.state)
         with locked(self._lock, shared=True):
@@ -244,6 +236,10 @@ class Tracking:
     def fingerprints(self, plan: Plan, envs: Environments | None = None) -> Fingerprints:
         """Fingerprints under the plan's groups (``envs``: an environment cache to share)."""
         return Fingerprints(self.graph, envs or self.environments(plan), self.python, self.record)
+
+    def traces(self, plan: Plan) -> dict[Path, Trace]:
+        """The known traces of the plan's scripts, from the record as it is now."""
+        return self.fingerprints(plan).traces(plan.jobs)
 
 
 def select_changed(

@@ -39,7 +39,7 @@ from .reporting import Reporter, RunInfo, ScriptStarted
 from .reports import save_log
 from .results import ScriptResult, Status, StopReason, exit_code_for, skipped_result, unrun_result
 from .runner import children
-from .tracing import Trace, TraceError
+from .tracing import Trace, trace_in
 from .workflow import RetryPolicy, TaskResult, TaskStatus, Workflow, WorkflowEvent
 
 __all__ = ["RunOutcome", "execute", "new_run_id"]
@@ -201,22 +201,10 @@ class _ScriptRun:
         self, job: ScriptJob, result: ScriptResult, before: Mapping[Path, str | None]
     ) -> None:
         """Record the result's fingerprint, with the trace it covers when the script was traced."""
-        extra = result.extra
-        trace: Trace | None = None
-        error = extra.get("trace_error")
-        if extra.get("trace") is not None:
-            try:
-                trace = Trace.from_dict(extra["trace"])
-            except TraceError as exc:
-                error = str(exc)
-        fingerprint = self.fingerprints.after(job, before, trace)
-        self.record.update(
-            job.path,
-            fingerprint,
-            result.status.value,
-            trace=None if trace is None else trace.to_dict(),
-            trace_error=error if trace is None else None,
-        )
+        trace = trace_in(result.extra)
+        known = trace if isinstance(trace, Trace) else None
+        fingerprint = self.fingerprints.after(job, before, known)
+        self.record.update(job.path, fingerprint, result.status.value, trace=trace)
 
     def interpreter(self, job: ScriptJob) -> str | None:
         """The Python a script runs with: its isolated environment's, or the run's."""

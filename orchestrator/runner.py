@@ -40,7 +40,7 @@ from typing import IO, Any
 
 from .project import STATE_DIR, find_project_root, search_path
 from .results import Status, StopReason, base_result, mark_stopped
-from .tracing import TraceError, read_trace, trace_env
+from .tracing import TraceError, read_trace, trace_env, trace_fields
 
 __all__ = [
     "DEFAULT_MAX_OUTPUT",
@@ -368,9 +368,9 @@ def _pythonpath(env: dict[str, str], root: Path | None) -> None:
 def _take_trace(result: dict[str, Any], trace_file: str, root: Path) -> None:
     """Read the script's trace into ``result["trace"]`` (or why not into ``trace_error``)."""
     try:
-        result["trace"] = read_trace(trace_file, root).to_dict()
+        result.update(trace_fields(read_trace(trace_file, root)))
     except TraceError as exc:
-        result["trace"], result["trace_error"] = None, str(exc)
+        result.update(trace_fields(exc))
     with contextlib.suppress(OSError):
         os.unlink(trace_file)
 

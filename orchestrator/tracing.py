@@ -21,7 +21,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["BOOT_DIR", "Trace", "TraceError", "read_trace", "trace_env"]
+__all__ = [
+    "BOOT_DIR",
+    "Trace",
+    "TraceError",
+    "read_trace",
+    "trace_env",
+    "trace_fields",
+    "trace_in",
+]
 
 #: The folder whose ``sitecustomize.py`` traces a script.
 BOOT_DIR = Path(__file__).parent / "_boot"
@@ -71,6 +79,31 @@ class Trace:
                 raise TraceError(f"the recorded trace's {name!r} is not a list of paths")
             fields[name] = tuple(value)
         return cls(**fields)
+
+
+def trace_fields(trace: Trace | TraceError | None) -> dict[str, Any]:
+    """The keys a result dict or a record line holds for ``trace`` (None: untraced, none).
+
+    ``trace``: :meth:`Trace.to_dict`, or None with ``trace_error`` saying why
+    it is unknown.
+    """
+    if trace is None:
+        return {}
+    if isinstance(trace, TraceError):
+        return {"trace": None, "trace_error": str(trace)}
+    return {"trace": trace.to_dict()}
+
+
+def trace_in(data: Mapping[str, Any]) -> Trace | TraceError | None:
+    """What :func:`trace_fields` put into ``data``; a corrupt one is a :class:`TraceError`."""
+    if "trace" not in data:
+        return None
+    if data["trace"] is None:
+        return TraceError(str(data.get("trace_error") or "the trace is unknown"))
+    try:
+        return Trace.from_dict(data["trace"])
+    except TraceError as exc:
+        return exc
 
 
 def trace_env(env: dict[str, str], trace_file: str, root: str, skip: Sequence[str]) -> None:

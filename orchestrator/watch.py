@@ -291,7 +291,7 @@ class _Session:
         project = self.project
         dirs = _pruned_dirs(project.scripts_dir, self.options.max_depth, self.excluded)
         dirs.update(p.parent for p in project.config_candidates())
-        traces = self.tracking.fingerprints(self.state.plan).traces(self.state.plan.jobs)
+        traces = self.tracking.traces(self.state.plan)
         for job in self.state.plan.jobs:
             for path in self.graph.inputs(job.path, job.settings, traces.get(job.path)):
                 folder = path.parent
@@ -319,7 +319,7 @@ class _Session:
         plan = self.state.plan
         planned = plan.settings_by_path()
         busy = {Path(s): planned.get(Path(s), {}) for s in running}
-        traces = self.tracking.fingerprints(plan).traces(plan.jobs)
+        traces = self.tracking.traces(plan)
         victims = [str(script) for script in self.graph.affected(paths, busy, traces)]
         if victims:
             self.restarting.restart(victims)

@@ -312,3 +312,29 @@ def test_the_search_path_is_the_same_for_the_analysis_and_the_script(project: Pr
     result = run_script(script, root=project.root)
     assert result["status"] == "passed", result["stderr"]
     assert result["stdout"].strip() == repr([str(p) for p in paths.search_path])
+
+
+def test_watch_registers_the_nearest_folder_of_a_traced_file_not_made_yet(
+    project: Project,
+) -> None:
+    """An attempt on data/later/x.txt, in folders not made yet: watching the root sees it made."""
+    import io
+    import threading
+
+    from orchestrator.watch import WatchOptions, _Session
+
+    project.script(
+        "hopeful.py", "import os\ntry:\n    open('data/later/x.txt')\nexcept OSError:\n    pass\n"
+    )
+    assert orch("run", "scripts", "--no-color", cwd=project.root).returncode == 0
+    session = _Session(
+        RunOptions(scripts_dir=project.scripts), WatchOptions(), io.StringIO(), threading.Event()
+    )
+    try:
+        dirs = session.watch_dirs()
+    finally:
+        session.executor.close()
+    assert project.root in dirs
+    assert not any(
+        d.relative_to(project.root).parts[:1] == ("data",) for d in dirs if d != project.root
+    )

@@ -597,9 +597,9 @@ class Replay:
         """Record ``rel`` as last run with ``trace``, its fingerprint agreeing with it."""
         plan = self.state.plan
         (job,) = [job for job in plan.jobs if job.rel == rel]
-        self.tracking.record.update(job.path, "", "passed", trace=trace.to_dict())
+        self.tracking.record.update(job.path, "", "passed", trace=trace)
         fingerprint = self.tracking.fingerprints(plan).of(job)  # reads the new trace back
-        self.tracking.record.update(job.path, fingerprint, "passed", trace=trace.to_dict())
+        self.tracking.record.update(job.path, fingerprint, "passed", trace=trace)
 
 
 @pytest.fixture
