@@ -57,97 +57,101 @@ def _install() -> None:
         for q in (p.rstrip("/") + "/" for p in skipped if p)
         if q.startswith(inside) or inside.startswith(q)
     )
-    stdlib: frozenset[str] = getattr(sys, "stdlib_module_names", frozenset())
-    builtin = frozenset(sys.builtin_module_names)
+    # Top-level names that are never local: the standard library, built-ins, site's hooks.
+    foreign = _SITE_HOOKS.union(getattr(sys, "stdlib_module_names", ()), sys.builtin_module_names)
     seen = set()
-    getcwd, fspath, fsdecode, write = os.getcwd, os.fspath, os.fsdecode, os.write
+    getcwd, fspath, fsdecode, write, modules = os.getcwd, os.fspath, os.fsdecode, os.write, sys.modules
     normpath = os.path.normpath
     O_WRITES = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC
-    state = {"fd": fd}
-    # The hook runs on every open of the process: an absolute path's verdict is
-    # kept, so the import system's second look at a file costs one dict lookup.
-    verdicts: dict[str, object] = {}
-    modes: dict[str, bool] = {}
-    unjudged = object()
+    fds = [fd]
+    # The hook runs on every open and import of the process, so its common path
+    # is inlined: a path opened for reading maps to its record ("" when it is not
+    # local) and a second look at it, the import system's habit, costs a lookup.
+    reads: dict[str, str] = {}
+    writers: dict[str, bool] = {}
 
     def emit(key: str) -> None:
-        if key in seen:
-            return
         seen.add(key)
         record = key.encode("utf-8", "surrogateescape") + b"\0"  # os.fsencode, cheaper
         try:
-            write(state["fd"], record)
+            write(fds[0], record)
         except OSError:
             # The script closed our descriptor (os.closerange): open the file again.
             try:
-                state["fd"] = os.open(trace, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
-                write(state["fd"], record)
+                fds[0] = os.open(trace, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+                write(fds[0], record)
             except OSError:
                 pass
 
-    def judge(text: str) -> "str | None":
+    def judge(text: str) -> str:
         if "//" in text or "/." in text or text.endswith("/"):
             text = normpath(text)
         if not text.startswith(inside) or (skip and text.startswith(skip)):
-            return None
+            return ""
         if "-packages/" in text and ("/site-packages/" in text or "/dist-packages/" in text):
-            return None
+            return ""
         if "/__pycache__/" in text:
             # Bytecode stands for its source: cache/name.cpython-311.pyc -> name.py.
             folder, _, name = text.rpartition("/__pycache__/")
             text = folder + "/" + name.partition(".")[0] + ".py"
         return text
 
-    def local(path: "Any") -> "str | None":
+    def local(path: "Any") -> str:
+        # The uncommon paths: bytes, path-likes, descriptors and relative names.
         if type(path) is not str:
             if isinstance(path, int):
-                return None
+                return ""
             try:
                 path = fsdecode(fspath(path))
             except TypeError:
-                return None
+                return ""
         if path[:1] != "/":
-            return judge(getcwd() + "/" + path)  # depends on the cwd: not kept
-        verdict = verdicts.get(path, unjudged)
-        if verdict is unjudged:
-            verdict = verdicts[path] = judge(path)
-        return verdict  # type: ignore[return-value]
+            path = getcwd() + "/" + path  # depends on the cwd: not kept
+        return judge(path)
 
     def hook(event: str, args: "tuple[Any, ...]") -> None:
         if event == "open":
-            path = local(args[0])
-            if path is None:
-                return
-            mode, flags = args[1], args[2]
-            writes: bool | None
+            path, mode = args[0], args[1]
             if mode is None:
-                writes = bool(flags & O_WRITES)
+                writes = bool(args[2] & O_WRITES)
             else:
-                writes = modes.get(mode)
+                writes = writers.get(mode)
                 if writes is None:
-                    writes = modes[mode] = any(c in mode for c in "wax+")
-            emit(("w" if writes else "r") + path)
+                    writes = writers[mode] = any(c in mode for c in "wax+")
+            if not writes and type(path) is str and path[:1] == "/":
+                key = reads.get(path)
+                if key is None:
+                    text = judge(path)
+                    key = reads[path] = "r" + text if text else ""
+                    if key and key not in seen:
+                        emit(key)
+                return
+            text = local(path)
+            if text:
+                key = ("w" if writes else "r") + text
+                if key not in seen:
+                    emit(key)
         elif event == "import":
             name = args[0]
-            if not isinstance(name, str):
+            if type(name) is not str:
                 return
             top = name.partition(".")[0]
-            if top in stdlib or top in builtin or top in _SITE_HOOKS:
+            if top in foreign:
                 return
             if top != name:
                 # Below a package loaded from elsewhere nothing can be local.
-                parent = sys.modules.get(top)
-                where = getattr(parent, "__file__", None) or ""
+                where = getattr(modules.get(top), "__file__", None)
                 if where and not where.startswith(inside):
                     return
-            emit("m" + name)
+            key = "m" + name
+            if key not in seen:
+                emit(key)
         elif event == "os.listdir" or event == "os.scandir":
-            frame = sys._getframe(1)
-            if frame.f_code.co_filename.startswith("<frozen importlib"):
+            if sys._getframe(1).f_code.co_filename.startswith("<frozen importlib"):
                 return  # the import system's own folder listings
-            path = local(args[0] if args and args[0] is not None else ".")
-            if path is not None:
-                emit("l" + path)
+            text = local(args[0] if args and args[0] is not None else ".")
+            if text and "l" + text not in seen:
+                emit("l" + text)
 
     emit("#orchestrator-trace 1")
     sys.addaudithook(hook)
