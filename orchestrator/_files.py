@@ -9,6 +9,8 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from .errors import WriteError
+
 _SERIAL = itertools.count()
 
 
@@ -16,8 +18,11 @@ def ensure_state_dir(state: Path) -> Path:
     """Make the state folder (``.orchestrator/``) if needed, with a ``.gitignore`` of ``*``."""
     ignore = state / ".gitignore"
     if not ignore.exists():
-        state.mkdir(parents=True, exist_ok=True)
-        ignore.write_text("# Made by orchestrator: its caches and run record.\n*\n")
+        try:
+            state.mkdir(parents=True, exist_ok=True)
+            ignore.write_text("# Made by orchestrator: its caches and run record.\n*\n")
+        except OSError as exc:
+            raise WriteError(ignore, exc) from exc
     return state
 
 
@@ -79,9 +84,15 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, durable: bo
     partial file. With ``durable`` the data is also fsynced before the rename,
     so that a power loss cannot expose an empty file; per-script logs skip that
     (it costs about a millisecond each), the run's reports do not.
+
+    Raises:
+        WriteError: the file cannot be written (a full disk, a read-only folder).
     """
     target = os.fspath(path)
-    fd, tmp = _temp_beside(target)
+    try:
+        fd, tmp = _temp_beside(target)
+    except OSError as exc:
+        raise WriteError(target, exc) from exc
     try:
         with contextlib.suppress(OSError):  # keep the mode of the file it replaces
             os.fchmod(fd, os.stat(target).st_mode & 0o7777)
@@ -91,9 +102,11 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, durable: bo
                 handle.flush()
                 os.fsync(handle.fileno())
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise WriteError(target, exc) from exc
         raise
 
 

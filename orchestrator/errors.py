@@ -8,8 +8,10 @@ exception. These classes are for the cases where orchestrator cannot proceed::
     ├── DiscoveryError         missing scripts directory or --subdirs folder
     ├── CycleError             a dependency cycle; ``.cycle`` holds the path
     ├── WorkflowError          (workflow.py) a duplicate task, an unknown dependency
-    └── EnvBuildError          (environments.py) an isolated environment failed to
-                               build; a script's error, not the run's
+    ├── EnvBuildError          (environments.py) an isolated environment failed to
+    │                          build; a script's error, not the run's
+    └── WriteError             orchestrator cannot write its own files (a full disk,
+                               a folder gone or read-only): the run stops
 
 Each message is one line that names the file, the key and the fix, so the CLI
 can print it without a traceback. :class:`ExitCode` is what ``orch`` exits
@@ -19,9 +21,17 @@ with; the CLI's help prints its table.
 from __future__ import annotations
 
 import enum
+import os
 from collections.abc import Sequence
 
-__all__ = ["ConfigError", "CycleError", "DiscoveryError", "ExitCode", "OrchestratorError"]
+__all__ = [
+    "ConfigError",
+    "CycleError",
+    "DiscoveryError",
+    "ExitCode",
+    "OrchestratorError",
+    "WriteError",
+]
 
 
 class OrchestratorError(Exception):
@@ -44,6 +54,22 @@ class CycleError(OrchestratorError):
         where = f"{source}: " if source else ""
         fix = f"; {hint}" if hint else ""
         super().__init__(f"{where}dependency cycle: {' -> '.join(self.cycle)}{fix}")
+
+
+class WriteError(OrchestratorError):
+    """A file orchestrator writes (a log, the record, a report) cannot be written.
+
+    ``path`` is the file, ``cause`` the :class:`OSError`. A run that meets one
+    stops its scripts, writes what it still can, and exits 2 with this line.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], cause: OSError) -> None:
+        self.path = os.fspath(path)
+        self.cause = cause
+        why = cause.strerror or str(cause) or type(cause).__name__
+        super().__init__(
+            f"cannot write {self.path}: {why}; free some space or pass a writable folder with -o"
+        )
 
 
 class ExitCode(enum.IntEnum):

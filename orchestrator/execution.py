@@ -31,7 +31,7 @@ from typing import Any
 from ._files import ensure_state_dir
 from .changes import Fingerprints, Tracking, select_changed
 from .environments import EnvBuildError
-from .errors import ExitCode, OrchestratorError
+from .errors import ExitCode, OrchestratorError, WriteError
 from .executors import Executor, LocalExecutor, ScriptCall, make_executor
 from .inputs import InputGraph
 from .plan import Plan, RunOptions, ScriptJob
@@ -112,6 +112,8 @@ class _ScriptRun:
         self.attempts = dict.fromkeys(self.jobs, 0)
         self.results: dict[str, ScriptResult] = {}
         self.stopping = False
+        # The first file orchestrator could not write: the run stops and execute() raises it.
+        self.fault: OrchestratorError | None = None
         self.tracking = Tracking(plan.project, options.python, graph)
         self.graph, self.record = self.tracking.graph, self.tracking.record
         self.envs = self.tracking.environments(plan)
@@ -135,7 +137,23 @@ class _ScriptRun:
 
     def emit(self, method: str, *args: Any) -> None:
         for reporter in self.reporters:
-            getattr(reporter, method)(*args)
+            try:
+                getattr(reporter, method)(*args)
+            except WriteError as exc:  # the other outputs still get theirs
+                self.cannot_write(exc)
+
+    def cannot_write(self, exc: OrchestratorError) -> None:
+        """A log, the record or a report cannot be written: stop the run (any thread).
+
+        What runs is stopped with its groups, nothing new starts, and the
+        outputs that still can be written are; :func:`execute` then raises.
+        """
+        if self.fault is not None:
+            return
+        self.fault = exc
+        self.executor.stop_all(StopReason.UNWRITABLE)
+        children.terminate(StopReason.UNWRITABLE, tag=self.run.run_id)
+        self.halt(f"not started: {StopReason.UNWRITABLE}")
 
     def finish(self, job: ScriptJob, result: dict[str, Any], attempts: int) -> ScriptResult:
         """The attempt's result as a value, its log on disk before anyone is told."""
@@ -144,7 +162,10 @@ class _ScriptRun:
             value, attempts=attempts, flaky=value.status is Status.PASSED and attempts > 1
         )
         if self.run.run_dir is not None:
-            save_log(value.to_dict(), self.run.run_dir / "logs", job.settings)
+            try:
+                save_log(value.to_dict(), self.run.run_dir / "logs", job.settings)
+            except WriteError as exc:
+                self.cannot_write(exc)
         return value
 
     def not_started(self, job: ScriptJob) -> ScriptResult:
@@ -193,8 +214,13 @@ class _ScriptRun:
             trace_skip=[str(self.plan.project.reports_dir)],
         )
         result = self.finish(job, self.executor.run(call), self.attempts[job.rel])
+        if "write_error" in result.extra:  # its stream logs: the disk is full
+            self.cannot_write(OrchestratorError(result.extra["write_error"]))
         if result.recorded:
-            self.remember(job, result, before)
+            try:
+                self.remember(job, result, before)
+            except WriteError as exc:
+                self.cannot_write(exc)
         return result
 
     def remember(
@@ -279,7 +305,10 @@ class _ScriptRun:
             ticking.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await ticking
-            self.graph.save()
+            try:
+                self.graph.save()
+            except WriteError as exc:
+                self.cannot_write(exc)
 
 
 def select(
@@ -320,6 +349,9 @@ def execute(
     Raises:
         OrchestratorError: the executor cannot start, or the reports folder
             cannot be written.
+        WriteError: a log, the record or a report could not be written (a
+            full disk, a folder gone read-only): the running scripts were
+            stopped, and what could still be written was.
     """
     stop = stop or threading.Event()
     start = datetime.now(timezone.utc)
@@ -365,4 +397,6 @@ def execute(
     run.wall_time = round(time.monotonic() - began, 6)
     results = [bridge.results[job.rel] for job in plan.jobs]
     bridge.emit("run_finished", run, results)
+    if bridge.fault is not None:
+        raise bridge.fault
     return RunOutcome(run, results)

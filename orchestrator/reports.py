@@ -9,6 +9,7 @@ on results they got some other way; :class:`FileReporter` calls them for a run.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ._files import atomic_write_text
-from .errors import OrchestratorError
+from .errors import OrchestratorError, WriteError
 from .reporting import TAIL_LINES, Reporter, RunInfo, summarize, tail
 from .results import NOT_OK, STATUSES, ScriptResult, exit_code_for
 
@@ -254,8 +255,13 @@ def point_latest(reports_dir: Path, run_dir: Path) -> None:
     """Make ``reports_dir/latest`` a relative symlink to ``run_dir``, replaced atomically."""
     link = reports_dir / "latest"
     tmp = reports_dir / f".latest.{os.getpid()}.{time.monotonic_ns()}"
-    os.symlink(run_dir.name, tmp)
-    os.replace(tmp, link)
+    try:
+        os.symlink(run_dir.name, tmp)
+        os.replace(tmp, link)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise WriteError(link, exc) from exc
 
 
 class FileReporter(Reporter):

@@ -72,6 +72,7 @@ class StopReason(str, enum.Enum):
 
     INTERRUPTED = "interrupted"
     RESTARTED = "restarted: its inputs changed"
+    UNWRITABLE = "stopped: orchestrator cannot write its files"
 
     def __str__(self) -> str:
         return self.value

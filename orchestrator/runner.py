@@ -38,6 +38,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
+from .errors import WriteError
 from .project import STATE_DIR, find_project_root, search_path
 from .results import Status, StopReason, base_result, mark_stopped
 from .tracing import TraceError, read_trace, trace_env, trace_fields
@@ -321,12 +322,17 @@ class _Capture:
         self.size = 0
         self.dropped = 0
         self.file: IO[bytes] | None = None
+        self.error: WriteError | None = None  # the file could not be written: the run stops
 
     def write(self, data: bytes) -> None:
-        if self.path is not None:
-            if self.file is None:
-                self.file = open(self.path, "wb")  # noqa: SIM115 - closed in close()
-            self.file.write(data)
+        if self.path is not None and self.error is None:
+            try:
+                if self.file is None:
+                    self.file = open(self.path, "wb")  # noqa: SIM115 - closed in close()
+                self.file.write(data)
+            except OSError as exc:
+                self.error = WriteError(self.path, exc)
+                self.close()
         self.chunks.append(data)
         self.size += len(data)
         while self.chunks and self.size - len(self.chunks[0]) >= self.limit:
@@ -335,8 +341,11 @@ class _Capture:
 
     def close(self) -> None:
         if self.file:
-            self.file.close()
-            self.file = None
+            file, self.file = self.file, None
+            try:
+                file.close()  # flushes: a full disk may show only now
+            except OSError as exc:
+                self.error = self.error or WriteError(self.path or "", exc)
 
     def text(self) -> str:
         data = b"".join(self.chunks)
@@ -472,7 +481,11 @@ def run_script(
 
     logs = Path(log_dir) if log_dir is not None else None
     if logs is not None:
-        logs.mkdir(parents=True, exist_ok=True)
+        try:
+            logs.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            result["error"] = result["write_error"] = str(WriteError(logs, exc))
+            return _finish(result, start, started)
         result["stdout_path"] = str(logs / f"{script.name}.stdout.log")
         result["stderr_path"] = str(logs / f"{script.name}.stderr.log")
     out = _Capture(max_output, Path(result["stdout_path"]) if logs else None)
@@ -523,7 +536,11 @@ def run_script(
         for stream, capture in (("stdout", out), ("stderr", err)):
             if not capture.size and not capture.dropped:
                 result[f"{stream}_path"] = None
-    if child.reason is not None:
+    unwritable = out.error or err.error
+    if unwritable is not None:
+        mark_stopped(result, StopReason.UNWRITABLE)
+        result["error"] = result["write_error"] = str(unwritable)
+    elif child.reason is not None:
         mark_stopped(result, child.reason)
     elif timed_out:
         result["status"] = Status.TIMEOUT.value
@@ -626,6 +643,8 @@ def _pump(
                 data = os.read(key.fd, _CHUNK)
                 if data:
                     capture.write(data)
+                    if capture.error is not None and not child.stopped.is_set():
+                        child.stop(StopReason.UNWRITABLE)  # a full disk: this run cannot go on
                 else:
                     sel.unregister(key.fileobj)
                     open_pipes -= 1

@@ -480,8 +480,17 @@ class _Run:
     # -- bookkeeping ----------------------------------------------------------------------
 
     def emit(self, kind: str, name: str, **extra: Any) -> None:
-        if self.wf.listener is not None:
+        if self.wf.listener is None:
+            return
+        try:
             self.wf.listener(WorkflowEvent(kind, name, **extra))
+        except Exception as exc:
+            # Raised in a callback it would only be logged, and the run would wait
+            # forever for a result never recorded: it ends the run instead.
+            if self.wf._stop_reason is None:
+                self.wf._stop_reason = f"not started: the listener raised {type(exc).__name__}"
+            if not self.done.done():
+                self.done.set_exception(exc)
 
     def wake_threadsafe(self) -> None:
         if not self.loop.is_closed():

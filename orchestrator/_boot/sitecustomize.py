@@ -60,7 +60,8 @@ def _install() -> None:
     # Top-level names that are never local: the standard library, built-ins, site's hooks.
     foreign = _SITE_HOOKS.union(getattr(sys, "stdlib_module_names", ()), sys.builtin_module_names)
     seen = set()
-    getcwd, fspath, fsdecode, write, modules = os.getcwd, os.fspath, os.fsdecode, os.write, sys.modules
+    getcwd, fspath, fsdecode, write = os.getcwd, os.fspath, os.fsdecode, os.write
+    modules = sys.modules
     normpath = os.path.normpath
     O_WRITES = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC
     fds = [fd]
@@ -112,6 +113,7 @@ def _install() -> None:
     def hook(event: str, args: "tuple[Any, ...]") -> None:
         if event == "open":
             path, mode = args[0], args[1]
+            writes: "bool | None"
             if mode is None:
                 writes = bool(args[2] & O_WRITES)
             else:

@@ -1,0 +1,56 @@
+"""Faults from outside: a full disk, a killed orch, daemons that escape their group."""
+
+from __future__ import annotations
+
+import os
+import resource
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import Project, pid_alive, wait_for
+
+_ENV = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+
+
+def _fsize_limit(limit: int) -> None:
+    # As a full disk does, writes past the limit fail (EFBIG) instead of killing orch.
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+
+def test_a_full_disk_ends_the_run_with_one_line_and_nothing_left(project: Project) -> None:
+    pids = project.root / "pids"
+    pids.mkdir()
+    for i in range(12):
+        # Each prints 100 kB, more than a log may hold, then would sleep for a minute.
+        project.script(
+            f"s{i:02d}.py",
+            f"""
+            import os, sys, time
+            open(os.path.join({str(pids)!r}, str(os.getpid())), "w").close()
+            sys.stdout.write("x" * 100_000)
+            sys.stdout.flush()
+            time.sleep(60)
+            """,
+        )
+    proc = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "run", "-j2", "scripts"],
+        cwd=project.root,
+        env=_ENV,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=lambda: _fsize_limit(50_000),
+    )
+    assert proc.returncode == 2, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert "Traceback" not in proc.stderr
+    assert len(errors) == 1, proc.stderr
+    assert errors[0].startswith("orch: error: cannot write ")
+    assert "File too large" in errors[0]
+    started = [int(p.name) for p in pids.iterdir()]
+    assert started, "no script ran"
+    assert len(started) < 12, "scripts went on starting after the disk was full"
+    assert wait_for(lambda: not any(pid_alive(p) for p in started), 2.0)
