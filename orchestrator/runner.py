@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from .errors import WriteError
+from .guardian import Guardian, find_members, signal_all
 from .project import STATE_DIR, find_project_root, search_path
 from .results import Status, StopReason, base_result, mark_stopped
 from .tracing import TraceError, read_trace, trace_env, trace_fields
@@ -74,90 +75,6 @@ def _now() -> datetime:
 # -- process groups -------------------------------------------------------------------
 
 
-def _last_pid() -> int | None:
-    """The PID most recently handed out in this PID namespace (from /proc/loadavg)."""
-    try:
-        with open("/proc/loadavg", "rb") as handle:
-            return int(handle.read().split()[-1])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-# Up to this many PIDs handed out since a run's leader, they are tried one by one;
-# beyond, listing /proc is cheaper.
-_RANGE_SCAN = 4096
-
-
-def _listed_pids() -> Iterator[int]:
-    return (int(n) for n in os.listdir("/proc") if n.isdigit())
-
-
-def _candidates(
-    pgid: int, last: int | None, listed: Callable[[], Iterable[int]] = _listed_pids
-) -> Iterable[int]:
-    """The PIDs that may belong to a run led by ``pgid``: those handed out since it.
-
-    ``last`` is the newest PID (None: unknown). While they are few they are
-    tried one by one, so the cost follows what the run started, not how many
-    processes the machine runs; otherwise ``listed()`` (the live PIDs) is
-    filtered to the same span, across a wrap.
-    """
-    if last is not None and pgid <= last and last - pgid < _RANGE_SCAN:
-        return range(pgid, last + 1)
-    pids = listed()
-    if last is None:
-        return pids
-    if pgid <= last:
-        return (pid for pid in pids if pgid <= pid <= last)
-    return (pid for pid in pids if pid >= pgid or pid <= last)
-
-
-def _members(pgid: int, marker: bytes) -> list[int]:
-    """Live processes in group ``pgid``, or carrying ``marker`` in their environment.
-
-    Every process of a run is created after its leader ``pgid``. PIDs grow
-    until they wrap, so only PIDs from ``pgid`` up to the last one handed out
-    (both ranges, after a wrap) are looked at: the scan stays cheap however
-    many other processes the machine runs.
-    """
-    if not os.path.isdir("/proc"):
-        try:
-            os.killpg(pgid, 0)
-        except (ProcessLookupError, PermissionError):
-            return []
-        return [-pgid]
-    me = os.getpid()
-    found: list[int] = []
-    for pid in _candidates(pgid, _last_pid()):
-        if pid == me:
-            continue
-        name = str(pid)
-        try:
-            with open(f"/proc/{name}/stat", "rb") as handle:
-                stat = handle.read()
-            fields = stat[stat.rindex(b")") + 2 :].split()
-            if fields[0] in (b"Z", b"X"):  # zombies hold nothing and cannot be killed
-                continue
-            if int(fields[2]) == pgid:
-                found.append(pid)
-            elif marker:
-                with open(f"/proc/{name}/environ", "rb") as handle:
-                    if marker in handle.read():
-                        found.append(pid)
-        except (OSError, ValueError, IndexError):
-            continue  # exited while we looked, or not ours to read
-    return found
-
-
-def _signal_all(pids: Iterable[int], sig: int) -> None:
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            if pid < 0:
-                os.killpg(-pid, sig)
-            else:
-                os.kill(pid, sig)
-
-
 @dataclass(eq=False)
 class _Child:
     """A running child, as the registry sees it."""
@@ -170,14 +87,21 @@ class _Child:
     wake: int | None = None  # write end of a pipe that interrupts the pump's select()
     reason: StopReason | None = None  # set when stopped from outside
     stopped: threading.Event = field(default_factory=threading.Event)
+    pipes: tuple[int, ...] = ()  # inodes of its output pipes
+    # Set once something may hold its pipes from outside the group: from then on
+    # every look also lists descriptors, which costs too much to do always.
+    deep: bool = False
+    escaped: set[int] = field(default_factory=set)  # found outside its group
 
     def members(self) -> list[int]:
         """The processes that belong to this run and are still alive."""
-        return _members(self.pgid, self.marker)
+        grouped, escaped = find_members(self.pgid, self.marker, self.pipes if self.deep else ())
+        self.escaped.update(escaped)
+        return grouped + escaped
 
     def signal(self, sig: int) -> None:
         """Send ``sig`` to every process of the run."""
-        _signal_all(self.members(), sig)
+        signal_all(self.members(), sig)
 
     def stop(self, reason: StopReason) -> None:
         """Stop the run from outside: SIGTERM now; the running thread escalates."""
@@ -194,7 +118,7 @@ class _Child:
         members = self.members()
         if not members:
             return
-        _signal_all(members, signal.SIGTERM)
+        signal_all(members, signal.SIGTERM)
         deadline = time.monotonic() + self.grace
         delay = 0.005
         while True:
@@ -204,7 +128,7 @@ class _Child:
             if not members:
                 return
             if time.monotonic() >= deadline:
-                _signal_all(members, signal.SIGKILL)
+                signal_all(members, signal.SIGKILL)
                 deadline = time.monotonic() + 5.0  # SIGKILL cannot be ignored; just wait
 
 
@@ -219,17 +143,24 @@ class Registry:
     def __init__(self) -> None:
         self._live: set[_Child] = set()
         self._lock = threading.RLock()
+        #: Kills what is registered here if this process dies without doing it.
+        self.guardian = Guardian()
+        #: Begins the marker variable of every child started here, so that the
+        #: leftovers of this process can be found after its death (the run ledger).
+        self.marker_prefix = f"{_MARKER_PREFIX}{uuid.uuid4().hex[:12]}_"
 
     @contextlib.contextmanager
     def holding(self, child: _Child) -> Iterator[_Child]:
-        """Keep ``child`` in the registry for the ``with`` block."""
+        """Keep ``child`` in the registry (and the guardian's) for the ``with`` block."""
         with self._lock:
             self._live.add(child)
+        self.guardian.watch(child.pgid, child.marker, child.pipes)
         try:
             yield child
         finally:
             with self._lock:
                 self._live.discard(child)
+            self.guardian.release(child.pgid)
 
     def terminate(
         self,
@@ -283,7 +214,8 @@ class Registry:
         its group. Raises OSError if it cannot start.
         """
         proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, start_new_session=True, **popen)
-        return proc, _Child(name, proc.pid, grace, marker, tag=tag, wake=wake)
+        pipes = tuple(os.fstat(p.fileno()).st_ino for p in (proc.stdout, proc.stderr) if p)
+        return proc, _Child(name, proc.pid, grace, marker, tag=tag, wake=wake, pipes=pipes)
 
     @contextlib.contextmanager
     def running(self, proc: subprocess.Popen[bytes], child: _Child) -> Iterator[None]:
@@ -468,8 +400,9 @@ def run_script(
         return _finish(result, start, started)
 
     token = uuid.uuid4().hex
-    marker = f"{_MARKER_PREFIX}{token}=".encode()
-    child_env = {**os.environ, **(env or {}), f"{_MARKER_PREFIX}{token}": "1"}
+    variable = f"{children.marker_prefix}{token}"
+    marker = f"{variable}=".encode()
+    child_env = {**os.environ, **(env or {}), variable: "1"}
     _pythonpath(child_env, found)
     trace_file = None
     if trace and found is not None:
@@ -536,6 +469,8 @@ def run_script(
         for stream, capture in (("stdout", out), ("stderr", err)):
             if not capture.size and not capture.dropped:
                 result[f"{stream}_path"] = None
+    if child.escaped:
+        result["escaped"] = len(child.escaped)
     unwritable = out.error or err.error
     if unwritable is not None:
         mark_stopped(result, StopReason.UNWRITABLE)
@@ -611,12 +546,14 @@ def _pump(
                 break
             if kill_at is None:
                 if child.stopped.is_set():
+                    child.deep = True
                     kill_at = now + child.grace  # stop() sent SIGTERM already
                 elif deadline is not None and now >= deadline and exited_at is None:
-                    timed_out = True
+                    timed_out = child.deep = True
                     child.signal(signal.SIGTERM)
                     kill_at = now + child.grace
                 elif exited_at is not None and now >= exited_at + _LINGER:
+                    child.deep = True  # something holds its pipes: perhaps from outside
                     child.signal(signal.SIGTERM)
                     kill_at = now + child.grace
             if kill_at is not None and give_up_at is None and now >= kill_at:

@@ -54,3 +54,72 @@ def test_a_full_disk_ends_the_run_with_one_line_and_nothing_left(project: Projec
     assert started, "no script ran"
     assert len(started) < 12, "scripts went on starting after the disk was full"
     assert wait_for(lambda: not any(pid_alive(p) for p in started), 2.0)
+
+
+def _spawner(pids: Path) -> str:
+    """A script that starts a child in its group and a daemon that left it, then waits."""
+    return f"""
+        import os, subprocess, sys, time
+        def note(pid):
+            open(os.path.join({str(pids)!r}, str(pid)), "w").close()
+        note(os.getpid())
+        note(subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]).pid)
+        # Leaves the session and clears its environment: neither group nor marker finds it.
+        note(subprocess.Popen(
+            [sys.executable, "-c", "import time; time.sleep(60)"],
+            start_new_session=True, env={{}},
+        ).pid)
+        time.sleep(60)
+        """
+
+
+def test_kill_9_of_orch_leaves_no_script_process_alive(project: Project) -> None:
+    pids = project.root / "pids"
+    pids.mkdir()
+    for name in ("a.py", "b.py"):
+        project.script(name, _spawner(pids))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "orchestrator", "run", "-j2", "scripts"],
+        cwd=project.root,
+        env=_ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert wait_for(lambda: len(list(pids.iterdir())) == 6, 20), list(pids.iterdir())
+        started = [int(p.name) for p in pids.iterdir()]
+        assert all(pid_alive(p) for p in started)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        assert wait_for(lambda: not any(pid_alive(p) for p in started), 2.0), [
+            p for p in started if pid_alive(p)
+        ]
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_a_daemon_that_leaves_its_session_and_environment_is_killed_and_counted(
+    project: Project,
+) -> None:
+    from orchestrator import run_script
+
+    pids = project.root / "pids"
+    pids.mkdir()
+    script = project.script(
+        "daemon.py",
+        f"""
+        import os, subprocess, sys
+        child = subprocess.Popen(
+            [sys.executable, "-c", "import time; time.sleep(60)"],
+            start_new_session=True, env={{}},
+        )
+        open(os.path.join({str(pids)!r}, str(child.pid)), "w").close()
+        """,
+    )
+    result = run_script(script, timeout=30, root=project.root)
+    assert result["status"] == "passed"
+    assert result["escaped"] == 1
+    daemon = int(next(pids.iterdir()).name)
+    assert not pid_alive(daemon)
+    assert result["execution_time"] < 2.0, "waited for the daemon's pipes"

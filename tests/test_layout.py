@@ -7,6 +7,8 @@ import re
 import sys
 from pathlib import Path
 
+import pytest
+
 import orchestrator
 
 REPO = Path(__file__).resolve().parent.parent
@@ -52,14 +54,16 @@ def test_modules_import_only_lower_layers() -> None:
     assert wrong == []
 
 
-def test_the_trace_bootstrap_imports_only_the_standard_library() -> None:
-    """It runs inside every traced script, on whatever Python and packages the script has."""
-    tree = ast.parse((PACKAGE / "_boot" / "sitecustomize.py").read_text(encoding="utf-8"))
+@pytest.mark.parametrize("path", ["_boot/sitecustomize.py", "guardian.py"])
+def test_files_run_as_programs_import_only_the_standard_library(path: str) -> None:
+    """The trace bootstrap runs inside every traced script, on whatever Python and
+    packages it has; the guardian runs as a script of its own (``python -I -S``)."""
+    tree = ast.parse((PACKAGE / path).read_text(encoding="utf-8"))
     imported = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             imported.update(alias.name.split(".")[0] for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
-            assert node.level == 0, "the bootstrap must not import orchestrator"
+            assert node.level == 0, f"{path} must not import orchestrator"
             imported.add((node.module or "").split(".")[0])
-    assert imported and imported <= sys.stdlib_module_names, imported
+    assert imported and imported <= sys.stdlib_module_names | {"__future__"}, imported

@@ -370,14 +370,13 @@ def test_run_function_unpicklable_function() -> None:
     assert result["status"] == "error"
 
 
-def test_group_scan_finds_the_leader_after_a_pid_wrap(monkeypatch: pytest.MonkeyPatch) -> None:
-    import orchestrator.runner as runner
+def test_group_scan_finds_the_leader_after_a_pid_wrap() -> None:
+    import orchestrator.guardian as guardian
 
     proc = subprocess.Popen(["sleep", "30"], start_new_session=True)
     try:
         # PIDs wrapped since the leader started: the last PID handed out is below it.
-        monkeypatch.setattr(runner, "_last_pid", lambda: 1)
-        assert proc.pid in runner._members(proc.pid, b"")
+        assert proc.pid in guardian.find_members(proc.pid, b"", last=lambda: 1)[0]
     finally:
         proc.kill()
         proc.wait()
@@ -426,7 +425,7 @@ def test_children_started_by_the_registry_stop_on_terminate_and_leave_nothing() 
 
 def test_the_leftover_check_reads_only_pids_handed_out_since_the_run_began() -> None:
     """With few new PIDs it never lists /proc, so 1,000 other processes cost nothing."""
-    from orchestrator.runner import _candidates
+    from orchestrator.guardian import candidates as _candidates
 
     def listed() -> list[int]:
         raise AssertionError("listed /proc for a short span")

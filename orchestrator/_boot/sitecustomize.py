@@ -113,7 +113,7 @@ def _install() -> None:
     def hook(event: str, args: "tuple[Any, ...]") -> None:
         if event == "open":
             path, mode = args[0], args[1]
-            writes: "bool | None"
+            writes: bool | None
             if mode is None:
                 writes = bool(args[2] & O_WRITES)
             else:
