@@ -73,16 +73,32 @@ def _describe(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def _positive_seconds(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _Invalid(f"expected a number of seconds, got {_describe(value)}")
-    try:
-        seconds = float(value)
-    except OverflowError:
-        seconds = math.inf
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise _Invalid(f"expected a number of seconds greater than 0, got {_describe(value)}")
+#: The largest numbers a setting takes: beyond them a value is a typo, and some
+#: (a timeout past ``time_t``) would fail every script at run time instead.
+MAX_TIMEOUT = 7 * 24 * 3600.0
+MAX_RETRY_DELAY = 24 * 3600.0
+MAX_RETRIES = 100
+
+
+def _seconds_up_to(limit: float) -> Callable[[Any], float]:
+    def seconds(value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise _Invalid(f"expected a number of seconds, got {_describe(value)}")
+        try:
+            number = float(value)
+        except OverflowError:
+            number = math.inf
+        if not math.isfinite(number) or number <= 0 or number > limit:
+            raise _Invalid(
+                f"expected a number of seconds greater than 0 and at most {limit:g}, "
+                f"got {_describe(value)}"
+            )
+        return number
+
     return seconds
+
+
+_positive_seconds = _seconds_up_to(MAX_TIMEOUT)
 
 
 def _string(value: Any) -> str:
@@ -128,16 +144,16 @@ def _env_map(value: Any) -> dict[str, str]:
     return out
 
 
-def _non_negative_int(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise _Invalid(f"expected a whole number, 0 or more, got {_describe(value)}")
+def _retry_count(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_RETRIES:
+        raise _Invalid(f"expected a whole number from 0 to {MAX_RETRIES}, got {_describe(value)}")
     return value
 
 
-def _non_negative_seconds(value: Any) -> float:
+def _retry_delay(value: Any) -> float:
     if value == 0 and not isinstance(value, bool):
         return 0.0
-    return _positive_seconds(value)
+    return _seconds_up_to(MAX_RETRY_DELAY)(value)
 
 
 def _script_paths(value: Any) -> list[str]:
@@ -193,8 +209,8 @@ SETTINGS: dict[str, Setting] = {
     "skip": Setting(False, _boolean),
     "skip_reason": Setting("", _string),
     "depends_on": Setting([], _script_paths),
-    "retries": Setting(0, _non_negative_int),
-    "retry_delay": Setting(1.0, _non_negative_seconds),
+    "retries": Setting(0, _retry_count),
+    "retry_delay": Setting(1.0, _retry_delay),
     "retry_on": Setting(["failed", "timeout"], _retry_statuses),
     "watch": Setting([], _globs),
     "trace": Setting(True, _boolean),

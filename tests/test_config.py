@@ -529,3 +529,27 @@ def test_without_a_root_marker_load_config_reports_no_root(unmarked: Path) -> No
     config = load_config(scripts)
     assert config["project_root"] is None
     assert config["config_file"] == str((scripts / "config.yaml").resolve())
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "bound"),
+    [
+        ("timeout", "99999999999999999999999999999999", "at most 604800"),
+        ("timeout", "604801", "at most 604800"),
+        ("retries", "101", "from 0 to 100"),
+        ("retry_delay", "86401", "at most 86400"),
+    ],
+)
+def test_numbers_beyond_their_bound_are_config_errors(
+    scripts: Path, key: str, value: str, bound: str
+) -> None:
+    write_config(scripts, f"default:\n  {key}: {value}\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(scripts)
+    assert key in str(info.value) and bound in str(info.value)
+
+
+def test_numbers_at_their_bound_are_accepted(scripts: Path) -> None:
+    write_config(scripts, "default: {timeout: 604800, retries: 100, retry_delay: 86400}\n")
+    settings = get_script_config("x.py", scripts, load_config(scripts))
+    assert (settings["timeout"], settings["retries"]) == (604800, 100)
