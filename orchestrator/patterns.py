@@ -4,7 +4,8 @@ A :class:`Glob` matches a POSIX path relative to a base folder (the scripts
 directory, or the project root for ``watch:``):
 
 * ``*`` and ``?`` stay within one path part, ``[seq]``/``[!seq]`` as in
-  fnmatch; ``**`` spans any number of parts (``data/**/*.csv``);
+  fnmatch, except that an unclosed ``[`` is an error (``[[]`` is a literal
+  bracket); ``**`` spans any number of parts (``data/**/*.csv``);
 * a pattern that names a folder covers everything below it (``data`` and
   ``data/`` match ``data/x.py``);
 * a leading ``./`` and surrounding slashes are ignored.
@@ -49,8 +50,8 @@ def _translate(pattern: str) -> str:
                 j += 1
             end = pattern.find("]", j)
             if end == -1:
-                out.append(re.escape(char))
-                i += 1
+                # fnmatch would take it literally; in a config key it is nearly always a typo.
+                raise re.error("unclosed '['")
             else:
                 body = pattern[i + 1 + negated : end].replace("/", "")
                 members = "".join(c if c == "-" else re.escape(c) for c in body)

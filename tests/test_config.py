@@ -445,13 +445,14 @@ def test_unhashable_mapping_key_is_a_config_error(scripts: Path) -> None:
     config_error(scripts, "scripts:\n  ? [a, b]\n  : {timeout: 3}\n")
 
 
-def test_bad_bracket_glob_key_is_a_config_error(scripts: Path) -> None:
-    write_config(scripts, 'scripts:\n  "[!]x.py": {timeout: 3}\n')
-    try:
-        config = load_config(scripts)
-    except ConfigError:
-        return
-    get_script_config("x.py", scripts, config)
+@pytest.mark.parametrize("key", ["[", "[!", "a[b.py", "[!]x.py"])
+def test_an_unclosed_bracket_in_a_glob_key_is_a_config_error_naming_it(
+    scripts: Path, key: str
+) -> None:
+    write_config(scripts, f'scripts:\n  "{key}": {{timeout: 3}}\n')
+    with pytest.raises(ConfigError) as info:
+        load_config(scripts)
+    assert f'scripts."{key}"' in str(info.value) and "unclosed '['" in str(info.value)
 
 
 def test_symlinked_script_uses_its_own_key(tmp_path: Path) -> None:

@@ -45,9 +45,11 @@ def test_where_to_look(pattern: str, fixed: str, depth: int | None, literal: boo
     assert (glob.fixed, glob.depth, glob.literal) == (fixed, depth, literal)
 
 
-def test_of_is_cached_and_a_broken_class_is_literal() -> None:
+def test_of_is_cached_and_a_broken_class_is_an_error() -> None:
     assert Glob.of("a/*.py") is Glob.of("a/*.py")
-    assert Glob("a[b").matches("a[b")  # an unclosed class is a literal bracket
+    assert Glob("a[[]b").matches("a[b")  # a literal bracket is a class of one
+    with pytest.raises(re.error, match=r"unclosed '\['"):
+        Glob("a[b")  # fnmatch takes it literally; we call it the typo it nearly always is
     assert repr(Glob("x/*")) == "Glob('x/*')"
     with pytest.raises(re.error):
         Glob("[z-a]")  # a range no path can match: config validation reports it
