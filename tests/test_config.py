@@ -554,3 +554,11 @@ def test_numbers_at_their_bound_are_accepted(scripts: Path) -> None:
     write_config(scripts, "default: {timeout: 604800, retries: 100, retry_delay: 86400}\n")
     settings = get_script_config("x.py", scripts, load_config(scripts))
     assert (settings["timeout"], settings["retries"]) == (604800, 100)
+
+
+def test_a_config_over_5_mb_is_refused_with_one_line(scripts: Path) -> None:
+    path = write_config(scripts, "scripts:\n" + "  # padding\n" * 500_000)
+    assert path.stat().st_size > 5 * 1024 * 1024
+    with pytest.raises(ConfigError) as info:
+        load_config(scripts)
+    assert str(path) in str(info.value) and "over 5 MB" in str(info.value)
