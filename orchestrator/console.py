@@ -13,7 +13,15 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
-from .reporting import TAIL_LINES, Reporter, RunInfo, ScriptStarted, tail, totals_line
+from .reporting import (
+    TAIL_LINES,
+    Reporter,
+    RunInfo,
+    ScriptStarted,
+    tail,
+    totals_line,
+    visible,
+)
 from .results import NOT_OK, ScriptResult
 
 __all__ = [
@@ -29,7 +37,8 @@ __all__ = [
 def _display_path(result: Mapping[str, Any]) -> str:
     # One form in every output: the path relative to the scripts directory, the one
     # `-k` and config.yaml keys take.
-    return str(result.get("path") or result["script"])
+    # A file name may hold control characters too.
+    return visible(str(result.get("path") or result["script"]))
 
 
 # -- console -----------------------------------------------------------------------------------
@@ -89,14 +98,14 @@ def render_console_summary(
             continue
         header = f"{r['status'].upper()}: {_display_path(r)}"
         if r.get("error"):
-            header += f" ({r['error']})"
+            header += f" ({visible(r['error'])})"
         out.write("\n" + _paint(r["status"], header, color) + "\n")
         lines = None if verbosity > 0 else TAIL_LINES
         for stream in ("stderr", "stdout"):
             text = tail(r.get(stream) or "", lines)
             if text.strip():
                 label = f"--- {stream}" + ("" if lines is None else f" (last {lines} lines)")
-                out.write(f"{label} ---\n{text}")
+                out.write(f"{label} ---\n{visible(text)}")
         for stream in ("stderr", "stdout"):
             if r.get(f"{stream}_path") and (r.get(stream) or "").strip():
                 out.write(f"full {stream}: {r[f'{stream}_path']}\n")

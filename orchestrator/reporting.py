@@ -14,6 +14,7 @@ A new format is a new reporter, not a branch in the engine.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,9 +28,11 @@ __all__ = [
     "Reporter",
     "RunInfo",
     "ScriptStarted",
+    "plain",
     "summarize",
     "tail",
     "totals_line",
+    "visible",
 ]
 
 TAIL_LINES = 20
@@ -121,3 +124,57 @@ def tail(text: str, lines: int | None) -> str:
         return text
     kept = text.splitlines()[-lines:]
     return "\n".join(kept) + ("\n" if kept else "")
+
+
+# -- a script's text, made safe for each output ------------------------------------------
+
+# An escape sequence: CSI (ESC [ ... final), OSC and the other strings (ESC ] ... BEL or
+# ESC \), or ESC and one character; and the 8-bit CSI.
+_ESCAPE = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]"
+    r"|\x1b[\]PX^_][^\x07\x1b]*(?:\x07|\x1b\\)?"
+    r"|\x1b.?"
+    r"|\x9b[0-?]*[ -/]*[@-~]",
+    re.DOTALL,
+)
+_SGR = re.compile(r"\x1b\[[0-9;:]*m\Z")
+# Every other control character: C0 but tab and newline, DEL, C1.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def plain(text: str) -> str:
+    """``text`` without escape sequences or control characters (tab and newline kept).
+
+    For files read by other programs (Markdown, JUnit): nothing in them can
+    move a cursor, retitle a window or end an XML document.
+    """
+    text = text.replace("\r\n", "\n")
+    return _CONTROL.sub("", _ESCAPE.sub("", text))
+
+
+def _shown(char: str) -> str:
+    return f"\\x{ord(char):02x}"
+
+
+def visible(text: str) -> str:
+    """``text`` for a terminal: colour (SGR) kept, every other control shown as ``\\xNN``.
+
+    So a script's output can paint its words but never clear the screen,
+    move the cursor or set the window's title.
+    """
+    text = text.replace("\r\n", "\n")
+
+    def escape(match: re.Match[str]) -> str:
+        sequence = match.group()
+        if _SGR.match(sequence):
+            return sequence
+        return _CONTROL.sub(lambda m: _shown(m.group()), sequence)
+
+    pieces = []
+    last = 0
+    for match in _ESCAPE.finditer(text):
+        pieces.append(_CONTROL.sub(lambda m: _shown(m.group()), text[last : match.start()]))
+        pieces.append(escape(match))
+        last = match.end()
+    pieces.append(_CONTROL.sub(lambda m: _shown(m.group()), text[last:]))
+    return "".join(pieces)

@@ -24,7 +24,7 @@ from typing import Any
 
 from ._files import atomic_write_text
 from .errors import OrchestratorError, WriteError
-from .reporting import TAIL_LINES, Reporter, RunInfo, summarize, tail
+from .reporting import TAIL_LINES, Reporter, RunInfo, plain, summarize, tail
 from .results import NOT_OK, STATUSES, ScriptResult, exit_code_for
 
 __all__ = [
@@ -69,7 +69,24 @@ def _fence(text: str) -> str:
 
 
 def _md_cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    # Text in a table cell or a line: no controls, no raw HTML, no cell break.
+    text = plain(text).replace("\n", " ").replace("\t", " ")
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return text.replace("|", "\\|")
+
+
+def _md_code(text: str) -> str:
+    """``text`` as a Markdown code span that no backtick, pipe or newline inside can end.
+
+    The fence is one backtick longer than the longest run inside (CommonMark),
+    padded with spaces when the text begins or ends with one; ``|`` is escaped,
+    which GitHub's tables honour inside code spans too.
+    """
+    text = plain(text).replace("\n", " ").replace("\t", " ").replace("|", "\\|")
+    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") or not text.strip() else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
 
 
 def render_markdown(summary: Mapping[str, Any], results: Sequence[Mapping[str, Any]]) -> str:
@@ -85,11 +102,11 @@ def render_markdown(summary: Mapping[str, Any], results: Sequence[Mapping[str, A
         + "\n\n"
     )
     for note in summary.get("notes", []):
-        out.write(f"> {note}\n\n")
+        out.write(f"> {_md_cell(note)}\n\n")
 
     def row(r: Mapping[str, Any]) -> list[Any]:
         return [
-            f"`{_md_cell(r['path'])}`",
+            _md_code(str(r["path"])),
             r["status"],
             "" if r.get("exit_code") is None else r["exit_code"],
             f"{r.get('execution_time') or 0.0:.2f}",
@@ -106,7 +123,7 @@ def render_markdown(summary: Mapping[str, Any], results: Sequence[Mapping[str, A
     out.write(
         tabulate(
             [
-                [f"`{d}`", *(c[s] for s in STATUSES), c["total"]]
+                [_md_code(d), *(c[s] for s in STATUSES), c["total"]]
                 for d, c in summary["subdirectories"].items()
             ],
             headers=["Subdirectory", *STATUSES, "total"],
@@ -118,11 +135,11 @@ def render_markdown(summary: Mapping[str, Any], results: Sequence[Mapping[str, A
     if failing:
         out.write("\n## Failures\n")
     for r in failing:
-        out.write(f"\n### `{r['path']}`: {r['status']}\n\n")
+        out.write(f"\n### {_md_code(str(r['path']))}: {r['status']}\n\n")
         if r.get("error"):
             out.write(f"{_md_cell(r['error'])}\n\n")
         for stream in ("stderr", "stdout"):
-            text = tail(r.get(stream) or "", TAIL_LINES)
+            text = plain(tail(r.get(stream) or "", TAIL_LINES))
             if text.strip():
                 fence = _fence(text)
                 out.write(f"{stream} (last {TAIL_LINES} lines):\n\n{fence}text\n{text}")
@@ -131,12 +148,12 @@ def render_markdown(summary: Mapping[str, Any], results: Sequence[Mapping[str, A
     if flaky:
         out.write("\n## Flaky\n\nPassed only after a retry:\n\n")
         for r in flaky:
-            out.write(f"- `{r['path']}`: passed on attempt {r.get('attempts')}\n")
+            out.write(f"- {_md_code(str(r['path']))}: passed on attempt {r.get('attempts')}\n")
     skipped = [r for r in results if r["status"] == "skipped"]
     if skipped:
         out.write("\n## Skipped\n\n")
         for r in skipped:
-            out.write(f"- `{r['path']}`: {_md_cell(r.get('skip_reason') or '')}\n")
+            out.write(f"- {_md_code(str(r['path']))}: {_md_cell(r.get('skip_reason') or '')}\n")
     return out.getvalue()
 
 
@@ -144,7 +161,7 @@ _XML_ILLEGAL = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff
 
 
 def _xml_text(text: str | None) -> str:
-    return _XML_ILLEGAL.sub("\ufffd", text or "")
+    return _XML_ILLEGAL.sub("\ufffd", plain(text or ""))
 
 
 def render_junit(summary: Mapping[str, Any], results: Sequence[Mapping[str, Any]]) -> str:

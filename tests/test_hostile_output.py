@@ -1,0 +1,60 @@
+"""A script's output and name cannot rewrite the user's screen or break a report."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from conftest import Project
+
+from orchestrator.reporting import plain, visible
+
+_ENV = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+_NAME = "x`<img src=x onerror=alert(1)>`y.py"
+
+
+def test_plain_drops_every_control_and_visible_keeps_only_colour() -> None:
+    text = "a\x1b]0;title\x07b\x1b[2Jc\x1b[31mred\x1b[0m\x00d\r\ne\rf\x9b2J"
+    assert plain(text) == "abcredd\nef"
+    shown = visible(text)
+    assert "\x1b[31mred\x1b[0m" in shown
+    assert "\\x1b]0;title\\x07" in shown and "\\x1b[2J" in shown and "\\x00" in shown
+    without_colour = shown.replace("\x1b[31m", "").replace("\x1b[0m", "")
+    assert not any(ord(c) < 32 and c != "\n" for c in without_colour)
+
+
+def test_hostile_output_and_name_reach_no_output_raw(project: Project) -> None:
+    project.script(
+        _NAME,
+        r"""
+        import sys
+        sys.stdout.write("\x1b]0;owned\x07\x1b[2J\x1b[32mgreen\x1b[0m\x00 end\n")
+        sys.stderr.write("\x1b[1;1H\x07bell\n")
+        sys.exit(3)
+        """,
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "run", "-v", "-o", "out", "scripts"],
+        cwd=project.root,
+        env=_ENV,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert "\x1b]0" not in proc.stdout and "\x1b[2J" not in proc.stdout
+    assert "\\x1b]0;owned\\x07" in proc.stdout
+    assert "\x1b[32mgreen\x1b[0m" in proc.stdout  # colour is kept
+    run_dir = next(p for p in (project.root / "out").iterdir() if p.is_dir())
+    markdown = (run_dir / "report.md").read_text(encoding="utf-8")
+    assert not any(ord(c) < 32 and c not in "\n" for c in markdown), repr(markdown)
+    # The name stays one code span: the backticks inside cannot end it.
+    assert "``x`<img src=x onerror=alert(1)>`y.py``" in markdown
+    assert markdown.count("<img") == markdown.count("``x`<img")
+    junit = (run_dir / "junit.xml").read_text(encoding="utf-8")
+    assert "\x1b" not in junit and "\x00" not in junit
+    case = ET.fromstring(junit).find(".//testcase")
+    assert case is not None and "green" in (case.findtext("system-out") or "")
