@@ -22,7 +22,7 @@ import contextlib
 import secrets
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -137,10 +137,16 @@ class _ScriptRun:
 
     def emit(self, method: str, *args: Any) -> None:
         for reporter in self.reporters:
-            try:
+            with self.writing():  # the other outputs still get theirs
                 getattr(reporter, method)(*args)
-            except WriteError as exc:  # the other outputs still get theirs
-                self.cannot_write(exc)
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[None]:
+        """Around each write of a run's own files: a failure stops the run, not the thread."""
+        try:
+            yield
+        except WriteError as exc:
+            self.cannot_write(exc)
 
     def cannot_write(self, exc: OrchestratorError) -> None:
         """A log, the record or a report cannot be written: stop the run (any thread).
@@ -162,10 +168,8 @@ class _ScriptRun:
             value, attempts=attempts, flaky=value.status is Status.PASSED and attempts > 1
         )
         if self.run.run_dir is not None:
-            try:
+            with self.writing():
                 save_log(value.to_dict(), self.run.run_dir / "logs", job.settings)
-            except WriteError as exc:
-                self.cannot_write(exc)
         return value
 
     def not_started(self, job: ScriptJob) -> ScriptResult:
@@ -217,10 +221,8 @@ class _ScriptRun:
         if "write_error" in result.extra:  # its stream logs: the disk is full
             self.cannot_write(OrchestratorError(result.extra["write_error"]))
         if result.recorded:
-            try:
+            with self.writing():
                 self.remember(job, result, before)
-            except WriteError as exc:
-                self.cannot_write(exc)
         return result
 
     def remember(
@@ -305,10 +307,8 @@ class _ScriptRun:
             ticking.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await ticking
-            try:
+            with self.writing():
                 self.graph.save()
-            except WriteError as exc:
-                self.cannot_write(exc)
 
 
 def select(

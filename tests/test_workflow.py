@@ -913,3 +913,18 @@ def test_a_failure_returned_as_a_value_is_retried_by_looking_at_it() -> None:
     )
     assert results["after"].status is TaskStatus.SKIPPED
     assert [(e.kind, e.value) for e in events if e.kind == "retrying"] == [("retrying", "flaky")]
+
+
+def test_a_listener_that_raises_ends_the_run_instead_of_hanging_it() -> None:
+    ran: list[str] = []
+
+    def listener(event: WorkflowEvent) -> None:
+        if event.kind == "completed" and event.task == "a":
+            raise RuntimeError("listener broke")
+
+    wf = Workflow("w", listener=listener)
+    wf.add_task("a", lambda: ran.append("a"))
+    wf.add_task("b", lambda: ran.append("b"), dependencies=["a"])
+    with pytest.raises(RuntimeError, match="listener broke"):
+        asyncio.run(asyncio.wait_for(wf.run(), timeout=10))
+    assert ran == ["a"], "a task started after the listener raised"
