@@ -197,13 +197,16 @@ def test_one_gib_of_output_keeps_memory_low(project: Project) -> None:
             sys.stdout.buffer.write(block)
         """,
     )
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec, so a probe started
+    # from a big pytest process would report pytest's size, not its own.
     probe = (
-        "import resource, sys\n"
+        "import re\n"
         "from orchestrator import run_script\n"
         f"r = run_script({str(script)!r}, timeout=120)\n"
         "assert r['status'] == 'passed', r['error']\n"
         "assert len(r['stdout']) < 2 * 1024 * 1024\n"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+        "status = open('/proc/self/status').read()\n"
+        "print(re.search(r'VmHWM:\\s+(\\d+)', status).group(1))\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=180, check=True
