@@ -363,7 +363,9 @@ def _cmd_list(args: argparse.Namespace, argv: Sequence[str]) -> int:
         sys.stdout.write(render_graph(plan, args.format))
         return ExitCode.OK
     if args.json:
-        data = [{"path": j.rel, "script": str(j.path), "settings": dict(j.settings)} for j in jobs]
+        data = [
+            {"path": j.rel, "script": str(j.path), "settings": plan.shown_settings(j)} for j in jobs
+        ]
         print(json.dumps(data, indent=2))
         return ExitCode.OK
     from .console import render_plan

@@ -36,6 +36,7 @@ import yaml
 
 from ._files import relative_posix
 from .errors import ConfigError
+from .masking import Masker
 from .patterns import Glob
 from .project import Project
 from .results import Status
@@ -54,7 +55,7 @@ __all__ = [
 #: Statuses a script may be retried on.
 _RETRYABLE = tuple(s.value for s in Status if s.retryable)
 
-_SECTIONS = ("default", "skip", "timeout_override", "scripts", "environments")
+_SECTIONS = ("default", "skip", "timeout_override", "scripts", "environments", "secrets")
 _ENV_KEYS = ("requirements", "requirements_file", "python", "scripts")
 _ENV_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
 #: The name of the scripts that belong to no environment (the nox default session).
@@ -302,6 +303,16 @@ def _validate(source: str, data: Any) -> dict[str, Any]:
     for item in skip:
         pattern("skip", item)
 
+    try:
+        secrets = _string_list(data.get("secrets") or [])
+        for name in secrets:
+            if not name or "=" in name:
+                raise _Invalid(f"expected variable names, got {name!r}")
+    except _Invalid as exc:
+        raise ConfigError(
+            f"{source}: secrets: {exc}; list the names of variables whose values are masked"
+        ) from None
+
     overrides: dict[str, float] = {}
     for key, item in mapping("timeout_override").items():
         try:
@@ -318,6 +329,7 @@ def _validate(source: str, data: Any) -> dict[str, Any]:
             for key, item in mapping("scripts").items()
         },
         "environments": _validate_environments(source, data.get("environments")),
+        "secrets": secrets,
     }
 
 
@@ -454,6 +466,14 @@ def read_config(path: Path | None) -> dict[str, Any]:
     config = _validate(str(path), _parse_yaml(path)) if path else _validate("", {})
     config["config_file"] = str(path) if path else None
     return config
+
+
+def config_masker(config: Mapping[str, Any], environ: Mapping[str, str]) -> Masker:
+    """A run's secrets: in ``environ`` and the config's ``env:``, by name or ``secrets:``."""
+    variables = list(environ.items())
+    for settings in (config["default"], *config["scripts"].values()):
+        variables += settings.get("env", {}).items()
+    return Masker.of(variables, config["secrets"])
 
 
 # -- matching -------------------------------------------------------------------------

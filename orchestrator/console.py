@@ -249,7 +249,8 @@ def render_plan(plan: Any, header: str = "Script") -> str:
     """``orch list``'s table: each script with its timeout, args and why it is skipped."""
     from tabulate import tabulate
 
-    return tabulate(_settings_rows(plan), headers=[header, "Timeout", "Args", "Skip"]) + "\n"
+    table = tabulate(_settings_rows(plan), headers=[header, "Timeout", "Args", "Skip"])
+    return str(plan.masker.mask(table)) + "\n"  # args may carry a secret
 
 
 def render_dry_run(plan: Any) -> str:

@@ -163,13 +163,15 @@ class _ScriptRun:
 
     def finish(self, job: ScriptJob, result: dict[str, Any], attempts: int) -> ScriptResult:
         """The attempt's result as a value, its log on disk before anyone is told."""
+        if result.get("error"):  # an executor's own error may quote the call
+            result = {**result, "error": self.plan.masker.mask(result["error"])}
         value = ScriptResult.from_dict(result)
         value = replace(
             value, attempts=attempts, flaky=value.status is Status.PASSED and attempts > 1
         )
         if self.run.run_dir is not None:
             with self.writing():
-                save_log(value.to_dict(), self.run.run_dir / "logs", job.settings)
+                save_log(value.to_dict(), self.run.run_dir / "logs", self.plan.shown_settings(job))
         return value
 
     def not_started(self, job: ScriptJob) -> ScriptResult:
@@ -216,6 +218,7 @@ class _ScriptRun:
             tag=self.run.run_id,
             trace=settings["trace"] and self.root is not None,
             trace_skip=[str(self.plan.project.reports_dir)],
+            masker=self.plan.masker,
         )
         result = self.finish(job, self.executor.run(call), self.attempts[job.rel])
         if "write_error" in result.extra:  # its stream logs: the disk is full
@@ -362,7 +365,7 @@ def execute(
         project=plan.project,
         total=len(plan.jobs),
         run_dir=plan.project.reports_dir / run_id if write_reports else None,
-        command=options.command,
+        command=plan.masker.mask_data(options.command),
         start_time=start.isoformat(),
     )
     own_executor = executor is None

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .errors import OrchestratorError
+from .masking import Masker
 from .results import Status, StopReason, mark_stopped, unrun_result
 from .runner import KILL_GRACE, children, run_script
 
@@ -49,7 +50,7 @@ class ScriptCall:
     #: The project root; None: none was found, so scripts run in the current directory.
     root: str | None
     timeout: float | None
-    env: dict[str, str]
+    env: dict[str, str] = field(repr=False)  # secrets: never in a worker's log
     cwd: str | None
     args: list[str]
     allowed_exit_codes: list[int]
@@ -62,6 +63,8 @@ class ScriptCall:
     #: Whether to trace what the script uses, and which folders not to record.
     trace: bool = False
     trace_skip: list[str] = field(default_factory=list)
+    #: The run's secrets, masked in what the script prints wherever it runs.
+    masker: Masker = field(default_factory=Masker, repr=False)
 
     def run(self) -> dict[str, Any]:
         """Run the script here."""

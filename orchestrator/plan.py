@@ -15,10 +15,11 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from .config import DEFAULT_ENVIRONMENT, read_config, settings_for
+from .config import DEFAULT_ENVIRONMENT, config_masker, read_config, settings_for
 from .dag import check_acyclic, start_order
 from .discovery import MAX_DEPTH, discover_scripts, scan_scripts
 from .errors import ConfigError, DiscoveryError
+from .masking import Masker
 from .project import Project
 
 __all__ = [
@@ -88,11 +89,18 @@ class Plan:
     groups: dict[str, Any] = field(default_factory=dict)
     #: One line on the ``.py`` files discovery's rules left out (``count_left_out`` only).
     left_out: str | None = None
+    #: The secrets every output of the run masks (the environment's and the config's).
+    masker: Masker = field(default_factory=Masker)
 
     @property
     def config_file(self) -> Path | None:
         """The config file the settings come from (None: built-in defaults)."""
         return self.project.config_file
+
+    def shown_settings(self, job: ScriptJob) -> dict[str, Any]:
+        """``job``'s settings as outputs show them: secret values masked."""
+        masked: dict[str, Any] = self.masker.mask_data(dict(job.settings))
+        return masked
 
     def settings_by_path(self) -> dict[Path, Mapping[str, Any]]:
         """``{script path: its settings}``: what :meth:`InputGraph.affected` takes."""
@@ -231,6 +239,7 @@ def build_plan(options: RunOptions, *, count_left_out: bool = False) -> Plan:
         notes,
         groups=config["environments"],
         left_out=found.left_out_line(),
+        masker=config_masker(config, os.environ),
     )
 
 

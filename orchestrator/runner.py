@@ -40,6 +40,7 @@ from typing import IO, Any
 
 from .errors import WriteError
 from .guardian import Guardian, find_members, signal_all
+from .masking import Masker
 from .project import STATE_DIR, find_project_root, search_path
 from .results import Status, StopReason, base_result, mark_stopped
 from .tracing import TraceError, read_trace, trace_env, trace_fields
@@ -247,9 +248,10 @@ class _Capture:
     one costs about half a millisecond here, per stream, per script).
     """
 
-    def __init__(self, limit: int, path: Path | None) -> None:
+    def __init__(self, limit: int, path: Path | None, masker: Masker) -> None:
         self.limit = max(0, limit)
         self.path = path
+        self.mask = masker.stream()
         self.chunks: deque[bytes] = deque()
         self.size = 0
         self.dropped = 0
@@ -257,6 +259,9 @@ class _Capture:
         self.error: WriteError | None = None  # the file could not be written: the run stops
 
     def write(self, data: bytes) -> None:
+        self._keep(self.mask.feed(data))
+
+    def _keep(self, data: bytes) -> None:
         if self.path is not None and self.error is None:
             try:
                 if self.file is None:
@@ -272,6 +277,8 @@ class _Capture:
             self.dropped += len(self.chunks.popleft())
 
     def close(self) -> None:
+        if rest := self.mask.end():
+            self._keep(rest)
         if self.file:
             file, self.file = self.file, None
             try:
@@ -347,6 +354,7 @@ def run_script(
     tag: str | None = None,
     trace: bool = False,
     trace_skip: Sequence[str] = (),
+    masker: Masker | None = None,
 ) -> dict[str, Any]:
     """Run ``[python, script, *args]`` and return its result dict; never raises for the script.
 
@@ -371,6 +379,9 @@ def run_script(
         trace: record what the script (and its Python children) imported, read,
             wrote and listed under the project root (see :mod:`orchestrator.tracing`);
             needs a root. ``trace_skip``: folders not to record (the reports).
+        masker: secret values to mask in the streams (logs and tails) and the
+            error, besides those of the script's environment, which are always
+            masked (see :mod:`orchestrator.masking`); a run passes its plan's.
 
     Returns:
         A dict with ``script, name, path, subdirectory, start_time, end_time,
@@ -385,6 +396,13 @@ def run_script(
     base = Path(os.path.abspath(scripts_dir)) if scripts_dir is not None else None
     result = base_result(script, base)
     start, started = _now(), time.monotonic()
+    secrets = Masker.of_environment({**os.environ, **(env or {})}) | (masker or Masker())
+
+    def finish() -> dict[str, Any]:
+        if result["error"]:
+            result["error"] = secrets.mask(result["error"])
+        return _finish(result, start, started)
+
     # A library call locates the root here, at the edge; a run passes its Project's.
     found = Path(root) if root is not None else find_project_root(base or script.parent)
     home = found or Path.cwd()
@@ -397,7 +415,7 @@ def run_script(
         problem = f"working directory does not exist: {workdir}"
     if problem:
         result["error"] = problem
-        return _finish(result, start, started)
+        return finish()
 
     token = uuid.uuid4().hex
     variable = f"{children.marker_prefix}{token}"
@@ -418,11 +436,11 @@ def run_script(
             logs.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             result["error"] = result["write_error"] = str(WriteError(logs, exc))
-            return _finish(result, start, started)
+            return finish()
         result["stdout_path"] = str(logs / f"{script.name}.stdout.log")
         result["stderr_path"] = str(logs / f"{script.name}.stderr.log")
-    out = _Capture(max_output, Path(result["stdout_path"]) if logs else None)
-    err = _Capture(max_output, Path(result["stderr_path"]) if logs else None)
+    out = _Capture(max_output, Path(result["stdout_path"]) if logs else None, secrets)
+    err = _Capture(max_output, Path(result["stderr_path"]) if logs else None, secrets)
 
     logger.info("started %s", script, extra={"script": str(script)})
     wake_r, wake_w = os.pipe()  # a stop from outside wakes the pump's select()
@@ -446,7 +464,7 @@ def run_script(
         err.close()
         what = "interpreter not found" if isinstance(exc, FileNotFoundError) else "cannot start"
         result["error"] = f"{what}: {command[0]}: {exc.strerror or exc}"
-        return _finish(result, start, started)
+        return finish()
 
     timed_out = False
     try:
@@ -491,7 +509,7 @@ def run_script(
                 result["error"] = f"killed by {_signal_name(-code)}"
             else:
                 result["error"] = f"exit code {code} (allowed: {sorted(allowed)})"
-    _finish(result, start, started)
+    finish()
     logger.info(
         "finished %s: %s",
         script,
@@ -630,11 +648,12 @@ def _function_child(
     conn.close()
 
 
-def _read_tail(path: str, limit: int) -> str:
-    capture = _Capture(limit, None)
+def _read_tail(path: str, limit: int, masker: Masker) -> str:
+    capture = _Capture(limit, None, masker)
     with open(path, "rb") as handle:
         while chunk := handle.read(_CHUNK):
             capture.write(chunk)
+    capture.close()
     return capture.text()
 
 
@@ -747,6 +766,9 @@ def run_function(
             code = process.exitcode
             how = f"killed by {_signal_name(-code)}" if code and code < 0 else f"exit code {code}"
             result["error"] = f"the function's process died without a result ({how})"
-        result["stdout"] = _read_tail(out_path, max_output)
-        result["stderr"] = _read_tail(err_path, max_output)
+        secrets = Masker.of_environment(os.environ)
+        result["stdout"] = _read_tail(out_path, max_output, secrets)
+        result["stderr"] = _read_tail(err_path, max_output, secrets)
+        if result["error"]:
+            result["error"] = secrets.mask(result["error"])  # a traceback shows values
     return _finish(result, start, started)

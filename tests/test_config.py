@@ -105,6 +105,7 @@ def test_no_config_gives_empty_defaults(scripts: Path) -> None:
         "timeout_override": {},
         "scripts": {},
         "environments": {},
+        "secrets": [],
         "config_file": None,
         "project_root": str(scripts.parent),
     }
