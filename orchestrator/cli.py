@@ -291,6 +291,16 @@ def _scripts_dir(args: argparse.Namespace) -> Path:
     return Path(args.scripts_dir)
 
 
+def _sweep(args: argparse.Namespace) -> None:
+    """Before anything else in a project: stop what killed runs left (see :mod:`.ledger`)."""
+    from .ledger import sweep
+    from .project import Project
+
+    project = Project.locate(_scripts_dir(args).resolve(), getattr(args, "output_dir", None))
+    for line in sweep(project.state_dir):
+        print(f"orch: {line}", file=sys.stderr)
+
+
 def _options(args: argparse.Namespace, argv: Sequence[str]) -> Any:
     """The one RunOptions of every command; a command lacking an option gets its default."""
     from .plan import RunOptions
@@ -400,6 +410,13 @@ def _cmd_report(args: argparse.Namespace, argv: Sequence[str]) -> int:
     summary, results = load_run(args.run_dir)
     color = use_color(sys.stdout, False if args.no_color else None)
     print(f"run {summary['run_id']}: {' '.join(summary.get('command') or [])}")
+    if summary.get("incomplete"):
+        planned = summary.get("total")
+        of = f" of {planned}" if planned is not None else ""
+        print(
+            f"incomplete: orch was stopped before the run's end (killed?); "
+            f"{len(results)}{of} scripts have a result"
+        )
     sys.stdout.write(
         render_console_summary(
             results,
@@ -570,6 +587,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return ExitCode.USAGE
     try:
+        if hasattr(args, "scripts_dir"):
+            _sweep(args)
         return _COMMANDS[args.command](args, argv)
     except OrchestratorError as exc:
         print(f"orch: error: {exc}", file=sys.stderr)

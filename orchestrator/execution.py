@@ -28,12 +28,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from . import ledger
 from ._files import ensure_state_dir
 from .changes import Fingerprints, Tracking, select_changed
 from .environments import EnvBuildError
 from .errors import ExitCode, OrchestratorError, WriteError
 from .executors import Executor, LocalExecutor, ScriptCall, make_executor
 from .inputs import InputGraph
+from .ledger import LiveRun
 from .plan import Plan, RunOptions, ScriptJob
 from .reporting import Reporter, RunInfo, ScriptStarted
 from .reports import save_log
@@ -386,20 +388,29 @@ def execute(
     bridge.record.compact()
     bridge.plan = plan = select(plan, options, bridge.tracking, bridge.fingerprints)
     run.notes = list(plan.notes)  # with what the selection says
-    bridge.emit("run_started", run)
+    # Kept until the reports are written: a run killed before has no summary, and
+    # the next orch command finds its leftovers by the marker.
+    live = LiveRun.of_this_process(
+        run_id, children.marker_prefix, run.run_dir, run.total, list(run.command)
+    )
+    entry = ledger.enter(plan.project.state_dir, live)
     try:
-        asyncio.run(bridge.go())
+        bridge.emit("run_started", run)
+        try:
+            asyncio.run(bridge.go())
+        finally:
+            if len(bridge.results) < len(plan.jobs):  # our own exception: leave no child behind
+                executor.stop_all(StopReason.INTERRUPTED)
+                children.terminate()
+            if own_executor:
+                executor.close()
+        run.interrupted = stop.is_set()
+        run.end_time = datetime.now(timezone.utc).isoformat()
+        run.wall_time = round(time.monotonic() - began, 6)
+        results = [bridge.results[job.rel] for job in plan.jobs]
+        bridge.emit("run_finished", run, results)
     finally:
-        if len(bridge.results) < len(plan.jobs):  # our own exception: leave no child behind
-            executor.stop_all(StopReason.INTERRUPTED)
-            children.terminate()
-        if own_executor:
-            executor.close()
-    run.interrupted = stop.is_set()
-    run.end_time = datetime.now(timezone.utc).isoformat()
-    run.wall_time = round(time.monotonic() - began, 6)
-    results = [bridge.results[job.rel] for job in plan.jobs]
-    bridge.emit("run_finished", run, results)
+        ledger.leave(entry)
     if bridge.fault is not None:
         raise bridge.fault
     return RunOutcome(run, results)

@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 
-__all__ = ["Guardian", "find_members", "signal_all"]
+__all__ = ["Guardian", "find_marked", "find_members", "signal_all", "stop_all"]
 
 # Up to this many PIDs handed out since a run's leader, they are tried one by one;
 # beyond, listing /proc is cheaper.
@@ -196,6 +196,39 @@ class Guardian:
             self._send(f"-{pgid}\n")
 
 
+def stop_all(members: Callable[[], list[int]], grace: float = GUARD_GRACE) -> int:
+    """SIGTERM what ``members()`` finds, SIGKILL what is left after ``grace``; how many there were.
+
+    ``members`` is asked again each round: a process may start another while dying.
+    """
+    deadline = time.monotonic() + grace
+    sig = signal.SIGTERM
+    seen: set[int] = set()
+    while True:
+        pids = members()
+        if not pids:
+            return len(seen)
+        seen.update(pids)
+        signal_all(pids, sig)
+        if sig == signal.SIGKILL and time.monotonic() > deadline + 5:
+            return len(seen)  # SIGKILL cannot be ignored: what is left is not ours to kill
+        time.sleep(0.05)
+        if time.monotonic() >= deadline:
+            sig = signal.SIGKILL
+
+
+def find_marked(marker: bytes) -> list[int]:
+    """Every live process, other than this one, whose environment holds ``marker``."""
+    found = []
+    for pid in _listed_pids() if os.path.isdir("/proc") else ():
+        if pid == os.getpid():
+            continue
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/environ", "rb") as handle:
+            if marker in handle.read():
+                found.append(pid)
+    return found
+
+
 def _kill_leftovers(live: dict[int, tuple[bytes, tuple[int, ...]]]) -> None:
     def members() -> list[int]:
         found: list[int] = []
@@ -204,18 +237,7 @@ def _kill_leftovers(live: dict[int, tuple[bytes, tuple[int, ...]]]) -> None:
             found += grouped + escaped
         return found
 
-    deadline = time.monotonic() + GUARD_GRACE
-    sig = signal.SIGTERM
-    while True:
-        pids = members()
-        if not pids:
-            return
-        signal_all(pids, sig)
-        if sig == signal.SIGKILL and time.monotonic() > deadline + 5:
-            return  # SIGKILL cannot be ignored: what is left is not ours to kill
-        time.sleep(0.05)
-        if time.monotonic() >= deadline:
-            sig = signal.SIGKILL
+    stop_all(members)
 
 
 def _main() -> None:

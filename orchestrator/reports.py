@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from ._files import atomic_write_text
-from .errors import OrchestratorError, WriteError
+from .errors import ExitCode, OrchestratorError, WriteError
+from .ledger import INCOMPLETE
 from .reporting import TAIL_LINES, Reporter, RunInfo, plain, summarize, tail
 from .results import NOT_OK, STATUSES, ScriptResult, exit_code_for
 
@@ -327,6 +328,8 @@ def load_run(path: str | os.PathLike[str]) -> tuple[dict[str, Any], list[dict[st
         run_dir = run_dir / "latest"
     summary_path = run_dir / "summary.json"
     if not summary_path.is_file():
+        if (run_dir / "logs").is_dir():
+            return _incomplete_run(run_dir)
         raise OrchestratorError(f"{run_dir}: no summary.json here; pass a run directory")
     try:
         summary = json.loads(summary_path.read_text(encoding="utf-8"))
@@ -342,4 +345,31 @@ def load_run(path: str | os.PathLike[str]) -> tuple[dict[str, Any], list[dict[st
             f"{summary_path}: not a run summary orch can read ({type(exc).__name__}: {exc}); "
             "pass a run directory written by orch run"
         ) from None
+    return summary, results
+
+
+def _incomplete_run(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A run whose orch died before its summary: what its logs and the ledger's note say.
+
+    The summary has ``incomplete: true``; ``total`` is the number of scripts the
+    run had planned when the ledger noted it (``orch`` sweeps it), else None.
+    """
+    note: dict[str, Any] = {}
+    with contextlib.suppress(OSError, ValueError):
+        note = json.loads((run_dir / INCOMPLETE).read_text(encoding="utf-8"))
+    results = []
+    for log in sorted((run_dir / "logs").rglob("*.json")):
+        with contextlib.suppress(OSError, ValueError):
+            data = json.loads(log.read_text(encoding="utf-8"))
+            if isinstance(data, dict) and "status" in data:
+                data.pop("settings", None)
+                results.append(data)
+    summary = {
+        "run_id": note.get("run_id", run_dir.name),
+        "command": note.get("command", []),
+        "incomplete": True,
+        "total": note.get("total"),
+        "interrupted": True,
+        "exit_code": int(ExitCode.INTERRUPTED),
+    }
     return summary, results

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from conftest import Project, pid_alive, wait_for
@@ -123,3 +125,86 @@ def test_a_daemon_that_leaves_its_session_and_environment_is_killed_and_counted(
     daemon = int(next(pids.iterdir()).name)
     assert not pid_alive(daemon)
     assert result["execution_time"] < 2.0, "waited for the daemon's pipes"
+
+
+def test_the_next_command_stops_what_a_run_killed_with_its_guardian_left(
+    project: Project,
+) -> None:
+    pids = project.root / "pids"
+    pids.mkdir()
+    project.script("a_done.py", "print('finished before the kill')\n")
+    for name in ("b.py", "c.py"):
+        project.script(
+            name,
+            f"""
+            import os, subprocess, sys, time
+            def note(pid):
+                open(os.path.join({str(pids)!r}, str(pid)), "w").close()
+            note(os.getpid())
+            note(subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]).pid)
+            note(subprocess.Popen(
+                [sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True
+            ).pid)
+            time.sleep(60)
+            """,
+        )
+    # Its own group, so that one killpg takes orch and its guardian at once.
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "orchestrator", "run", "-j3", "scripts"],
+        cwd=project.root,
+        env=_ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        logs = project.root / "reports"
+        assert wait_for(lambda: len(list(pids.iterdir())) == 6, 20), list(pids.iterdir())
+        assert wait_for(lambda: any(logs.glob("*/logs/a_done.py.json")), 10)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    started = [int(p.name) for p in pids.iterdir()]
+    time.sleep(0.5)
+    assert all(pid_alive(p) for p in started), "the guardian was not killed with orch"
+
+    listing = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "list", "scripts"],
+        cwd=project.root,
+        env=_ENV,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert listing.returncode == 0, listing.stderr
+    notices = listing.stderr.splitlines()
+    assert len(notices) == 1 and "was killed" in notices[0], listing.stderr
+    assert "stopped 6 processes" in notices[0]
+    assert wait_for(lambda: not any(pid_alive(p) for p in started), 2.0)
+    assert not list((project.root / ".orchestrator" / "runs").iterdir())
+
+    run_dir = next(p for p in logs.iterdir() if p.is_dir())
+    report = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "report", str(run_dir)],
+        cwd=project.root,
+        env=_ENV,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert report.returncode == 130, report.stderr
+    assert "incomplete" in report.stdout and "1 of 3 scripts have a result" in report.stdout
+    assert "a_done.py" in report.stdout
+    # Swept once: the next command says nothing.
+    again = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "list", "scripts"],
+        cwd=project.root,
+        env=_ENV,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert again.stderr == ""
