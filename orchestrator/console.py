@@ -228,7 +228,9 @@ class ConsoleReporter(Reporter):
             )
         )
         if run.run_dir is not None and self.verbosity >= 0:
-            self._write(f"reports: {run.run_dir}\n")
+            # After a write error, what is there may be partial: the error line follows.
+            broken = " (not all written: orch could not write its files)" if run.unwritable else ""
+            self._write(f"reports: {visible(str(run.run_dir))}{broken}\n")
 
 
 # -- plans -------------------------------------------------------------------------------------

@@ -159,6 +159,7 @@ class _ScriptRun:
         if self.fault is not None:
             return
         self.fault = exc
+        self.run.unwritable = str(exc)
         self.executor.stop_all(StopReason.UNWRITABLE)
         children.terminate(StopReason.UNWRITABLE, tag=self.run.run_id)
         self.halt(f"not started: {StopReason.UNWRITABLE}")

@@ -52,6 +52,8 @@ class RunInfo:
     wall_time: float = 0.0
     interrupted: bool = False
     notes: list[str] = field(default_factory=list)
+    #: Set when one of the run's files could not be written: why (the run stops).
+    unwritable: str | None = None
 
 
 @dataclass(frozen=True)

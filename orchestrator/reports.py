@@ -147,6 +147,11 @@ def render_markdown(summary: Mapping[str, Any], results: Sequence[Mapping[str, A
                 fence = _fence(text)
                 out.write(f"{stream} (last {TAIL_LINES} lines):\n\n{fence}text\n{text}")
                 out.write(("" if text.endswith("\n") else "\n") + f"{fence}\n\n")
+    escaped = [r for r in results if r.get("escaped")]
+    if escaped:
+        out.write("\n## Escaped processes\n\nLeft their script's process group; killed:\n\n")
+        for r in escaped:
+            out.write(f"- {_md_code(str(r['path']))}: {int(r['escaped'])}\n")
     flaky = [r for r in results if r.get("flaky")]
     if flaky:
         out.write("\n## Flaky\n\nPassed only after a retry:\n\n")

@@ -52,6 +52,7 @@ def test_a_full_disk_ends_the_run_with_one_line_and_nothing_left(project: Projec
     assert len(errors) == 1, proc.stderr
     assert errors[0].startswith("orch: error: cannot write ")
     assert "File too large" in errors[0]
+    assert "(not all written: orch could not write its files)" in proc.stdout
     started = [int(p.name) for p in pids.iterdir()]
     assert started, "no script ran"
     assert len(started) < 12, "scripts went on starting after the disk was full"

@@ -229,6 +229,15 @@ def test_markdown_fence_is_longer_than_any_backtick_run(run: int) -> None:
     assert body == output
 
 
+def test_markdown_names_the_scripts_whose_processes_escaped() -> None:
+    leaky = {**result("daemon.py", "passed", exit_code=0), "escaped": 2}
+    quiet = result("plain.py", "passed", exit_code=0)
+    summary = {**summarize([leaky, quiet]), "run_id": "r", "wall_time": 1.0}
+    markdown = render_markdown(summary, [leaky, quiet])
+    section = markdown.split("## Escaped processes", 1)[1]
+    assert "- `daemon.py`: 2\n" in section and "plain.py" not in section
+
+
 def test_save_log_is_atomic_and_mirrors_the_tree(tmp_path: Path) -> None:
     logs = tmp_path / "logs"
     first = result("deep/sub/x.py", "failed", stdout="one\n", exit_code=1)
