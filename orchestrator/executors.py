@@ -248,7 +248,10 @@ class DaskExecutor:
                 self._futures.add(future)
                 self._tag = call.tag
             try:
-                return dict(self._wait(future))
+                result = dict(self._wait(future))
+                if reason:  # it may have run before: the result says why it ran again
+                    result["resubmitted"] = reason
+                return result
             except CancelledError:
                 break
             except Exception as exc:  # KilledWorker, a lost connection: the worker is gone

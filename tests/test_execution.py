@@ -519,3 +519,42 @@ def test_without_a_root_marker_scripts_run_in_the_current_directory(unmarked: Pa
     cwd, pythonpath = out.read_text().split("\n")
     assert cwd == str(here)
     assert "loose" not in pythonpath
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_ten_thousand_scripts_are_all_reported_in_bounded_memory(project: Project) -> None:
+    # orch's side of the scale: each script's "interpreter" is /bin/true, so the test
+    # pays for orch's work, not for 10,000 Python start-ups (benchmarks/scale.py runs
+    # real Python and compares against 200 scripts scaled linearly).
+    count = 10_000
+    for i in range(count):
+        folder = project.scripts / f"d{i // 100:03d}"
+        folder.mkdir(exist_ok=True)
+        (folder / f"s{i:05d}.py").write_text("x = 1\n")
+    probe = (
+        "import re, sys\n"
+        "from orchestrator import run_orchestrator\n"
+        "code = run_orchestrator(['run', '-q', '-j2', '--python', '/bin/true', 'scripts'])\n"
+        "status = open('/proc/self/status').read()\n"
+        "print(code, re.search(r'VmHWM:\\s+(\\d+)', status).group(1))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=project.root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=280,
+        check=True,
+    )
+    code, peak_kib = map(int, done.stdout.split()[-2:])
+    print(f"orch's peak memory on {count} scripts: {peak_kib / 1024:.1f} MB")
+    assert code == 0, done.stdout[-2000:]
+    run_dir = (project.root / "reports" / "latest").resolve()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["totals"]["passed"] == count and len(summary["results"]) == count
+    assert len({r["path"] for r in summary["results"]}) == count
+    assert sum(1 for _ in (run_dir / "logs").rglob("*.json")) == count
+    assert peak_kib < 200 * 1024, f"orch's peak memory {peak_kib} KiB"
