@@ -83,7 +83,7 @@ def main() -> None:
         second = run(small, args.jobs, args.python)
     small_time = (first[0] + second[0]) / 2
     scaled = small_time * args.scripts / args.small
-    print(f"{args.small} scripts: {first[0]:.2f} s and {second[0]:.2f} s; peak {first[1] / 1024:.0f} MB")
+    print(f"{args.small} scripts: {first[0]:.2f} s and {second[0]:.2f} s")
     print(f"{args.scripts} scripts: {big[0]:.2f} s (linear from {args.small}: {scaled:.2f} s)")
     print(f"orch's peak memory on {args.scripts} scripts: {big[1] / 1024:.1f} MB")
     print(f"exit {big[2]}; totals {big[3]}")

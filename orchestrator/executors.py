@@ -188,6 +188,30 @@ def _stop_here(reason: StopReason, tag: str | None) -> int:
     return children.terminate(reason, tag=tag)
 
 
+def _refused(address: str) -> None:
+    """Raise ConnectionRefusedError at once when nothing listens at a ``tcp://`` address.
+
+    ``Client`` retries a refused connection until its timeout: a mistyped port
+    would cost the user 10 s before the one-line error.
+    """
+    import socket
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(address)
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        return  # Client says what is wrong with it
+    if parts.scheme != "tcp" or not host or not port:
+        return
+    try:
+        socket.create_connection((host, port), timeout=2).close()
+    except ConnectionRefusedError:
+        raise
+    except OSError:
+        return  # a slow or unknown host: Client's own timeout decides
+
+
 class DaskExecutor:
     """Scripts run on the workers of a Dask ``distributed`` cluster."""
 
@@ -209,6 +233,7 @@ class DaskExecutor:
         self._tag: str | None = None
         if scheduler:
             try:
+                _refused(scheduler)
                 self.client: Any = Client(scheduler, timeout="10s")
             except (OSError, ValueError, TypeError) as exc:
                 from_env = scheduler == os.environ.get(SCHEDULER_ENV)
