@@ -18,6 +18,7 @@ from .reporting import (
     Reporter,
     RunInfo,
     ScriptStarted,
+    memory_text,
     tail,
     totals_line,
     visible,
@@ -81,15 +82,16 @@ def render_console_summary(
                 _paint(r["status"], r["status"].upper(), color),
                 "" if r.get("exit_code") is None else r["exit_code"],
                 f"{r.get('execution_time') or 0.0:.2f}s",
+                memory_text(r.get("peak_memory_mb")),
             ]
             for r in results
         ]
         out.write(
             tabulate(
                 rows,
-                headers=["Script", "Status", "Exit", "Time"],
+                headers=["Script", "Status", "Exit", "Time", "Mem"],
                 tablefmt="simple",
-                colalign=("left", "left", "right", "right"),
+                colalign=("left", "left", "right", "right", "right"),
             )
         )
         out.write("\n")

@@ -28,6 +28,7 @@ __all__ = [
     "Reporter",
     "RunInfo",
     "ScriptStarted",
+    "memory_text",
     "plain",
     "summarize",
     "tail",
@@ -88,6 +89,11 @@ class Reporter:
 
 
 # -- summaries -----------------------------------------------------------------------------
+
+
+def memory_text(megabytes: float | None) -> str:
+    """A peak memory as the tables show it: ``59.3 MB``, or empty when unknown."""
+    return "" if megabytes is None else f"{megabytes:.1f} MB"
 
 
 def summarize(results: Iterable[Mapping[str, Any]]) -> dict[str, Any]:

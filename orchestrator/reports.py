@@ -25,7 +25,7 @@ from typing import Any
 from ._files import atomic_write_text
 from .errors import ExitCode, OrchestratorError, WriteError
 from .ledger import INCOMPLETE
-from .reporting import TAIL_LINES, Reporter, RunInfo, plain, summarize, tail
+from .reporting import TAIL_LINES, Reporter, RunInfo, memory_text, plain, summarize, tail
 from .results import NOT_OK, STATUSES, ScriptResult, exit_code_for
 
 __all__ = [
@@ -113,15 +113,25 @@ def render_markdown(summary: Mapping[str, Any], results: Sequence[Mapping[str, A
             r["status"],
             "" if r.get("exit_code") is None else r["exit_code"],
             f"{r.get('execution_time') or 0.0:.2f}",
+            memory_text(r.get("peak_memory_mb")),
+            "" if r.get("cpu_time") is None else f"{r['cpu_time']:.2f}",
             _md_cell(r.get("error") or r.get("skip_reason") or ""),
         ]
 
-    headers = ["Script", "Status", "Exit", "Time (s)", "Note"]
+    headers = ["Script", "Status", "Exit", "Time (s)", "Memory", "CPU (s)", "Note"]
     out.write("## Scripts\n\n")
     out.write(tabulate([row(r) for r in results], headers=headers, tablefmt="github"))
     out.write("\n\n## Slowest\n\n")
     slowest = sorted(results, key=lambda r: -(r.get("execution_time") or 0.0))[:10]
-    out.write(tabulate([row(r)[:4] for r in slowest], headers=headers[:4], tablefmt="github"))
+    out.write(tabulate([row(r)[:6] for r in slowest], headers=headers[:6], tablefmt="github"))
+    heaviest = sorted(
+        (r for r in results if r.get("peak_memory_mb") is not None),
+        key=lambda r: -r["peak_memory_mb"],
+    )[:10]
+    if heaviest:
+        out.write("\n\n## Heaviest\n\n")
+        table = [row(r)[:6] for r in heaviest]
+        out.write(tabulate(table, headers=headers[:6], tablefmt="github"))
     out.write("\n\n## By subdirectory\n\n")
     out.write(
         tabulate(
@@ -202,6 +212,12 @@ def render_junit(summary: Mapping[str, Any], results: Sequence[Mapping[str, Any]
                 classname=directory.replace("/", "."),
                 time=f"{r.get('execution_time') or 0.0:.3f}",
             )
+            costs = {"peak_memory_mb": r.get("peak_memory_mb"), "cpu_time": r.get("cpu_time")}
+            if any(value is not None for value in costs.values()):
+                properties = ET.SubElement(case, "properties")
+                for key, value in costs.items():
+                    if value is not None:
+                        ET.SubElement(properties, "property", name=key, value=str(value))
             message = _xml_text(r.get("error") or "")
             if r["status"] in ("failed", "timeout"):
                 node = ET.SubElement(case, "failure", message=message, type=r["status"])

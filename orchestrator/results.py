@@ -94,6 +94,10 @@ class ScriptResult:
     stdout: str = ""
     stderr: str = ""
     error: str | None = None
+    #: The peak resident memory of the script's largest process, in MB (None: unknown).
+    peak_memory_mb: float | None = None
+    #: User + system CPU seconds of the script and the children it waited for.
+    cpu_time: float | None = None
     #: Set when the script was stopped from outside (then status is ``error``).
     stopped: StopReason | None = None
     #: Attempts made (a run sets it; 0: never started).

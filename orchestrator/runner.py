@@ -93,6 +93,7 @@ class _Child:
     # every look also lists descriptors, which costs too much to do always.
     deep: bool = False
     escaped: set[int] = field(default_factory=set)  # found outside its group
+    usage: Any = None  # its resource usage, from wait4, once reaped
 
     def members(self) -> list[int]:
         """The processes that belong to this run and are still alive."""
@@ -313,14 +314,66 @@ def _pythonpath(env: dict[str, str], root: Path | None) -> None:
     env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(e for e in entries if e))
 
 
-def _take_trace(result: dict[str, Any], trace_file: str, root: Path) -> None:
-    """Read the script's trace into ``result["trace"]`` (or why not into ``trace_error``)."""
+def _take_trace(result: dict[str, Any], trace_file: str, root: Path) -> int | None:
+    """Read the script's trace into ``result["trace"]`` (or why not into ``trace_error``).
+
+    Returns the largest peak memory (KiB) its Python processes reported.
+    """
+    peak = None
     try:
-        result.update(trace_fields(read_trace(trace_file, root)))
+        trace = read_trace(trace_file, root)
+        result.update(trace_fields(trace))
+        peak = trace.peak_kib
     except TraceError as exc:
         result.update(trace_fields(exc))
     with contextlib.suppress(OSError):
         os.unlink(trace_file)
+    return peak
+
+
+def _own_peak_kib() -> int:
+    """This process's VmHWM (KiB; 0 without /proc)."""
+    try:
+        with open("/proc/self/status", "rb") as status:
+            for line in status:
+                if line.startswith(b"VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def _cost(result: dict[str, Any], usage: Any, traced_kib: int | None, spawner_kib: int) -> None:
+    """``peak_memory_mb`` and ``cpu_time`` of a finished script.
+
+    ``wait4``'s ``ru_maxrss`` is the largest of the child and the children it
+    waited for, but Linux carries the spawner's peak into it across ``exec``:
+    it is the script's own only when above orch's peak at the spawn
+    (``spawner_kib``). Below, the traced processes' own ``VmHWM`` tells.
+    """
+    candidates = [traced_kib or 0]
+    if usage is not None:
+        result["cpu_time"] = round(usage.ru_utime + usage.ru_stime, 6)
+        if usage.ru_maxrss > spawner_kib:
+            candidates.append(usage.ru_maxrss)
+    peak = max(candidates)
+    if peak:
+        result["peak_memory_mb"] = round(peak / 1024, 1)
+
+
+def _poll(proc: subprocess.Popen[bytes], child: _Child) -> bool:
+    """Whether the child has exited; reaps it with ``wait4`` to keep its resource usage."""
+    if proc.returncode is not None:
+        return True
+    try:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+    except ChildProcessError:  # reaped elsewhere: no usage
+        return proc.poll() is not None
+    if pid == 0:
+        return False
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    child.usage = usage
+    return True
 
 
 def _signal_name(number: int) -> str:
@@ -444,6 +497,7 @@ def run_script(
 
     logger.info("started %s", script, extra={"script": str(script)})
     wake_r, wake_w = os.pipe()  # a stop from outside wakes the pump's select()
+    spawner_kib = _own_peak_kib()
     try:
         proc, child = children.start(
             command,
@@ -481,8 +535,10 @@ def run_script(
 
     code = proc.returncode
     result["stdout"], result["stderr"] = out.text(), err.text()
+    traced_kib = None
     if trace_file is not None and found is not None:
-        _take_trace(result, trace_file, found)
+        traced_kib = _take_trace(result, trace_file, found)
+    _cost(result, child.usage, traced_kib, spawner_kib)
     if logs is not None:
         for stream, capture in (("stdout", out), ("stderr", err)):
             if not capture.size and not capture.dropped:
@@ -558,7 +614,7 @@ def _pump(
     try:
         while True:
             now = time.monotonic()
-            if exited_at is None and proc.poll() is not None:
+            if exited_at is None and _poll(proc, child):
                 exited_at = now
             if exited_at is not None and not open_pipes:
                 break

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +53,9 @@ class Trace:
     modules: tuple[str, ...] = ()
     #: Folders listed (``os.listdir``, ``os.scandir``, globbing).
     listed: tuple[str, ...] = ()
+    #: The largest peak resident memory (KiB) of the processes that exited normally;
+    #: what the run cost, not what it used, so never recorded nor compared.
+    peak_kib: int | None = field(default=None, compare=False)
 
     def to_dict(self) -> dict[str, list[str]]:
         """The trace as JSON-ready lists."""
@@ -72,13 +75,13 @@ class Trace:
         """
         if not isinstance(data, Mapping):
             raise TraceError("the recorded trace is not a mapping")
-        fields: dict[str, tuple[str, ...]] = {}
+        lists: dict[str, tuple[str, ...]] = {}
         for name in _KINDS.values():
             value = data.get(name, [])
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise TraceError(f"the recorded trace's {name!r} is not a list of paths")
-            fields[name] = tuple(value)
-        return cls(**fields)
+            lists[name] = tuple(value)
+        return cls(lists["reads"], lists["writes"], lists["modules"], lists["listed"])
 
 
 def trace_fields(trace: Trace | TraceError | None) -> dict[str, Any]:
@@ -141,9 +144,13 @@ def read_trace(path: str | os.PathLike[str], root: str | os.PathLike[str]) -> Tr
         raise TraceError("the trace file is truncated")
     base = os.fsencode(os.path.abspath(root)).rstrip(b"/") + b"/"
     found: dict[str, dict[str, None]] = {name: {} for name in _KINDS.values()}
+    peak: int | None = None
     for record in data[:-1].split(b"\0"):
         if record == _HEADER:
             continue  # one per process that wrote here
+        if record[:1] == b"p" and record[1:].isdigit():
+            peak = max(peak or 0, int(record[1:]))
+            continue
         name = _KINDS.get(record[:1])
         if name is None or len(record) < 2:
             raise TraceError("the trace file is corrupt (an unknown record)")
@@ -159,4 +166,5 @@ def read_trace(path: str | os.PathLike[str], root: str | os.PathLike[str]) -> Tr
         writes=tuple(sorted(writes)),
         modules=tuple(sorted(found["modules"])),
         listed=tuple(sorted(found["listed"])),
+        peak_kib=peak,
     )

@@ -214,7 +214,7 @@ def test_progress_lines_table_and_totals(project: Project) -> None:
         ("PASSED", "sub/c.py"),
     }
     assert console_table_paths(result.stdout) == ["a.py", "b.py", "sub/c.py"]
-    assert re.search(r"^b\.py\s+FAILED\s+4\s+\d+\.\d\ds$", result.stdout, re.MULTILINE)
+    assert re.search(r"^b\.py\s+FAILED\s+4\s+\d+\.\d\ds\s+\d+\.\d MB$", result.stdout, re.MULTILINE)
     totals = [line for line in result.stdout.splitlines() if TOTALS.match(line)]
     assert len(totals) == 1 and totals[0].startswith("2 passed, 1 failed in ")
     assert "\x1b[" not in result.stdout

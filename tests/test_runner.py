@@ -438,3 +438,48 @@ def test_the_leftover_check_reads_only_pids_handed_out_since_the_run_began() -> 
     assert list(_candidates(500, 100_000, lambda: machine)) == [500, 650, 90_000, 90_010]
     assert list(_candidates(90_000, 10, lambda: machine)) == [1, 7, 90_000, 90_010]  # a wrap
     assert list(_candidates(500, None, lambda: machine)) == machine  # no /proc/loadavg
+
+
+_ALLOCATE = """
+import sys
+block = bytearray({mb} * 1024 * 1024)
+for i in range(0, len(block), 4096):
+    block[i] = 1
+"""
+
+
+@pytest.mark.parametrize("where", ["script", "child"])
+def test_peak_memory_is_the_scripts_own_largest_process(project: Project, where: str) -> None:
+    body = _ALLOCATE.format(mb=300)
+    if where == "child":
+        run = f"subprocess.run([sys.executable, '-c', {body!r}], check=True)"
+        body = f"import subprocess, sys\n{run}\n"
+    script = project.script("heavy.py", body)
+    result = run_script(script, timeout=60, root=project.root, trace=True)
+    assert result["status"] == "passed", result["stderr"]
+    # The allocation plus an interpreter (~10 MB); never pytest's own size.
+    assert 300 <= result["peak_memory_mb"] <= 330, result["peak_memory_mb"]
+
+
+def test_a_trivial_script_costs_about_an_interpreter_never_zero(project: Project) -> None:
+    script = project.script("light.py", "x = 1\n")
+    result = run_script(script, timeout=60, root=project.root, trace=True)
+    # pytest here is far bigger than 40 MB: a figure carried over from it would show.
+    assert 3 <= result["peak_memory_mb"] <= 40, result["peak_memory_mb"]
+    assert result["cpu_time"] is not None and 0 < result["cpu_time"] < 1
+
+
+def test_cpu_time_counts_the_script_and_its_children_not_their_sleep(project: Project) -> None:
+    burn = (
+        "import time\\nend = time.process_time() + 0.3\\nwhile time.process_time() < end: pass\\n"
+    )
+    script = project.script(
+        "busy.py",
+        f"import subprocess, sys, time\n"
+        f"subprocess.run([sys.executable, '-c', '{burn}'], check=True)\n"
+        f"time.sleep(0.3)\n",
+    )
+    result = run_script(script, timeout=60, root=project.root, trace=True)
+    assert result["status"] == "passed", result["stderr"]
+    assert 0.3 <= result["cpu_time"] < 0.6, result["cpu_time"]
+    assert result["execution_time"] >= 0.6

@@ -19,7 +19,8 @@ kind byte, the path and a NUL:
 * ``w`` a file opened for writing;
 * ``m`` a module name the import system loaded (to find local files that did
   not exist);
-* ``l`` a folder listed (``os.listdir``, ``os.scandir``, globbing).
+* ``l`` a folder listed (``os.listdir``, ``os.scandir``, globbing);
+* ``p`` at the process's exit, its peak resident memory in KiB (``VmHWM``).
 
 Afterwards the next ``sitecustomize`` on the path, if any, runs as usual.
 """
@@ -157,6 +158,22 @@ def _install() -> None:
 
     emit("#orchestrator-trace 1")
     sys.addaudithook(hook)
+
+    def peak() -> None:
+        # This process's own peak memory: VmHWM counts from its exec, while the
+        # ru_maxrss its parent gets from wait4 carries the spawner's size across exec.
+        try:
+            with open("/proc/self/status", "rb") as status:
+                for line in status:
+                    if line.startswith(b"VmHWM:"):
+                        emit("p" + line.split()[1].decode())
+                        return
+        except (OSError, IndexError, ValueError):
+            pass
+
+    import atexit
+
+    atexit.register(peak)  # first registered, so it runs last
 
 
 def _chain() -> None:
