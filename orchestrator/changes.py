@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ._files import atomic_write_text, ensure_state_dir, locked
+from .dag import remaining_chains
 from .environments import EnvBuildError, Environments
 from .inputs import InputGraph
 from .plan import Plan, ScriptJob
@@ -179,8 +181,11 @@ class Record:
         fingerprint: str,
         status: str,
         trace: Trace | TraceError | None = None,
+        duration: float | None = None,
     ) -> None:
         """Record one script's outcome: append its line to the journal.
+
+        ``duration`` (seconds) is what the next parallel run schedules by.
 
         A traced run keeps its trace (or why it is unknown) in the same line,
         so the fingerprint and the inputs it covers agree.
@@ -191,6 +196,8 @@ class Record:
             "status": status,
             "time": datetime.now(timezone.utc).isoformat(),
         }
+        if duration is not None:
+            entry["duration"] = round(duration, 6)
         entry.update(trace_fields(trace))
         line = (json.dumps(entry) + "\n").encode()
         ensure_state_dir(self.state)
@@ -211,6 +218,32 @@ class Record:
             latest = self.load()  # appends may have landed since
             text = "".join(json.dumps(entry) + "\n" for entry in latest.values())
             atomic_write_text(self.path, text, durable=False)
+
+
+#: Seconds a script without a recorded duration is expected to take, when no
+#: script of the run has one either (otherwise: their median).
+DEFAULT_ESTIMATE = 1.0
+
+
+def estimates(plan: Plan, entries: Mapping[str, Any], record: Record) -> dict[str, float]:
+    """``{script path: expected seconds}`` from each script's last recorded duration.
+
+    A script with no history gets the median of those that have one, or
+    :data:`DEFAULT_ESTIMATE`.
+    """
+    known: dict[str, float] = {}
+    for job in plan.jobs:
+        entry = entries.get(record.key(job.path))
+        duration = entry.get("duration") if isinstance(entry, dict) else None
+        if isinstance(duration, int | float) and not isinstance(duration, bool) and duration >= 0:
+            known[job.rel] = float(duration)
+    default = statistics.median(known.values()) if known else DEFAULT_ESTIMATE
+    return {job.rel: known.get(job.rel, default) for job in plan.jobs}
+
+
+def expected_chains(plan: Plan, record: Record) -> dict[str, float]:
+    """Each script's expected remaining chain: what a parallel run starts first by."""
+    return remaining_chains(plan.graph(), estimates(plan, record.load(), record))
 
 
 class Tracking:

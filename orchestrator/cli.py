@@ -238,6 +238,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--graph", action="store_true", help="print the execution order with dependencies"
     )
     lister.add_argument(
+        "-j",
+        "--jobs",
+        type=_jobs,
+        default=1,
+        metavar="N",
+        help="with --graph: the start order and estimated makespan of `orch run -j N`",
+    )
+    lister.add_argument(
         "--format",
         choices=("text", "mermaid"),
         default="text",
@@ -368,9 +376,12 @@ def _cmd_list(args: argparse.Namespace, argv: Sequence[str]) -> int:
     plan = build_plan(options, count_left_out=not (args.graph or args.json))
     jobs = plan.jobs
     if args.graph:
+        from .changes import Record, estimates
         from .console import render_graph
 
-        sys.stdout.write(render_graph(plan, args.format))
+        record = Record(plan.project)
+        expected = estimates(plan, record.load(), record)
+        sys.stdout.write(render_graph(plan, args.format, expected, options.jobs))
         return ExitCode.OK
     if args.json:
         data = [

@@ -265,13 +265,22 @@ def render_dry_run(plan: Any) -> str:
     return "".join(lines)
 
 
-def render_graph(plan: Any, fmt: str = "text") -> str:
-    """The execution order with dependencies, as text or as a Mermaid flowchart.
+def render_graph(
+    plan: Any, fmt: str = "text", expected: Mapping[str, float] | None = None, jobs: int = 1
+) -> str:
+    """The start order with dependencies, as text or as a Mermaid flowchart.
 
-    The order is :meth:`Plan.start_order`, the one ``orch run -j1`` starts them in.
+    With ``jobs`` above 1 and ``expected`` durations (from the run record), the
+    order is the one ``orch run -j N`` starts them in, longest remaining chain
+    first, and the text ends with the estimated makespan; otherwise it is
+    :meth:`Plan.start_order`, the order of ``orch run -j1``.
     """
+    from .dag import remaining_chains, schedule
+
     graph = plan.graph()
-    order: list[str] = plan.start_order()
+    cost = dict(expected or {})
+    priority = remaining_chains(graph, cost) if jobs > 1 and cost else None
+    order, makespan = schedule(graph, cost, jobs, priority)
     if fmt == "mermaid":
         ids = {rel: f"s{i}" for i, rel in enumerate(order)}
         lines = ["flowchart TD"]
@@ -283,4 +292,9 @@ def render_graph(plan: Any, fmt: str = "text") -> str:
     for i, rel in enumerate(order, 1):
         after = f"  (after {', '.join(graph[rel])})" if graph[rel] else ""
         lines.append(f"{i:>{width}}. {rel}{after}")
+    if cost:
+        lines.append(
+            f"\nestimated makespan at -j{jobs}: {makespan:.2f} s (last durations from the "
+            "run record; a script without one counts as their median, or 1 s)"
+        )
     return "\n".join(lines) + "\n"

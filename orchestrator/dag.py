@@ -3,7 +3,9 @@
 A graph is ``{node: its dependencies}`` in declaration order. :class:`ReadyQueue`
 is what :class:`~orchestrator.workflow.Workflow` schedules with and what
 ``orch run --graph`` prints the start order from, so the two cannot disagree:
-of the nodes whose dependencies are done, the first declared goes next.
+of the nodes whose dependencies are done, the one of highest priority goes
+next (the longest remaining chain, when a run knows its scripts' durations),
+then the first declared.
 
 Kept free of asyncio and threads so that commands that only plan (``orch
 list``, ``orch deps``) do not pay for importing them.
@@ -17,7 +19,7 @@ from collections.abc import Iterable, Mapping
 
 from .errors import CycleError
 
-__all__ = ["ReadyQueue", "check_acyclic", "start_order"]
+__all__ = ["ReadyQueue", "check_acyclic", "remaining_chains", "schedule", "start_order"]
 
 
 def check_acyclic(graph: Mapping[str, Iterable[str]], source: str = "", hint: str = "") -> None:
@@ -37,12 +39,16 @@ class ReadyQueue:
     """The nodes of an acyclic graph whose dependencies are all done.
 
     Like :class:`graphlib.TopologicalSorter`'s ``get_ready``/``done``, but one
-    node at a time and in declaration order, which is what makes ``-j1``
-    deterministic. Every dependency must be a node of the graph.
+    node at a time: by ``priority`` (highest first, 0 when not given), then in
+    declaration order, which is what makes a run deterministic. Every
+    dependency must be a node of the graph.
     """
 
-    def __init__(self, graph: Mapping[str, Iterable[str]]) -> None:
-        self._order = {node: i for i, node in enumerate(graph)}
+    def __init__(
+        self, graph: Mapping[str, Iterable[str]], priority: Mapping[str, float] | None = None
+    ) -> None:
+        rank = priority or {}
+        self._order = {node: (-rank.get(node, 0.0), i) for i, node in enumerate(graph)}
         self._waiting: dict[str, int] = {}
         self._dependents: dict[str, list[str]] = {node: [] for node in graph}
         for node, deps in graph.items():
@@ -78,12 +84,58 @@ class ReadyQueue:
         return nodes
 
 
-def start_order(graph: Mapping[str, Iterable[str]]) -> list[str]:
+def start_order(
+    graph: Mapping[str, Iterable[str]], priority: Mapping[str, float] | None = None
+) -> list[str]:
     """The order one worker starts the nodes in when every one succeeds."""
-    queue = ReadyQueue(graph)
+    queue = ReadyQueue(graph, priority)
     order: list[str] = []
     while queue:
         node = queue.pop()
         order.append(node)
         queue.done(node)
     return order
+
+
+def remaining_chains(
+    graph: Mapping[str, Iterable[str]], cost: Mapping[str, float]
+) -> dict[str, float]:
+    """Each node's cost plus the longest chain of costs of the nodes that depend on it.
+
+    The critical-path rank of list scheduling: starting the longest remaining
+    chain first lets a parallel run end as early as its work allows.
+    """
+    dependents: dict[str, list[str]] = {node: [] for node in graph}
+    for node, deps in graph.items():
+        for dep in deps:
+            dependents[dep].append(node)
+    chain: dict[str, float] = {}
+    # Dependents before what they depend on: the reverse of a topological order.
+    for node in reversed(list(graphlib.TopologicalSorter(graph).static_order())):
+        after = max((chain[d] for d in dependents[node]), default=0.0)
+        chain[node] = cost.get(node, 0.0) + after
+    return chain
+
+
+def schedule(
+    graph: Mapping[str, Iterable[str]],
+    cost: Mapping[str, float],
+    workers: int,
+    priority: Mapping[str, float] | None = None,
+) -> tuple[list[str], float]:
+    """Simulate ``workers`` slots taking ready nodes from a :class:`ReadyQueue`.
+
+    Returns the start order and the makespan, with ``cost`` as each node's duration.
+    """
+    queue = ReadyQueue(graph, priority)
+    running: list[tuple[float, int, str]] = []  # (ends at, tie-break, node)
+    order: list[str] = []
+    now = 0.0
+    while queue or running:
+        while queue and len(running) < max(1, workers):
+            node = queue.pop()
+            order.append(node)
+            heapq.heappush(running, (now + cost.get(node, 0.0), len(order), node))
+        now, _, node = heapq.heappop(running)
+        queue.done(node)
+    return order, now

@@ -30,7 +30,7 @@ from typing import Any
 
 from . import ledger
 from ._files import ensure_state_dir
-from .changes import Fingerprints, Tracking, select_changed
+from .changes import Fingerprints, Tracking, expected_chains, select_changed
 from .environments import EnvBuildError
 from .errors import ExitCode, OrchestratorError, WriteError
 from .executors import Executor, LocalExecutor, ScriptCall, make_executor
@@ -126,6 +126,9 @@ class _ScriptRun:
             f"orch run {run.run_id}", max_concurrency=options.jobs, listener=self.on_event
         )
         depends = plan.graph()
+        # In parallel, the longest remaining chain of last run's durations starts first
+        # (critical-path list scheduling); one at a time, the declared order stays.
+        chains = expected_chains(plan, self.record) if options.jobs > 1 else {}
         for job in plan.jobs:
             self.workflow.add_task(
                 job.rel,
@@ -135,6 +138,7 @@ class _ScriptRun:
                 retry_policy=retry_policy(job.settings),
                 condition=(lambda results: False) if job.settings["skip"] else None,
                 failed_if=_failed,
+                priority=chains.get(job.rel, 0.0),
             )
 
     def emit(self, method: str, *args: Any) -> None:
@@ -238,7 +242,9 @@ class _ScriptRun:
         trace = trace_in(result.extra)
         known = trace if isinstance(trace, Trace) else None
         fingerprint = self.fingerprints.after(job, before, known)
-        self.record.update(job.path, fingerprint, result.status.value, trace=trace)
+        self.record.update(
+            job.path, fingerprint, result.status.value, trace=trace, duration=result.execution_time
+        )
 
     def interpreter(self, job: ScriptJob) -> str | None:
         """The Python a script runs with: its isolated environment's, or the run's."""

@@ -213,6 +213,8 @@ class Task:
     condition: Callable[[Mapping[str, TaskResult]], bool] | None = None
     failed_if: Callable[[Any], bool] | None = None
     tags: tuple[str, ...] = ()
+    #: Among ready tasks, the higher goes first (then the first added).
+    priority: float = 0.0
     wants_results: bool = False
     is_async: bool = False
 
@@ -371,8 +373,12 @@ class Workflow:
         condition: Callable[[Mapping[str, TaskResult]], bool] | None = None,
         tags: Iterable[str] = (),
         failed_if: Callable[[Any], bool] | None = None,
+        priority: float = 0.0,
     ) -> Workflow:
         """Add a task and return the workflow, so that calls chain.
+
+        Of the tasks whose dependencies are done, the one of highest
+        ``priority`` starts first; equal ones in the order they were added.
 
         ``failed_if`` is for actions that return their failures as values
         rather than raising them: an attempt whose return value it holds true
@@ -406,6 +412,7 @@ class Workflow:
             condition=condition,
             failed_if=failed_if,
             tags=tuple(tags),
+            priority=float(priority),
         )
         self.tasks[name].wants_results, self.tasks[name].is_async = _traits(action)
         return self
@@ -466,7 +473,10 @@ class _Run:
         self.wf = workflow
         self.loop = loop
         self.tasks = workflow.tasks
-        self.queue = ReadyQueue({name: t.dependencies for name, t in self.tasks.items()})
+        self.queue = ReadyQueue(
+            {name: t.dependencies for name, t in self.tasks.items()},
+            {name: t.priority for name, t in self.tasks.items() if t.priority},
+        )
         self.results: dict[str, TaskResult] = {}
         self.running: dict[str, asyncio.Future[Any]] = {}
         self.started: dict[str, tuple[datetime, float, int]] = {}

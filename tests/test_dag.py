@@ -60,3 +60,16 @@ def test_check_acyclic() -> None:
         check_acyclic({"a": ["a"]}, "cfg.yaml", "remove it")
     assert caught.value.cycle == ["a", "a"]
     assert str(caught.value) == "cfg.yaml: dependency cycle: a -> a; remove it"
+
+
+def test_remaining_chains_and_a_schedule_that_starts_them_first() -> None:
+    from orchestrator.dag import remaining_chains, schedule
+
+    graph = {"a": [], "b": [], "long": [], "after": ["long"]}
+    cost = {"a": 1.0, "b": 1.0, "long": 3.0, "after": 2.0}
+    chains = remaining_chains(graph, cost)
+    assert chains == {"a": 1.0, "b": 1.0, "long": 5.0, "after": 2.0}
+    fifo_order, fifo = schedule(graph, cost, 2)
+    order, makespan = schedule(graph, cost, 2, chains)
+    assert fifo_order[:2] == ["a", "b"] and fifo == 6.0
+    assert order[0] == "long" and makespan == 5.0

@@ -558,3 +558,31 @@ def test_ten_thousand_scripts_are_all_reported_in_bounded_memory(project: Projec
     assert len({r["path"] for r in summary["results"]}) == count
     assert sum(1 for _ in (run_dir / "logs").rglob("*.json")) == count
     assert peak_kib < 200 * 1024, f"orch's peak memory {peak_kib} KiB"
+
+
+def test_a_parallel_run_starts_the_longest_recorded_chain_first(project: Project) -> None:
+    for i in range(6):
+        project.script(f"a{i}.py", "import time\ntime.sleep(0.05)\n")
+    project.script("y_long.py", "import time\ntime.sleep(0.6)\n")
+    project.script("z_after.py", "import time\ntime.sleep(0.05)\n")
+    project.script("z_before.py", "import time\ntime.sleep(0.05)\n")
+    # Without history every script counts alike: the chain of two goes first.
+    project.config("scripts:\n  z_after.py: {depends_on: [z_before.py]}\n")
+
+    def starts(result: subprocess.CompletedProcess[str]) -> list[str]:
+        results = summary_of(result)["results"]
+        return [r["path"] for r in sorted(results, key=lambda r: r["start_time"])]
+
+    first = orch("run", "-j2", project.scripts)
+    assert first.returncode == 0, first.stdout + first.stderr
+    # Two slots start together: the first two, in either order.
+    assert set(starts(first)[:2]) == {"z_before.py", "a0.py"}
+    graph = orch("list", "--graph", "-j2", project.scripts)
+    assert graph.stdout.splitlines()[0] == "1. y_long.py"
+    assert "estimated makespan at -j2:" in graph.stdout
+    second = orch("run", "-j2", project.scripts)
+    assert second.returncode == 0, second.stdout + second.stderr
+    # Recorded, y_long.py is the longest chain: it starts first now.
+    assert set(starts(second)[:2]) == {"y_long.py", "z_before.py"}
+    one_at_a_time = orch("run", "-j1", project.scripts)
+    assert starts(one_at_a_time)[:2] == ["a0.py", "a1.py"]  # -j1 keeps the declared order
