@@ -19,7 +19,14 @@ from collections.abc import Iterable, Mapping
 
 from .errors import CycleError
 
-__all__ = ["ReadyQueue", "check_acyclic", "remaining_chains", "schedule", "start_order"]
+__all__ = [
+    "ReadyQueue",
+    "check_acyclic",
+    "critical_path",
+    "remaining_chains",
+    "schedule",
+    "start_order",
+]
 
 
 def check_acyclic(graph: Mapping[str, Iterable[str]], source: str = "", hint: str = "") -> None:
@@ -139,3 +146,24 @@ def schedule(
         now, _, node = heapq.heappop(running)
         queue.done(node)
     return order, now
+
+
+def critical_path(graph: Mapping[str, Iterable[str]], cost: Mapping[str, float]) -> list[str]:
+    """The chain of dependencies with the largest summed cost, first node first.
+
+    Without dependencies it is the single costliest node; an empty graph gives [].
+    """
+    chains = remaining_chains(graph, cost)
+    if not chains:
+        return []
+    dependents: dict[str, list[str]] = {node: [] for node in graph}
+    for node, deps in graph.items():
+        for dep in deps:
+            dependents[dep].append(node)
+    order = {node: i for i, node in enumerate(graph)}
+    node = max(chains, key=lambda n: (chains[n], -order[n]))
+    path = [node]
+    while dependents[node]:
+        node = max(dependents[node], key=lambda n: (chains[n], -order[n]))
+        path.append(node)
+    return path

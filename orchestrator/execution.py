@@ -395,6 +395,7 @@ def execute(
     bridge.record.compact()
     bridge.plan = plan = select(plan, options, bridge.tracking, bridge.fingerprints)
     run.notes = list(plan.notes)  # with what the selection says
+    run.jobs, run.depends_on = options.jobs, plan.graph()
     # Kept until the reports are written: a run killed before has no summary, and
     # the next orch command finds its leftovers by the marker.
     live = LiveRun.of_this_process(

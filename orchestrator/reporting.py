@@ -55,6 +55,9 @@ class RunInfo:
     notes: list[str] = field(default_factory=list)
     #: Set when one of the run's files could not be written: why (the run stops).
     unwritable: str | None = None
+    #: Scripts run at once (``-j``), and ``{path: its dependencies}`` of what ran.
+    jobs: int = 1
+    depends_on: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ on results they got some other way; :class:`FileReporter` calls them for a run.
 from __future__ import annotations
 
 import contextlib
+import heapq
 import io
 import json
 import logging
@@ -19,10 +20,12 @@ import time
 import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from ._files import atomic_write_text
+from .dag import critical_path
 from .errors import ExitCode, OrchestratorError, WriteError
 from .ledger import INCOMPLETE
 from .reporting import TAIL_LINES, Reporter, RunInfo, memory_text, plain, summarize, tail
@@ -99,8 +102,12 @@ def render_markdown(summary: Mapping[str, Any], results: Sequence[Mapping[str, A
     out = io.StringIO()
     out.write(f"# Orchestrator run {summary['run_id']}\n\n")
     totals = ", ".join(f"{n} {s}" for s, n in summary["totals"].items() if n) or "no scripts"
+    efficiency = summary.get("parallel_efficiency")
+    jobs = summary.get("jobs") or 1
     out.write(
-        f"**{totals}** in {summary['total_time']:.2f} s (wall {summary['wall_time']:.2f} s)"
+        f"**{totals}** in {summary['total_time']:.2f} s summed, "
+        f"{summary['wall_time']:.2f} s wall"
+        + (f", parallel efficiency {efficiency:.0%} at -j{jobs}" if efficiency is not None else "")
         + (" - **interrupted**" if summary.get("interrupted") else "")
         + "\n\n"
     )
@@ -132,6 +139,7 @@ def render_markdown(summary: Mapping[str, Any], results: Sequence[Mapping[str, A
         out.write("\n\n## Heaviest\n\n")
         table = [row(r)[:6] for r in heaviest]
         out.write(tabulate(table, headers=headers[:6], tablefmt="github"))
+    out.write(_gantt(summary, results))
     out.write("\n\n## By subdirectory\n\n")
     out.write(
         tabulate(
@@ -173,6 +181,117 @@ def render_markdown(summary: Mapping[str, Any], results: Sequence[Mapping[str, A
         for r in skipped:
             out.write(f"- {_md_code(str(r['path']))}: {_md_cell(r.get('skip_reason') or '')}\n")
     return out.getvalue()
+
+
+#: Bars at most in the Mermaid chart: the GitHub step summary must stay small.
+GANTT_BARS = 30
+
+
+def _starts(results: Sequence[Mapping[str, Any]]) -> tuple[datetime | None, dict[str, Any]]:
+    """The earliest start, and each started result's (start, end) datetimes by path."""
+    spans: dict[str, Any] = {}
+    for r in results:
+        if r["status"] == "skipped" or not r.get("start_time") or not r.get("end_time"):
+            continue
+        with contextlib.suppress(ValueError, TypeError):
+            start = datetime.fromisoformat(r["start_time"])
+            spans[str(r["path"])] = (start, datetime.fromisoformat(r["end_time"]))
+    first = min((start for start, _ in spans.values()), default=None)
+    return first, spans
+
+
+def _gantt(summary: Mapping[str, Any], results: Sequence[Mapping[str, Any]]) -> str:
+    """A Mermaid gantt chart of the run's longest chain, as it ran."""
+    first, spans = _starts(results)
+    chain = [path for path in summary.get("longest_chain") or () if path in spans]
+    if first is None or not chain:
+        return ""
+    status = {str(r["path"]): r["status"] for r in results}
+    shown = chain[:GANTT_BARS]
+    seconds = sum(float((spans[p][1] - spans[p][0]).total_seconds()) for p in chain)
+    lines = [
+        "\n\n## Longest chain\n",
+        f"{len(chain)} scripts, {seconds:.2f} s"
+        + (f" (the first {GANTT_BARS} drawn)" if len(chain) > GANTT_BARS else "")
+        + "\n",
+        "```mermaid",
+        "gantt",
+        "    dateFormat x",
+        "    axisFormat %H:%M:%S",
+        "    section chain",
+    ]
+    for path in shown:
+        start, end = spans[path]
+        begin = int((start - first).total_seconds() * 1000)
+        finish = max(begin + 1, int((end - first).total_seconds() * 1000))
+        tag = "done" if status[path] in ("passed", "skipped") else "crit"
+        lines.append(f"    {_mermaid_name(path)} : {tag}, {begin}, {finish}")
+    lines.append("```")
+    return "\n".join(lines)
+
+
+def _mermaid_name(text: str) -> str:
+    """A task name Mermaid reads as text: no control characters, no ``:``, ``#``, ``;``."""
+    return re.sub(r"[:#;`<>]", "_", plain(text)).replace("\n", " ").strip() or "_"
+
+
+def render_trace(
+    summary: Mapping[str, Any], results: Sequence[Mapping[str, Any]]
+) -> dict[str, Any]:
+    """The run as Chrome trace events (Perfetto, ``chrome://tracing``): a bar per script.
+
+    Lanes are the run's slots, found again from the times: each script goes to
+    the lowest lane free when it started, so no two bars of a lane overlap and
+    there are never more lanes than scripts ran at once.
+    """
+    first, spans = _starts(results)
+    by_path = {str(r["path"]): r for r in results}
+    events: list[dict[str, Any]] = [
+        {
+            "name": "process_name",
+            "ph": "M",
+            "pid": 1,
+            "tid": 0,
+            "args": {"name": plain(f"orch run {summary.get('run_id', '')}")},
+        }
+    ]
+    free: list[int] = []
+    busy: list[tuple[datetime, int]] = []
+    lanes = 0
+    for path, (start, end) in sorted(spans.items(), key=lambda item: item[1][0]):
+        while busy and busy[0][0] <= start:
+            heapq.heappush(free, heapq.heappop(busy)[1])
+        if free:
+            lane = heapq.heappop(free)
+        else:
+            lanes += 1
+            lane = lanes
+        heapq.heappush(busy, (end, lane))
+        r = by_path[path]
+        assert first is not None
+        events.append(
+            {
+                "name": plain(path),
+                "cat": r["status"],
+                "ph": "X",
+                "pid": 1,
+                "tid": lane,
+                "ts": round((start - first).total_seconds() * 1e6),
+                "dur": max(0, round((end - start).total_seconds() * 1e6)),
+                "args": {
+                    "status": r["status"],
+                    "exit_code": r.get("exit_code"),
+                    "peak_memory_mb": r.get("peak_memory_mb"),
+                    "cpu_time": r.get("cpu_time"),
+                    "attempts": r.get("attempts"),
+                },
+            }
+        )
+    events += [
+        {"name": "thread_name", "ph": "M", "pid": 1, "tid": lane, "args": {"name": f"slot {lane}"}}
+        for lane in range(1, lanes + 1)
+    ]
+    return {"traceEvents": events, "displayTimeUnit": "ms"}
 
 
 _XML_ILLEGAL = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -252,20 +371,38 @@ def generate_report(
     wall_time: float = 0.0,
     interrupted: bool = False,
     notes: Sequence[str] = (),
+    jobs: int = 1,
+    depends_on: Mapping[str, Sequence[str]] | None = None,
 ) -> dict[str, Path]:
-    """Write ``summary.json``, ``report.md`` and ``junit.xml`` into ``output_dir``, atomically.
+    """Write ``summary.json``, ``report.md``, ``junit.xml`` and ``trace.json``, atomically.
 
+    ``jobs`` (the run's ``-j``) gives the parallel efficiency; ``depends_on``
+    (``{path: its dependencies}``) the longest chain drawn in the Markdown.
     When ``GITHUB_STEP_SUMMARY`` is set, the Markdown is appended to that file.
-    Returns the written paths by kind (``summary``, ``markdown``, ``junit``).
+    Returns the written paths by kind (``summary``, ``markdown``, ``junit``, ``trace``).
     """
     out = Path(output_dir)
+    totals = summarize(results)
+    summed = float(totals["total_time"])
+    known = {str(r["path"]) for r in results}
+    graph = {
+        str(r["path"]): [d for d in (depends_on or {}).get(str(r["path"]), ()) if d in known]
+        for r in results
+        if r["status"] != "skipped"
+    }
+    graph = {path: [d for d in deps if d in graph] for path, deps in graph.items()}
+    cost = {str(r["path"]): float(r.get("execution_time") or 0.0) for r in results}
     summary: dict[str, Any] = {
         "run_id": run_id or out.name,
         "start_time": start_time,
         "end_time": end_time,
         "command": list(command),
-        **summarize(results),
+        **totals,
         "wall_time": round(wall_time, 6),
+        "jobs": jobs,
+        # Busy slot-seconds over available ones: 1.0 when no slot ever waited.
+        "parallel_efficiency": round(summed / (wall_time * jobs), 3) if wall_time > 0 else None,
+        "longest_chain": critical_path(graph, cost),
         "interrupted": interrupted,
         "exit_code": exit_code_for((r["status"] for r in results), interrupted),
         "notes": list(notes),
@@ -276,7 +413,9 @@ def generate_report(
         "summary": out / "summary.json",
         "markdown": out / "report.md",
         "junit": out / "junit.xml",
+        "trace": out / "trace.json",
     }
+    atomic_write_text(paths["trace"], _json(render_trace(summary, results)))
     atomic_write_text(paths["junit"], render_junit(summary, results))
     atomic_write_text(paths["markdown"], markdown)
     # summary.json last: its presence means the run directory is complete.
@@ -335,6 +474,8 @@ class FileReporter(Reporter):
             wall_time=wall_time,
             interrupted=run.interrupted,
             notes=notes,
+            jobs=run.jobs,
+            depends_on=run.depends_on,
         )
         point_latest(run.run_dir.parent, run.run_dir)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -306,7 +307,10 @@ def test_list_graph_text(project: Project) -> None:
     _diamond(project)
     result = orch("list", "--graph", project.scripts)
     assert result.returncode == 0, result.stderr
-    lines = result.stdout.splitlines()
+    steps, makespan = result.stdout.split("\n\n")
+    # No history: each script counts 1 s, one at a time.
+    assert makespan.startswith("estimated makespan at -j1: 4.00 s")
+    lines = steps.splitlines()
     order = [re.match(r"^\s*\d+\. (\S+)", line)[1] for line in lines]  # type: ignore[index]
     assert sorted(order) == ["clean.py", "fetch.py", "publish.py", "stats.py"]
     assert order[0] == "fetch.py"
@@ -586,3 +590,37 @@ def test_a_parallel_run_starts_the_longest_recorded_chain_first(project: Project
     assert set(starts(second)[:2]) == {"y_long.py", "z_before.py"}
     one_at_a_time = orch("run", "-j1", project.scripts)
     assert starts(one_at_a_time)[:2] == ["a0.py", "a1.py"]  # -j1 keeps the declared order
+
+
+def test_trace_json_has_a_bar_per_script_on_lanes_that_never_overlap(project: Project) -> None:
+    for i in range(5):
+        project.script(f"s{i}.py", "import time\ntime.sleep(0.2)\n")
+    project.script("t:ail#;.py", "import time\ntime.sleep(0.2)\n")
+    project.config("scripts:\n  't:ail#;.py': {depends_on: [s4.py]}\n")
+    result = orch("run", "-j2", project.scripts)
+    assert result.returncode == 0, result.stdout + result.stderr
+    run_dir = run_dir_of(result)
+    trace = json.loads((run_dir / "trace.json").read_text())
+    bars = [e for e in trace["traceEvents"] if e["ph"] == "X"]
+    assert sorted(b["name"] for b in bars) == sorted(
+        ["s0.py", "s1.py", "s2.py", "s3.py", "s4.py", "t:ail#;.py"]
+    )
+    assert {b["tid"] for b in bars} == {1, 2}  # two slots, as -j2
+    for lane in (1, 2):
+        spans = sorted((b["ts"], b["ts"] + b["dur"]) for b in bars if b["tid"] == lane)
+        assert all(end <= start for (_, end), (start, _) in itertools.pairwise(spans))
+    for bar in bars:
+        assert bar["dur"] >= 150_000 and bar["args"]["status"] == "passed"
+        assert bar["args"]["exit_code"] == 0 and bar["args"]["attempts"] == 1
+        assert bar["args"]["peak_memory_mb"] > 0
+    names = {e["args"]["name"] for e in trace["traceEvents"] if e["name"] == "thread_name"}
+    assert names == {"slot 1", "slot 2"}
+
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["longest_chain"] == ["s4.py", "t:ail#;.py"]
+    assert summary["jobs"] == 2 and 0.5 < summary["parallel_efficiency"] <= 1.0
+    markdown = (run_dir / "report.md").read_text()
+    assert "parallel efficiency" in markdown and "at -j2" in markdown
+    chart = markdown.split("```mermaid\n", 1)[1].split("```", 1)[0]
+    bars_drawn = [line for line in chart.splitlines() if line.startswith("    ") and ", " in line]
+    assert [line.split(" : ")[0].strip() for line in bars_drawn] == ["s4.py", "t_ail__.py"]

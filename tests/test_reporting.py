@@ -107,7 +107,7 @@ def test_summarize_empty() -> None:
     assert summary["total_time"] == 0
 
 
-def test_generate_report_writes_three_files(results: list[dict[str, Any]], tmp_path: Path) -> None:
+def test_generate_report_writes_four_files(results: list[dict[str, Any]], tmp_path: Path) -> None:
     out = tmp_path / "run-1"
     paths = generate_report(
         results,
@@ -122,8 +122,10 @@ def test_generate_report_writes_three_files(results: list[dict[str, Any]], tmp_p
         "summary": out / "summary.json",
         "markdown": out / "report.md",
         "junit": out / "junit.xml",
+        "trace": out / "trace.json",
     }
-    assert sorted(p.name for p in out.iterdir()) == ["junit.xml", "report.md", "summary.json"]
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["junit.xml", "report.md", "summary.json", "trace.json"]
     summary = json.loads(paths["summary"].read_text())
     assert summary["run_id"] == "run-1"
     assert summary["command"] == ["orch", "run", "scripts"]
@@ -315,3 +317,18 @@ def test_a_leftover_temporary_file_of_the_same_pid_does_not_stop_a_write(tmp_pat
     _files.atomic_write_text(target, "whole\n")
     assert target.read_text() == "whole\n"
     assert len(list(tmp_path.glob(".x.json.*.tmp"))) == 5  # theirs, untouched; none of ours
+
+
+def test_the_longest_chain_chart_draws_at_most_30_bars(tmp_path: Path) -> None:
+    chain = [result(f"c{i:02d}.py", "passed") for i in range(40)]
+    depends = {f"c{i:02d}.py": [f"c{i - 1:02d}.py"] for i in range(1, 40)}
+    paths = generate_report(chain, tmp_path / "run", wall_time=40.0, jobs=2, depends_on=depends)
+    summary = json.loads(paths["summary"].read_text())
+    assert len(summary["longest_chain"]) == 40
+    assert summary["parallel_efficiency"] == 0.25  # 20 s busy of 2 slots x 40 s
+    markdown = paths["markdown"].read_text()
+    assert "40 scripts, 1.00 s" not in markdown  # the chain's own times: 40 x 1 s
+    assert "40 scripts, 40.00 s (the first 30 drawn)" in markdown
+    chart = markdown.split("```mermaid\n", 1)[1].split("```", 1)[0]
+    assert sum(1 for line in chart.splitlines() if " : done, " in line) == 30
+    json.loads(paths["trace"].read_text())  # and the timeline parses
