@@ -79,6 +79,20 @@ def _describe(value: Any) -> str:
 MAX_TIMEOUT = 7 * 24 * 3600.0
 MAX_RETRY_DELAY = 24 * 3600.0
 MAX_RETRIES = 100
+MAX_MEMORY_MB = 1024 * 1024  # a tebibyte
+
+
+def _memory_limit(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _Invalid(f"expected a number of megabytes, got {_describe(value)}")
+    if not 0 < value <= MAX_MEMORY_MB:
+        raise _Invalid(
+            f"expected a number of megabytes greater than 0 and at most {MAX_MEMORY_MB}, "
+            f"got {_describe(value)}"
+        )
+    return float(value)
 
 
 def _seconds_up_to(limit: float) -> Callable[[Any], float]:
@@ -215,6 +229,7 @@ SETTINGS: dict[str, Setting] = {
     "retry_on": Setting(["failed", "timeout"], _retry_statuses),
     "watch": Setting([], _globs),
     "trace": Setting(True, _boolean),
+    "memory_limit_mb": Setting(None, _memory_limit),
 }
 
 #: Built-in defaults: the lowest layer of every script's settings. ``environment``

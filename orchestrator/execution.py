@@ -226,6 +226,7 @@ class _ScriptRun:
             trace=settings["trace"] and self.root is not None,
             trace_skip=[str(self.plan.project.reports_dir)],
             masker=self.plan.masker,
+            memory_limit_mb=settings["memory_limit_mb"],
         )
         result = self.finish(job, self.executor.run(call), self.attempts[job.rel])
         if "write_error" in result.extra:  # its stream logs: the disk is full

@@ -63,6 +63,8 @@ class ScriptCall:
     #: Whether to trace what the script uses, and which folders not to record.
     trace: bool = False
     trace_skip: list[str] = field(default_factory=list)
+    #: The ``memory_limit_mb`` setting (None: no limit).
+    memory_limit_mb: float | None = None
     #: The run's secrets, masked in what the script prints wherever it runs.
     masker: Masker = field(default_factory=Masker, repr=False)
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import selectors
 import signal
 import subprocess
@@ -361,6 +362,33 @@ def _cost(result: dict[str, Any], usage: Any, traced_kib: int | None, spawner_ki
         result["peak_memory_mb"] = round(peak / 1024, 1)
 
 
+def _limit_memory(pid: int, megabytes: float) -> None:
+    """Cap the address space of the just-started child (and what it starts later).
+
+    Set from here, as the child begins: ``preexec_fn`` would make every start
+    a full ``fork`` of orch instead of a ``vfork``.
+    """
+    import resource
+
+    limit = int(megabytes * 1024 * 1024)
+    with contextlib.suppress(OSError, ValueError):  # it exited already, or a lower hard limit
+        resource.prlimit(pid, resource.RLIMIT_AS, (limit, limit))
+
+
+# What a process that ran out of address space prints (Python, C, C++, Rust).
+_OUT_OF_MEMORY = re.compile(
+    r"MemoryError|Cannot allocate memory|std::bad_alloc|out of memory|memory allocation of"
+)
+
+
+def _ran_out(result: Mapping[str, Any], megabytes: float) -> bool:
+    """Whether a failed script failed for its memory limit: it said so, or it reached it."""
+    if _OUT_OF_MEMORY.search((result.get("stderr") or "")[-8192:]):
+        return True
+    peak = result.get("peak_memory_mb")
+    return peak is not None and peak >= 0.9 * megabytes
+
+
 def _poll(proc: subprocess.Popen[bytes], child: _Child) -> bool:
     """Whether the child has exited; reaps it with ``wait4`` to keep its resource usage."""
     if proc.returncode is not None:
@@ -408,6 +436,7 @@ def run_script(
     trace: bool = False,
     trace_skip: Sequence[str] = (),
     masker: Masker | None = None,
+    memory_limit_mb: float | None = None,
 ) -> dict[str, Any]:
     """Run ``[python, script, *args]`` and return its result dict; never raises for the script.
 
@@ -435,6 +464,9 @@ def run_script(
         masker: secret values to mask in the streams (logs and tails) and the
             error, besides those of the script's environment, which are always
             masked (see :mod:`orchestrator.masking`); a run passes its plan's.
+        memory_limit_mb: the address space the script and the processes it
+            starts may each take (``RLIMIT_AS``); one that runs out fails with
+            ``memory limit of N MB exceeded``.
 
     Returns:
         A dict with ``script, name, path, subdirectory, start_time, end_time,
@@ -520,6 +552,8 @@ def run_script(
         result["error"] = f"{what}: {command[0]}: {exc.strerror or exc}"
         return finish()
 
+    if memory_limit_mb is not None:
+        _limit_memory(proc.pid, memory_limit_mb)
     timed_out = False
     try:
         with children.running(proc, child):
@@ -565,6 +599,8 @@ def run_script(
                 result["error"] = f"killed by {_signal_name(-code)}"
             else:
                 result["error"] = f"exit code {code} (allowed: {sorted(allowed)})"
+            if memory_limit_mb is not None and _ran_out(result, memory_limit_mb):
+                result["error"] = f"memory limit of {memory_limit_mb:g} MB exceeded"
     finish()
     logger.info(
         "finished %s: %s",

@@ -624,3 +624,24 @@ def test_trace_json_has_a_bar_per_script_on_lanes_that_never_overlap(project: Pr
     chart = markdown.split("```mermaid\n", 1)[1].split("```", 1)[0]
     bars_drawn = [line for line in chart.splitlines() if line.startswith("    ") and ", " in line]
     assert [line.split(" : ")[0].strip() for line in bars_drawn] == ["s4.py", "t_ail__.py"]
+
+
+def test_memory_limit_mb_stops_only_the_script_that_goes_over(project: Project) -> None:
+    project.script(
+        "greedy.py",
+        "block = bytearray(400 * 1024 * 1024)\nfor i in range(0, len(block), 4096):\n"
+        "    block[i] = 1\n",
+    )
+    project.script("other.py", "print('fine')\n")
+    project.config("scripts:\n  greedy.py: {memory_limit_mb: 150}\n")
+    result = orch("run", "-j2", project.scripts)
+    assert result.returncode == 1, result.stdout + result.stderr
+    by_path = {r["path"]: r for r in summary_of(result)["results"]}
+    assert by_path["greedy.py"]["status"] == "failed"
+    assert by_path["greedy.py"]["error"] == "memory limit of 150 MB exceeded"
+    assert by_path["other.py"]["status"] == "passed"
+
+    project.config("scripts:\n  greedy.py: {memory_limit_mb: 0}\n")
+    bad = orch("run", project.scripts)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1
+    assert "memory_limit_mb" in bad.stderr and "greater than 0" in bad.stderr

@@ -483,3 +483,18 @@ def test_cpu_time_counts_the_script_and_its_children_not_their_sleep(project: Pr
     assert result["status"] == "passed", result["stderr"]
     assert 0.3 <= result["cpu_time"] < 0.6, result["cpu_time"]
     assert result["execution_time"] >= 0.6
+
+
+@pytest.mark.parametrize("where", ["script", "child"])
+def test_a_script_over_its_memory_limit_fails_saying_so(project: Project, where: str) -> None:
+    body = _ALLOCATE.format(mb=300)
+    if where == "child":
+        run = f"subprocess.run([sys.executable, '-c', {body!r}], check=True)"
+        body = f"import subprocess, sys\n{run}\n"
+    script = project.script("greedy.py", body)
+    result = run_script(script, timeout=60, root=project.root, trace=True, memory_limit_mb=200)
+    assert result["status"] == "failed"
+    assert result["error"] == "memory limit of 200 MB exceeded"
+    modest = project.script("modest.py", _ALLOCATE.format(mb=50))
+    fine = run_script(modest, timeout=60, root=project.root, trace=True, memory_limit_mb=200)
+    assert fine["status"] == "passed", fine["stderr"]
