@@ -242,8 +242,13 @@ def estimates(plan: Plan, entries: Mapping[str, Any], record: Record) -> dict[st
 
 
 def expected_chains(plan: Plan, record: Record) -> dict[str, float]:
-    """Each script's expected remaining chain: what a parallel run starts first by."""
-    return remaining_chains(plan.graph(), estimates(plan, record.load(), record))
+    """Each script's expected remaining chain: what a parallel run starts first by.
+
+    Scripts that are up to date (``plan.fresh``) take no time.
+    """
+    cost = estimates(plan, record.load(), record)
+    cost.update(dict.fromkeys(plan.fresh, 0.0))
+    return remaining_chains(plan.graph(), cost)
 
 
 class Tracking:

@@ -405,7 +405,7 @@ def _cmd_docs(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
     options = _options(args, argv)
     plan = build_plan(options)
-    text = render_script_reference(plan.jobs, plan.project.scripts_dir)
+    text = plan.masker.mask(render_script_reference(plan.jobs, plan.project.scripts_dir))
     if args.output is None:
         sys.stdout.write(text)
     else:
@@ -424,10 +424,12 @@ def _cmd_report(args: argparse.Namespace, argv: Sequence[str]) -> int:
     if summary.get("incomplete"):
         planned = summary.get("total")
         of = f" of {planned}" if planned is not None else ""
-        print(
-            f"incomplete: orch was stopped before the run's end (killed?); "
-            f"{len(results)}{of} scripts have a result"
+        why = (
+            "orch was killed before the run's end"
+            if summary.get("killed")
+            else "no summary.json yet (orch is still running it, or was killed)"
         )
+        print(f"incomplete: {why}; {len(results)}{of} scripts have a result")
     sys.stdout.write(
         render_console_summary(
             results,

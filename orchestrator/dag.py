@@ -42,6 +42,15 @@ def check_acyclic(graph: Mapping[str, Iterable[str]], source: str = "", hint: st
         raise CycleError(list(reversed(exc.args[1])), source, hint) from None
 
 
+def _dependents(graph: Mapping[str, Iterable[str]]) -> dict[str, list[str]]:
+    """``{node: the nodes that depend on it}``, in declaration order."""
+    found: dict[str, list[str]] = {node: [] for node in graph}
+    for node, deps in graph.items():
+        for dep in deps:
+            found[dep].append(node)
+    return found
+
+
 class ReadyQueue:
     """The nodes of an acyclic graph whose dependencies are all done.
 
@@ -54,15 +63,11 @@ class ReadyQueue:
     def __init__(
         self, graph: Mapping[str, Iterable[str]], priority: Mapping[str, float] | None = None
     ) -> None:
+        graph = {node: list(deps) for node, deps in graph.items()}  # read twice below
         rank = priority or {}
         self._order = {node: (-rank.get(node, 0.0), i) for i, node in enumerate(graph)}
-        self._waiting: dict[str, int] = {}
-        self._dependents: dict[str, list[str]] = {node: [] for node in graph}
-        for node, deps in graph.items():
-            deps = list(deps)
-            self._waiting[node] = len(deps)
-            for dep in deps:
-                self._dependents[dep].append(node)
+        self._waiting = {node: len(list(deps)) for node, deps in graph.items()}
+        self._dependents = _dependents(graph)
         self._ready = [(self._order[n], n) for n, count in self._waiting.items() if count == 0]
         heapq.heapify(self._ready)
 
@@ -112,10 +117,7 @@ def remaining_chains(
     The critical-path rank of list scheduling: starting the longest remaining
     chain first lets a parallel run end as early as its work allows.
     """
-    dependents: dict[str, list[str]] = {node: [] for node in graph}
-    for node, deps in graph.items():
-        for dep in deps:
-            dependents[dep].append(node)
+    dependents = _dependents(graph)
     chain: dict[str, float] = {}
     # Dependents before what they depend on: the reverse of a topological order.
     for node in reversed(list(graphlib.TopologicalSorter(graph).static_order())):
@@ -156,10 +158,7 @@ def critical_path(graph: Mapping[str, Iterable[str]], cost: Mapping[str, float])
     chains = remaining_chains(graph, cost)
     if not chains:
         return []
-    dependents: dict[str, list[str]] = {node: [] for node in graph}
-    for node, deps in graph.items():
-        for dep in deps:
-            dependents[dep].append(node)
+    dependents = _dependents(graph)
     order = {node: i for i, node in enumerate(graph)}
     node = max(chains, key=lambda n: (chains[n], -order[n]))
     path = [node]

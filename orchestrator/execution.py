@@ -126,9 +126,6 @@ class _ScriptRun:
             f"orch run {run.run_id}", max_concurrency=options.jobs, listener=self.on_event
         )
         depends = plan.graph()
-        # In parallel, the longest remaining chain of last run's durations starts first
-        # (critical-path list scheduling); one at a time, the declared order stays.
-        chains = expected_chains(plan, self.record) if options.jobs > 1 else {}
         for job in plan.jobs:
             self.workflow.add_task(
                 job.rel,
@@ -138,8 +135,17 @@ class _ScriptRun:
                 retry_policy=retry_policy(job.settings),
                 condition=(lambda results: False) if job.settings["skip"] else None,
                 failed_if=_failed,
-                priority=chains.get(job.rel, 0.0),
             )
+
+    def prioritize(self) -> None:
+        """In parallel, start the longest remaining chain of recorded durations first.
+
+        Critical-path list scheduling; called once the plan knows which scripts
+        are up to date (they take no time). One at a time, the declared order stays.
+        """
+        if self.options.jobs > 1:
+            for rel, chain in expected_chains(self.plan, self.record).items():
+                self.workflow.tasks[rel].priority = chain
 
     def emit(self, method: str, *args: Any) -> None:
         for reporter in self.reporters:
@@ -395,6 +401,7 @@ def execute(
     bridge = _ScriptRun(plan, options, reporters, run, stop, graph, executor, force)
     bridge.record.compact()
     bridge.plan = plan = select(plan, options, bridge.tracking, bridge.fingerprints)
+    bridge.prioritize()
     run.notes = list(plan.notes)  # with what the selection says
     run.jobs, run.depends_on = options.jobs, plan.graph()
     # Kept until the reports are written: a run killed before has no summary, and

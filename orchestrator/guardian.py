@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 
-__all__ = ["Guardian", "find_marked", "find_members", "signal_all", "stop_all"]
+__all__ = ["Guardian", "find_marked", "find_members", "signal_all", "stat_fields", "stop_all"]
 
 # Up to this many PIDs handed out since a run's leader, they are tried one by one;
 # beyond, listing /proc is cheaper.
@@ -80,6 +80,17 @@ def _holds(pid: str, pipes: frozenset[str]) -> bool:
     return False
 
 
+def stat_fields(pid: int) -> list[bytes] | None:
+    """``/proc/PID/stat`` after the command name (state first); None: gone or a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            stat = handle.read()
+        fields = stat[stat.rindex(b")") + 2 :].split()
+    except (OSError, ValueError):
+        return None
+    return None if not fields or fields[0] in (b"Z", b"X") else fields
+
+
 def find_members(
     pgid: int,
     marker: bytes,
@@ -109,10 +120,8 @@ def find_members(
             continue
         name = str(pid)
         try:
-            with open(f"/proc/{name}/stat", "rb") as handle:
-                stat = handle.read()
-            fields = stat[stat.rindex(b")") + 2 :].split()
-            if fields[0] in (b"Z", b"X"):  # zombies hold nothing and cannot be killed
+            fields = stat_fields(pid)
+            if fields is None:  # gone, or a zombie: holds nothing and cannot be killed
                 continue
             if int(fields[2]) == pgid:
                 grouped.append(pid)

@@ -17,12 +17,13 @@ import contextlib
 import functools
 import json
 import os
+import socket
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ._files import atomic_write_bytes, ensure_state_dir
-from .errors import WriteError
-from .guardian import find_marked, stop_all
+from .errors import OrchestratorError, WriteError
+from .guardian import find_marked, stat_fields, stop_all
 
 __all__ = ["INCOMPLETE", "LiveRun", "enter", "leave", "process_start", "sweep"]
 
@@ -36,15 +37,25 @@ def process_start(pid: int) -> str | None:
     Compared with the ledger's, it tells a live orch from a new process that was
     given the PID of a dead one.
     """
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            stat = handle.read()
-        fields = stat[stat.rindex(b")") + 2 :].split()
-        if fields[0] in (b"Z", b"X"):
-            return None
-        return fields[19].decode()
-    except (OSError, ValueError, IndexError):
-        return None
+    fields = stat_fields(pid)
+    return fields[19].decode() if fields is not None and len(fields) > 19 else None
+
+
+def _host() -> str:
+    """This machine, boot and PID namespace: PIDs mean something only within all three.
+
+    A project on a shared or bind-mounted folder may hold the entry of a run on
+    another machine or in a container; its PID says nothing here.
+    """
+    parts = [socket.gethostname()]
+    with contextlib.suppress(OSError), open("/proc/sys/kernel/random/boot_id") as handle:
+        parts.append(handle.read().strip())
+    with contextlib.suppress(OSError):
+        parts.append(os.readlink("/proc/self/ns/pid"))
+    return " ".join(parts)
+
+
+_HOST = _host()
 
 
 def _alive(pid: int, started: str | None) -> bool:
@@ -70,6 +81,8 @@ class LiveRun:
     run_dir: str | None
     total: int
     command: list[str] = field(default_factory=list)
+    #: The machine, boot and PID namespace the PID belongs to (:data:`_HOST`).
+    host: str = ""
 
     @classmethod
     def of_this_process(
@@ -78,7 +91,7 @@ class LiveRun:
         """The entry of a run this process is about to start."""
         pid = os.getpid()
         where = str(run_dir) if run_dir is not None else None
-        return cls(run_id, pid, process_start(pid), marker, where, total, command)
+        return cls(run_id, pid, process_start(pid), marker, where, total, command, _HOST)
 
 
 def _folder(state_dir: Path) -> Path:
@@ -123,20 +136,23 @@ def sweep(state_dir: Path) -> list[str]:
         path = _folder(state_dir) / name
         try:
             run = LiveRun(**json.loads(path.read_bytes()))
-        except (OSError, ValueError, TypeError):
+            marker = run.marker.encode()
+        except (OSError, ValueError, TypeError, AttributeError):
             if name.endswith(".json"):
                 leave(path)
             continue
-        if _alive(run.pid, run.started):
-            continue
-        marker = run.marker.encode()
-        stopped = stop_all(functools.partial(find_marked, marker), grace=1.0) if marker else 0
-        if run.run_dir and not (Path(run.run_dir) / "summary.json").exists():
-            with contextlib.suppress(OSError):
-                atomic_write_bytes(
-                    Path(run.run_dir) / INCOMPLETE, json.dumps(asdict(run), indent=2).encode()
-                )
-        leave(path)
+        if run.host != _HOST or _alive(run.pid, run.started):
+            continue  # alive, or another machine's or container's: not ours to judge
+        try:
+            stopped = stop_all(functools.partial(find_marked, marker), grace=1.0) if marker else 0
+            folder = Path(run.run_dir) if run.run_dir else None
+            if folder is not None and folder.is_dir() and not (folder / "summary.json").exists():
+                with contextlib.suppress(OSError, OrchestratorError):
+                    atomic_write_bytes(
+                        folder / INCOMPLETE, json.dumps(asdict(run), indent=2).encode()
+                    )
+        finally:
+            leave(path)  # swept once, whatever happened
         left = f"stopped {stopped} processes it left" if stopped else "none of its scripts left"
         where = f"; orch report {run.run_dir} shows what it finished" if run.run_dir else ""
         lines.append(f"run {run.run_id} was killed (orch, pid {run.pid}, is gone): {left}{where}")

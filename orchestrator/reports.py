@@ -222,8 +222,9 @@ def _gantt(summary: Mapping[str, Any], results: Sequence[Mapping[str, Any]]) -> 
     ]
     for path in shown:
         start, end = spans[path]
-        begin = int((start - first).total_seconds() * 1000)
-        finish = max(begin + 1, int((end - first).total_seconds() * 1000))
+        # Absolute times: Mermaid shows them in the reader's time zone, as the run's clock.
+        begin = int(start.timestamp() * 1000)
+        finish = max(begin + 1, int(end.timestamp() * 1000))
         tag = "done" if status[path] in ("passed", "skipped") else "crit"
         lines.append(f"    {_mermaid_name(path)} : {tag}, {begin}, {finish}")
     lines.append("```")
@@ -530,6 +531,8 @@ def _incomplete_run(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]
         "run_id": note.get("run_id", run_dir.name),
         "command": note.get("command", []),
         "incomplete": True,
+        # Known killed once a sweep wrote the note; before, it may still be running.
+        "killed": bool(note),
         "total": note.get("total"),
         "interrupted": True,
         "exit_code": int(ExitCode.INTERRUPTED),

@@ -271,7 +271,7 @@ class _Capture:
                 self.file.write(data)
             except OSError as exc:
                 self.error = WriteError(self.path, exc)
-                self.close()
+                self._close_file()  # the mask goes on: the tail is still masked in order
         self.chunks.append(data)
         self.size += len(data)
         while self.chunks and self.size - len(self.chunks[0]) >= self.limit:
@@ -281,6 +281,9 @@ class _Capture:
     def close(self) -> None:
         if rest := self.mask.end():
             self._keep(rest)
+        self._close_file()
+
+    def _close_file(self) -> None:
         if self.file:
             file, self.file = self.file, None
             try:
@@ -355,29 +358,37 @@ def _cost(result: dict[str, Any], usage: Any, traced_kib: int | None, spawner_ki
     candidates = [traced_kib or 0]
     if usage is not None:
         result["cpu_time"] = round(usage.ru_utime + usage.ru_stime, 6)
-        if usage.ru_maxrss > spawner_kib:
-            candidates.append(usage.ru_maxrss)
+        maxrss = usage.ru_maxrss // 1024 if sys.platform == "darwin" else usage.ru_maxrss  # bytes
+        if maxrss > spawner_kib:
+            candidates.append(maxrss)
     peak = max(candidates)
     if peak:
         result["peak_memory_mb"] = round(peak / 1024, 1)
 
 
-def _limit_memory(pid: int, megabytes: float) -> None:
+def _limit_memory(pid: int, megabytes: float) -> bool:
     """Cap the address space of the just-started child (and what it starts later).
 
     Set from here, as the child begins: ``preexec_fn`` would make every start
-    a full ``fork`` of orch instead of a ``vfork``.
+    a full ``fork`` of orch instead of a ``vfork``. Returns whether the cap
+    was set (a lower hard limit already in force is kept: the cap is then that).
     """
     import resource
 
     limit = int(megabytes * 1024 * 1024)
-    with contextlib.suppress(OSError, ValueError):  # it exited already, or a lower hard limit
+    try:
+        _, hard = resource.prlimit(pid, resource.RLIMIT_AS)
+        if hard != resource.RLIM_INFINITY and hard < limit:
+            return False
         resource.prlimit(pid, resource.RLIMIT_AS, (limit, limit))
+    except (OSError, ValueError):  # it has exited already
+        return False
+    return True
 
 
 # What a process that ran out of address space prints (Python, C, C++, Rust).
 _OUT_OF_MEMORY = re.compile(
-    r"MemoryError|Cannot allocate memory|std::bad_alloc|out of memory|memory allocation of"
+    r"MemoryError|Cannot allocate memory|std::bad_alloc|memory allocation of"
 )
 
 
@@ -529,7 +540,6 @@ def run_script(
 
     logger.info("started %s", script, extra={"script": str(script)})
     wake_r, wake_w = os.pipe()  # a stop from outside wakes the pump's select()
-    spawner_kib = _own_peak_kib()
     try:
         proc, child = children.start(
             command,
@@ -552,8 +562,9 @@ def run_script(
         result["error"] = f"{what}: {command[0]}: {exc.strerror or exc}"
         return finish()
 
-    if memory_limit_mb is not None:
-        _limit_memory(proc.pid, memory_limit_mb)
+    # Read once the child has exec'd: what it carried can only be below this.
+    spawner_kib = _own_peak_kib()
+    limited = memory_limit_mb is not None and _limit_memory(proc.pid, memory_limit_mb)
     timed_out = False
     try:
         with children.running(proc, child):
@@ -599,7 +610,7 @@ def run_script(
                 result["error"] = f"killed by {_signal_name(-code)}"
             else:
                 result["error"] = f"exit code {code} (allowed: {sorted(allowed)})"
-            if memory_limit_mb is not None and _ran_out(result, memory_limit_mb):
+            if limited and memory_limit_mb is not None and _ran_out(result, memory_limit_mb):
                 result["error"] = f"memory limit of {memory_limit_mb:g} MB exceeded"
     finish()
     logger.info(

@@ -209,3 +209,28 @@ def test_the_next_command_stops_what_a_run_killed_with_its_guardian_left(
         timeout=30,
     )
     assert again.stderr == ""
+
+
+def test_a_sweep_drops_entries_it_cannot_finish_and_never_raises(tmp_path: Path) -> None:
+    import dataclasses
+    import json
+
+    from orchestrator.ledger import LiveRun, enter, sweep
+
+    state = tmp_path / ".orchestrator"
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    me = LiveRun.of_this_process("r1", "ORCHESTRATOR_CHILD_feedbeef0000_", None, 3, [])
+    gone = dataclasses.replace(me, run_id="r1", pid=int(dead.stdout), run_dir=str(tmp_path / "f"))
+    (tmp_path / "f").write_text("a file, not a run folder")
+    enter(state, gone)
+    enter(state, dataclasses.replace(me, run_id="r2"))  # this process: alive
+    (state / "runs" / "r3.json").write_text(json.dumps({"run_id": 3}))  # corrupt
+    lines = sweep(state)
+    assert len(lines) == 1 and lines[0].startswith("run r1 was killed")
+    assert sorted(p.name for p in (state / "runs").iterdir()) == ["r2.json"]
+    assert (tmp_path / "f").read_text() == "a file, not a run folder"
