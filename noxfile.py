@@ -107,10 +107,11 @@ def release_check(session: nox.Session) -> None:
 
     wheel = next(dist.glob("*.whl"))
     packed = set(zipfile.ZipFile(wheel).namelist())
+    sources = [*(ROOT / "orchestrator").glob("*.py"), *(ROOT / "orchestrator").glob("_boot/*.py")]
     missing = [
-        f"orchestrator/{p.name}"
-        for p in sorted((ROOT / "orchestrator").glob("*.py"))
-        if f"orchestrator/{p.name}" not in packed
+        name
+        for name in sorted(p.relative_to(ROOT).as_posix() for p in sources)
+        if name not in packed
     ]
     if missing:
         session.error(f"missing from {wheel.name}: {', '.join(missing)}")
