@@ -232,6 +232,7 @@ class _ScriptRun:
             trace=settings["trace"] and self.root is not None,
             trace_skip=[str(self.plan.project.reports_dir)],
             masker=self.plan.masker,
+            secret_names=list(self.plan.secret_names),
             memory_limit_mb=settings["memory_limit_mb"],
         )
         result = self.finish(job, self.executor.run(call), self.attempts[job.rel])

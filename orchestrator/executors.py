@@ -65,8 +65,10 @@ class ScriptCall:
     trace_skip: list[str] = field(default_factory=list)
     #: The ``memory_limit_mb`` setting (None: no limit).
     memory_limit_mb: float | None = None
-    #: The run's secrets, masked in what the script prints wherever it runs.
+    #: The run's secrets, masked in what the script prints wherever it runs; and the
+    #: ``secrets:`` names, so that a worker masks its own variables of those names.
     masker: Masker = field(default_factory=Masker, repr=False)
+    secret_names: list[str] = field(default_factory=list)
 
     def run(self) -> dict[str, Any]:
         """Run the script here."""

@@ -91,6 +91,8 @@ class Plan:
     left_out: str | None = None
     #: The secrets every output of the run masks (the environment's and the config's).
     masker: Masker = field(default_factory=Masker)
+    #: The config's ``secrets:`` names (a worker looks them up in its own environment).
+    secret_names: tuple[str, ...] = ()
 
     @property
     def config_file(self) -> Path | None:
@@ -240,6 +242,7 @@ def build_plan(options: RunOptions, *, count_left_out: bool = False) -> Plan:
         groups=config["environments"],
         left_out=found.left_out_line(),
         masker=config_masker(config, os.environ),
+        secret_names=tuple(config["secrets"]),
     )
 
 

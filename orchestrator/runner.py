@@ -449,6 +449,7 @@ def run_script(
     trace_skip: Sequence[str] = (),
     masker: Masker | None = None,
     memory_limit_mb: float | None = None,
+    secret_names: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Run ``[python, script, *args]`` and return its result dict; never raises for the script.
 
@@ -476,6 +477,8 @@ def run_script(
         masker: secret values to mask in the streams (logs and tails) and the
             error, besides those of the script's environment, which are always
             masked (see :mod:`orchestrator.masking`); a run passes its plan's.
+            ``secret_names``: more variable names whose values are secret
+            (the config's ``secrets:``), looked up in the script's environment.
         memory_limit_mb: the address space the script and the processes it
             starts may each take (``RLIMIT_AS``); one that runs out fails with
             ``memory limit of N MB exceeded``.
@@ -493,7 +496,8 @@ def run_script(
     base = Path(os.path.abspath(scripts_dir)) if scripts_dir is not None else None
     result = base_result(script, base)
     start, started = _now(), time.monotonic()
-    secrets = Masker.of_environment({**os.environ, **(env or {})}) | (masker or Masker())
+    secrets = Masker.of_environment({**os.environ, **(env or {})}, secret_names)
+    secrets |= masker or Masker()
 
     def finish() -> dict[str, Any]:
         if result["error"]:

@@ -198,3 +198,15 @@ def test_secrets_must_be_a_list_of_names(project: Project) -> None:
     )
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "config.yaml: secrets:" in proc.stderr
+
+
+def test_run_script_masks_the_named_secrets_of_its_own_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As on a Dask worker: the value exists only where the script runs.
+    monkeypatch.setenv("DEPLOY_KEY_ID", LISTED)
+    script = tmp_path / "show.py"
+    script.write_text("import os\nprint(os.environ['DEPLOY_KEY_ID'])\n")
+    plain = run_script(script)
+    masked = run_script(script, secret_names=["DEPLOY_KEY_ID"])
+    assert plain["stdout"] == f"{LISTED}\n" and masked["stdout"] == f"{MASK}\n"
