@@ -565,9 +565,9 @@ def test_ten_thousand_scripts_are_all_reported_in_bounded_memory(project: Projec
 
 
 def test_a_parallel_run_starts_the_longest_recorded_chain_first(project: Project) -> None:
-    for i in range(6):
+    for i in range(4):
         project.script(f"a{i}.py", "import time\ntime.sleep(0.05)\n")
-    project.script("y_long.py", "import time\ntime.sleep(0.6)\n")
+    project.script("y_long.py", "import time\ntime.sleep(0.4)\n")
     project.script("z_after.py", "import time\ntime.sleep(0.05)\n")
     project.script("z_before.py", "import time\ntime.sleep(0.05)\n")
     # Without history every script counts alike: the chain of two goes first.
