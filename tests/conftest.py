@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import textwrap
 import time
@@ -27,6 +30,10 @@ RESULT_KEYS = frozenset(
         "error",
     }
 )
+
+
+#: The environment an ``orch`` child of the tests runs with: this checkout importable.
+ORCH_ENV = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
 
 
 def pid_alive(pid: int) -> bool:
@@ -63,6 +70,19 @@ class Project:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(textwrap.dedent(body).lstrip("\n"))
         return path
+
+    def orch(
+        self, *args: str | Path, env: dict[str, str] | None = None, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
+        """``python -m orchestrator ARGS`` in the project root, this checkout's package first."""
+        return subprocess.run(
+            [sys.executable, "-m", "orchestrator", *map(str, args)],
+            cwd=self.root,
+            env={**ORCH_ENV, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
 
     def config(self, text: str) -> Path:
         """Write ``scripts/config.yaml``."""

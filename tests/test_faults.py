@@ -11,9 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import Project, pid_alive, wait_for
-
-_ENV = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+from conftest import ORCH_ENV, Project, pid_alive, wait_for
 
 
 def _fsize_limit(limit: int) -> None:
@@ -40,7 +38,7 @@ def test_a_full_disk_ends_the_run_with_one_line_and_nothing_left(project: Projec
     proc = subprocess.run(
         [sys.executable, "-m", "orchestrator", "run", "-j2", "scripts"],
         cwd=project.root,
-        env=_ENV,
+        env=ORCH_ENV,
         capture_output=True,
         text=True,
         timeout=60,
@@ -84,7 +82,7 @@ def test_kill_9_of_orch_leaves_no_script_process_alive(project: Project) -> None
     proc = subprocess.Popen(
         [sys.executable, "-m", "orchestrator", "run", "-j2", "scripts"],
         cwd=project.root,
-        env=_ENV,
+        env=ORCH_ENV,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -153,7 +151,7 @@ def test_the_next_command_stops_what_a_run_killed_with_its_guardian_left(
     proc = subprocess.Popen(
         [sys.executable, "-m", "orchestrator", "run", "-j3", "scripts"],
         cwd=project.root,
-        env=_ENV,
+        env=ORCH_ENV,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
@@ -172,14 +170,7 @@ def test_the_next_command_stops_what_a_run_killed_with_its_guardian_left(
     time.sleep(0.5)
     assert all(pid_alive(p) for p in started), "the guardian was not killed with orch"
 
-    listing = subprocess.run(
-        [sys.executable, "-m", "orchestrator", "list", "scripts"],
-        cwd=project.root,
-        env=_ENV,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    listing = project.orch("list", "scripts", timeout=30)
     assert listing.returncode == 0, listing.stderr
     notices = listing.stderr.splitlines()
     assert len(notices) == 1 and "was killed" in notices[0], listing.stderr
@@ -188,26 +179,12 @@ def test_the_next_command_stops_what_a_run_killed_with_its_guardian_left(
     assert not list((project.root / ".orchestrator" / "runs").iterdir())
 
     run_dir = next(p for p in logs.iterdir() if p.is_dir())
-    report = subprocess.run(
-        [sys.executable, "-m", "orchestrator", "report", str(run_dir)],
-        cwd=project.root,
-        env=_ENV,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    report = project.orch("report", str(run_dir), timeout=30)
     assert report.returncode == 130, report.stderr
     assert "incomplete" in report.stdout and "1 of 3 scripts have a result" in report.stdout
     assert "a_done.py" in report.stdout
     # Swept once: the next command says nothing.
-    again = subprocess.run(
-        [sys.executable, "-m", "orchestrator", "list", "scripts"],
-        cwd=project.root,
-        env=_ENV,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    again = project.orch("list", "scripts", timeout=30)
     assert again.stderr == ""
 
 

@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
 from conftest import Project
 
 from orchestrator.reporting import plain, visible
 
-_ENV = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
 _NAME = "x`<img src=x onerror=alert(1)>`y.py"
 
 
@@ -36,14 +31,7 @@ def test_hostile_output_and_name_reach_no_output_raw(project: Project) -> None:
         sys.exit(3)
         """,
     )
-    proc = subprocess.run(
-        [sys.executable, "-m", "orchestrator", "run", "-v", "-o", "out", "scripts"],
-        cwd=project.root,
-        env=_ENV,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    proc = project.orch("run", "-v", "-o", "out", "scripts")
     assert proc.returncode == 1, proc.stderr
     assert "\x1b]0" not in proc.stdout and "\x1b[2J" not in proc.stdout
     assert "\\x1b]0;owned\\x07" in proc.stdout

@@ -4,21 +4,19 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 from urllib.parse import quote, quote_plus
 
 import pytest
-from conftest import Project
+from conftest import ORCH_ENV, Project
 from hypothesis import given
 from hypothesis import strategies as st
 
 from orchestrator import run_script
 from orchestrator.masking import MASK, Masker, looks_secret
 
-_ENV = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
 CONFIG_TOKEN = "cfg-t0ken-Sx9&q=1/é"
 INHERITED = "ghp_inheritedValue123"
 LISTED = "listed-but-plain-name"
@@ -158,7 +156,7 @@ def test_no_output_of_a_run_holds_a_secret(project: Project, tmp_path: Path) -> 
         """,
     )
     summary = tmp_path / "step-summary.md"
-    env = {**_ENV, "GITHUB_TOKEN": INHERITED, "GITHUB_STEP_SUMMARY": str(summary)}
+    env = {**ORCH_ENV, "GITHUB_TOKEN": INHERITED, "GITHUB_STEP_SUMMARY": str(summary)}
     outputs = {}
     for command in (["run", "-v"], ["run", "--dry-run"], ["list", "--json"], ["list"]):
         proc = subprocess.run(
@@ -188,14 +186,7 @@ def test_no_output_of_a_run_holds_a_secret(project: Project, tmp_path: Path) -> 
 
 def test_secrets_must_be_a_list_of_names(project: Project) -> None:
     project.config("secrets: {A: 1}\n")
-    proc = subprocess.run(
-        [sys.executable, "-m", "orchestrator", "run", "scripts"],
-        cwd=project.root,
-        env=_ENV,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    proc = project.orch("run", "scripts")
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "config.yaml: secrets:" in proc.stderr
 

@@ -448,12 +448,17 @@ for i in range(0, len(block), 4096):
 """
 
 
+def _allocating(mb: int, where: str) -> str:
+    """A script that touches ``mb`` MB, in itself or in a Python child it waits for."""
+    body = _ALLOCATE.format(mb=mb)
+    if where == "script":
+        return body
+    return f"import subprocess, sys\nsubprocess.run([sys.executable, '-c', {body!r}], check=True)\n"
+
+
 @pytest.mark.parametrize("where", ["script", "child"])
 def test_peak_memory_is_the_scripts_own_largest_process(project: Project, where: str) -> None:
-    body = _ALLOCATE.format(mb=300)
-    if where == "child":
-        run = f"subprocess.run([sys.executable, '-c', {body!r}], check=True)"
-        body = f"import subprocess, sys\n{run}\n"
+    body = _allocating(300, where)
     script = project.script("heavy.py", body)
     result = run_script(script, timeout=60, root=project.root, trace=True)
     assert result["status"] == "passed", result["stderr"]
@@ -487,10 +492,7 @@ def test_cpu_time_counts_the_script_and_its_children_not_their_sleep(project: Pr
 
 @pytest.mark.parametrize("where", ["script", "child"])
 def test_a_script_over_its_memory_limit_fails_saying_so(project: Project, where: str) -> None:
-    body = _ALLOCATE.format(mb=300)
-    if where == "child":
-        run = f"subprocess.run([sys.executable, '-c', {body!r}], check=True)"
-        body = f"import subprocess, sys\n{run}\n"
+    body = _allocating(300, where)
     script = project.script("greedy.py", body)
     result = run_script(script, timeout=60, root=project.root, trace=True, memory_limit_mb=200)
     assert result["status"] == "failed"
