@@ -241,12 +241,13 @@ def estimates(plan: Plan, entries: Mapping[str, Any], record: Record) -> dict[st
     return {job.rel: known.get(job.rel, default) for job in plan.jobs}
 
 
-def expected_chains(plan: Plan, record: Record) -> dict[str, float]:
+def expected_chains(plan: Plan, entries: Mapping[str, Any], record: Record) -> dict[str, float]:
     """Each script's expected remaining chain: what a parallel run starts first by.
 
-    Scripts that are up to date (``plan.fresh``) take no time.
+    ``entries`` is the loaded record (:meth:`Record.load`). Scripts that are up
+    to date (``plan.fresh``) take no time.
     """
-    cost = estimates(plan, record.load(), record)
+    cost = estimates(plan, entries, record)
     cost.update(dict.fromkeys(plan.fresh, 0.0))
     return remaining_chains(plan.graph(), cost)
 

@@ -144,7 +144,9 @@ class _ScriptRun:
         are up to date (they take no time). One at a time, the declared order stays.
         """
         if self.options.jobs > 1:
-            for rel, chain in expected_chains(self.plan, self.record).items():
+            # The record as the fingerprints read it: the journal is not read twice.
+            entries = self.fingerprints.entries()
+            for rel, chain in expected_chains(self.plan, entries, self.record).items():
                 self.workflow.tasks[rel].priority = chain
 
     def emit(self, method: str, *args: Any) -> None:

@@ -17,13 +17,11 @@ import contextlib
 import functools
 import json
 import os
-import socket
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ._files import atomic_write_bytes, ensure_state_dir
 from .errors import OrchestratorError, WriteError
-from .guardian import find_marked, stat_fields, stop_all
 
 __all__ = ["INCOMPLETE", "LiveRun", "enter", "leave", "process_start", "sweep"]
 
@@ -37,25 +35,27 @@ def process_start(pid: int) -> str | None:
     Compared with the ledger's, it tells a live orch from a new process that was
     given the PID of a dead one.
     """
+    from .guardian import stat_fields
+
     fields = stat_fields(pid)
     return fields[19].decode() if fields is not None and len(fields) > 19 else None
 
 
+@functools.cache
 def _host() -> str:
     """This machine, boot and PID namespace: PIDs mean something only within all three.
 
     A project on a shared or bind-mounted folder may hold the entry of a run on
     another machine or in a container; its PID says nothing here.
     """
+    import socket  # here, not at import: every orch command imports this module
+
     parts = [socket.gethostname()]
     with contextlib.suppress(OSError), open("/proc/sys/kernel/random/boot_id") as handle:
         parts.append(handle.read().strip())
     with contextlib.suppress(OSError):
         parts.append(os.readlink("/proc/self/ns/pid"))
     return " ".join(parts)
-
-
-_HOST = _host()
 
 
 def _alive(pid: int, started: str | None) -> bool:
@@ -81,7 +81,7 @@ class LiveRun:
     run_dir: str | None
     total: int
     command: list[str] = field(default_factory=list)
-    #: The machine, boot and PID namespace the PID belongs to (:data:`_HOST`).
+    #: The machine, boot and PID namespace the PID belongs to (see :func:`_host`).
     host: str = ""
 
     @classmethod
@@ -91,7 +91,7 @@ class LiveRun:
         """The entry of a run this process is about to start."""
         pid = os.getpid()
         where = str(run_dir) if run_dir is not None else None
-        return cls(run_id, pid, process_start(pid), marker, where, total, command, _HOST)
+        return cls(run_id, pid, process_start(pid), marker, where, total, command, _host())
 
 
 def _folder(state_dir: Path) -> Path:
@@ -131,6 +131,8 @@ def sweep(state_dir: Path) -> list[str]:
         names = sorted(os.listdir(_folder(state_dir)))
     except OSError:
         return []
+    from .guardian import find_marked, stop_all  # only with entries to judge
+
     lines = []
     for name in names:
         path = _folder(state_dir) / name
@@ -141,7 +143,7 @@ def sweep(state_dir: Path) -> list[str]:
             if name.endswith(".json"):
                 leave(path)
             continue
-        if run.host != _HOST or _alive(run.pid, run.started):
+        if run.host != _host() or _alive(run.pid, run.started):
             continue  # alive, or another machine's or container's: not ours to judge
         try:
             stopped = stop_all(functools.partial(find_marked, marker), grace=1.0) if marker else 0

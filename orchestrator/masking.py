@@ -16,13 +16,11 @@ output built from it is masked, whatever its format.
 
 from __future__ import annotations
 
-import base64
 import functools
 import json
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
-from urllib.parse import quote, quote_plus
 
 __all__ = ["MASK", "MIN_SECRET", "SECRET_NAME", "Masker", "StreamMask", "looks_secret"]
 
@@ -42,6 +40,8 @@ def looks_secret(name: str) -> bool:
 
 
 def _base64_forms(raw: bytes) -> set[str]:
+    import base64
+
     forms: set[str] = set()
     for encode in (base64.b64encode, base64.urlsafe_b64encode):
         whole = encode(raw).decode("ascii")
@@ -57,6 +57,9 @@ def _base64_forms(raw: bytes) -> set[str]:
 
 def _forms(value: str) -> set[str]:
     """Every spelling of ``value`` that is masked (those of at least MIN_SECRET characters)."""
+    # Here, not at import: config imports this module on every command's start-up.
+    from urllib.parse import quote, quote_plus
+
     pieces = {value}
     if "\n" in value:
         pieces.update(line.strip() for line in value.splitlines())
