@@ -587,7 +587,8 @@ def test_a_parallel_run_starts_the_longest_recorded_chain_first(project: Project
     second = orch("run", "-j2", project.scripts)
     assert second.returncode == 0, second.stdout + second.stderr
     # Recorded, y_long.py is the longest chain: it starts first now.
-    assert set(starts(second)[:2]) == {"y_long.py", "z_before.py"}
+    # The second slot's pick hangs on the short scripts' recorded times: not asserted.
+    assert "y_long.py" in starts(second)[:2]
     one_at_a_time = orch("run", "-j1", project.scripts)
     assert starts(one_at_a_time)[:2] == ["a0.py", "a1.py"]  # -j1 keeps the declared order
 
