@@ -229,6 +229,11 @@ class ConsoleReporter(Reporter):
                 interrupted=run.interrupted,
             )
         )
+        if run.escaped and self.verbosity >= 0:
+            self._write(
+                f"escaped: {run.escaped} processes left by scripts that ran at once "
+                "(which one is not known) were stopped\n"
+            )
         if run.run_dir is not None and self.verbosity >= 0:
             # After a write error, what is there may be partial: the error line follows.
             broken = " (not all written: orch could not write its files)" if run.unwritable else ""

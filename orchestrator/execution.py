@@ -423,6 +423,8 @@ def execute(
                 children.terminate()
             if own_executor:
                 executor.close()
+            # What no script could claim (see Registry): nothing of the run may outlive it.
+            run.escaped = children.stop_orphans()
         run.interrupted = stop.is_set()
         run.end_time = datetime.now(timezone.utc).isoformat()
         run.wall_time = round(time.monotonic() - began, 6)

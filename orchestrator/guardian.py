@@ -1,10 +1,13 @@
 """The processes of a run, found through ``/proc``, and a guardian that kills them if orch dies.
 
-A script runs in a process group of its own, so its group finds most of what
-it starts. Two kinds of descendant leave it: a daemon that calls ``setsid``
-keeps a private marker variable in its environment, and is found by it; one
-that also clears its environment still holds the script's output pipes, and
-is found through ``/proc/*/fd``. Both are *escaped*: the result counts them.
+A script runs in a session and process group of its own, so they find most
+of what it starts. What leaves both (a daemon's ``setsid``) is still found by
+the private marker variable in its environment, by descent from a process of
+the run, or, when it cleared its environment, by the script's output pipes
+it holds (``/proc/*/fd``); an orphan that did all that and closed them is
+found by :mod:`orchestrator.runner`, whose process adopts orphans (a child
+subreaper). What left the group is *escaped*: the result counts it. Nothing
+else is ever signalled: not orch, its threads, its guardian or another script.
 
 When orch dies without cleaning up (``kill -9``, the OOM killer), nothing in
 it runs any more. So the first child it starts also starts a *guardian*: this
@@ -26,9 +29,21 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Container, Iterable, Iterator
+from dataclasses import dataclass, field
 
-__all__ = ["Guardian", "find_marked", "find_members", "signal_all", "stat_fields", "stop_all"]
+__all__ = [
+    "Guardian",
+    "Members",
+    "Proc",
+    "find_marked",
+    "find_members",
+    "has_marker",
+    "listed_pids",
+    "signal_all",
+    "stat_fields",
+    "stop_all",
+]
 
 # Up to this many PIDs handed out since a run's leader, they are tried one by one;
 # beyond, listing /proc is cheaper.
@@ -46,12 +61,13 @@ def last_pid() -> int | None:
         return None
 
 
-def _listed_pids() -> Iterator[int]:
+def listed_pids() -> Iterator[int]:
+    """Every process in this PID namespace (not threads)."""
     return (int(n) for n in os.listdir("/proc") if n.isdigit())
 
 
 def candidates(
-    pgid: int, last: int | None, listed: Callable[[], Iterable[int]] = _listed_pids
+    pgid: int, last: int | None, listed: Callable[[], Iterable[int]] = listed_pids
 ) -> Iterable[int]:
     """The PIDs that may belong to a run led by ``pgid``: those handed out since it.
 
@@ -70,7 +86,7 @@ def candidates(
     return (pid for pid in pids if pid >= pgid or pid <= last)
 
 
-def _holds(pid: str, pipes: frozenset[str]) -> bool:
+def _holds(pid: int, pipes: frozenset[str]) -> bool:
     """Whether process ``pid`` has one of ``pipes`` (``pipe:[inode]`` names) open."""
     folder = f"/proc/{pid}/fd"
     for fd in os.listdir(folder):
@@ -82,60 +98,152 @@ def _holds(pid: str, pipes: frozenset[str]) -> bool:
 
 def stat_fields(pid: int) -> list[bytes] | None:
     """``/proc/PID/stat`` after the command name (state first); None: gone or a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            stat = handle.read()
-        fields = stat[stat.rindex(b")") + 2 :].split()
-    except (OSError, ValueError):
-        return None
+    fields = _stat(pid)
     return None if not fields or fields[0] in (b"Z", b"X") else fields
 
 
+def _stat(pid: int) -> list[bytes] | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            stat = handle.read()
+        return stat[stat.rindex(b")") + 2 :].split()
+    except (OSError, ValueError):
+        return None
+
+
+@dataclass(frozen=True)
+class Proc:
+    """What ``/proc/PID/stat`` says of a process that decides whose it is."""
+
+    pid: int
+    ppid: int
+    pgid: int
+    sid: int
+    start: int  #: clock ticks since boot
+    zombie: bool
+
+    @classmethod
+    def read(cls, pid: int) -> Proc | None:
+        """The process ``pid``; None when gone, or when ``pid`` is a thread, not a process.
+
+        Every thread has an entry ``/proc/TID`` (not listed, but there to open), with
+        its process's group and session: signalling a TID signals its whole process.
+        A thread's ``exit_signal`` is -1: that tells it from its process's leader.
+        """
+        fields = _stat(pid)
+        if fields is None or len(fields) < 36 or fields[35] == b"-1" or fields[0] == b"X":
+            return None
+        try:
+            ppid, pgid, sid, start = int(fields[1]), int(fields[2]), int(fields[3]), int(fields[19])
+        except ValueError:
+            return None
+        return cls(pid, ppid, pgid, sid, start, fields[0] == b"Z")
+
+
+def has_marker(pid: int, marker: bytes) -> bool:
+    """Whether ``marker`` (``NAME=`` or a name's prefix) begins a variable of ``pid``'s environment.
+
+    Matched at a variable's start only: a value that contains the text is not a match.
+    """
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as handle:
+            environ = handle.read()
+    except OSError:
+        return False
+    return environ.startswith(marker) or b"\0" + marker in environ
+
+
+@dataclass
+class Members:
+    """The live processes of one script's run, as :func:`find_members` found them."""
+
+    grouped: list[int] = field(default_factory=list)  #: in its process group
+    escaped: list[int] = field(default_factory=list)  #: left the group, still its own
+    #: Zombies adopted by this process (a subreaper) that :func:`find_members`'
+    #: ``claim`` accepted: the caller reaps them.
+    zombies: list[int] = field(default_factory=list)
+
+    @property
+    def pids(self) -> list[int]:
+        """Every live member."""
+        return self.grouped + self.escaped
+
+
 def find_members(
-    pgid: int,
+    leader: int,
     marker: bytes,
     pipes: Iterable[int] = (),
     last: Callable[[], int | None] = last_pid,
-) -> tuple[list[int], list[int]]:
-    """The live processes of the run led by ``pgid``: ``(in its group, escaped)``.
+    *,
+    own: Container[int] = (),
+    claim: Callable[[Proc], bool] | None = None,
+) -> Members:
+    """The live processes of the run led by ``leader``, whose group and session it leads.
 
-    Escaped ones left the group but carry ``marker`` in their environment, or
-    hold one of the pipes whose inodes are ``pipes`` (looked for only when
-    given: listing every descriptor costs). Every process of a run is created
-    after its leader, so only PIDs from ``pgid`` to the last one handed out are
-    looked at. Without ``/proc`` only the group is found, as ``[-pgid]``.
+    A process is the run's when it is in its group or session; when its
+    environment has ``marker`` as a variable; when it descends from one that
+    is; when it holds one of the pipes whose inodes are ``pipes`` (looked for
+    only when given: listing descriptors costs) and was not started by this
+    process; or when it is an orphan adopted by this process (a subreaper)
+    that ``claim`` says is the run's. Never this process or its threads, nor
+    a PID in ``own`` (what this process started: the guardian, other scripts)
+    other than the leader. The caller keeps the leader unreaped while it looks,
+    so that its group's number cannot have been reused; and keeps this
+    process from starting a child while it looks (a child between ``fork`` and
+    ``exec`` holds copies of every pipe). Every process of a run is created
+    after its leader, so only PIDs from it to the last one handed out are looked
+    at. Without ``/proc`` only the group is found, as ``[-leader]``.
     """
+    found = Members()
     if not os.path.isdir("/proc"):
         try:
-            os.killpg(pgid, 0)
+            os.killpg(leader, 0)
         except (ProcessLookupError, PermissionError):
-            return [], []
-        return [-pgid], []
+            return found
+        found.grouped.append(-leader)
+        return found
     me = os.getpid()
     held = frozenset(f"pipe:[{inode}]" for inode in pipes)
-    grouped: list[int] = []
-    escaped: list[int] = []
-    for pid in candidates(pgid, last()):
-        if pid == me:
+    parents: dict[int, int] = {}  # the unclaimed, for descent
+    ours: set[int] = set()
+    for pid in candidates(leader, last()):
+        if pid == me or (pid in own and pid != leader):
             continue
-        name = str(pid)
+        proc = Proc.read(pid)
+        if proc is None:
+            continue
+        if proc.zombie:  # holds nothing and cannot be killed; an adopted one is reaped
+            if pid != leader and proc.ppid == me and claim is not None and claim(proc):
+                found.zombies.append(pid)
+            continue
         try:
-            fields = stat_fields(pid)
-            if fields is None:  # gone, or a zombie: holds nothing and cannot be killed
+            if proc.pgid == leader:
+                found.grouped.append(pid)
+            elif (
+                proc.sid == leader
+                or (marker and has_marker(pid, marker))
+                or (held and _holds(pid, held))
+                or (proc.ppid == me and claim is not None and claim(proc))
+            ):
+                found.escaped.append(pid)
+            else:
+                parents[pid] = proc.ppid
                 continue
-            if int(fields[2]) == pgid:
-                grouped.append(pid)
-                continue
-            if marker:
-                with open(f"/proc/{name}/environ", "rb") as handle:
-                    if marker in handle.read():
-                        escaped.append(pid)
-                        continue
-            if held and _holds(name, held):
-                escaped.append(pid)
-        except (OSError, ValueError, IndexError):
+        except OSError:
             continue  # exited while we looked, or not ours to read
-    return grouped, escaped
+        ours.add(pid)
+    ours.add(leader)
+    # Descendants of the run's processes are the run's, wherever they moved.
+    for pid in parents:
+        chain = []
+        ancestor = pid
+        while ancestor in parents and ancestor not in chain:
+            chain.append(ancestor)
+            ancestor = parents[ancestor]
+        if ancestor in ours:
+            found.escaped.extend(p for p in chain if p not in ours)
+            ours.update(chain)
+    return found
 
 
 def signal_all(pids: Iterable[int], sig: int) -> None:
@@ -162,12 +270,30 @@ class Guardian:
         self._pid = os.getpid()
         self._proc: subprocess.Popen[bytes] | None = None  # kept: it lives as long as we do
 
+    @property
+    def pid(self) -> int | None:
+        """The guardian's PID once started in this process."""
+        return self._proc.pid if self._proc is not None and self._fd is not None else None
+
+    def start(self) -> int | None:
+        """Start the guardian unless it runs (or cannot); returns its PID.
+
+        The registry calls it while no other child is being started, so that
+        its PID is known before anything looks for a run's processes.
+        """
+        with self._lock:
+            self._ensure()
+            return self.pid
+
+    def _ensure(self) -> None:
+        if os.getpid() != self._pid:  # a forked child (a Dask worker) guards its own
+            self._fd, self._broken, self._pid, self._proc = None, False, os.getpid(), None
+        if self._fd is None and not self._broken:
+            self._fd = self._start()
+
     def _send(self, line: str) -> None:
         with self._lock:
-            if os.getpid() != self._pid:  # a forked child (a Dask worker) guards its own
-                self._fd, self._broken, self._pid = None, False, os.getpid()
-            if self._fd is None and not self._broken:
-                self._fd = self._start()
+            self._ensure()
             if self._fd is None:
                 return
             try:
@@ -227,23 +353,20 @@ def stop_all(members: Callable[[], list[int]], grace: float = GUARD_GRACE) -> in
 
 
 def find_marked(marker: bytes) -> list[int]:
-    """Every live process, other than this one, whose environment holds ``marker``."""
-    found = []
-    for pid in _listed_pids() if os.path.isdir("/proc") else ():
-        if pid == os.getpid():
-            continue
-        with contextlib.suppress(OSError), open(f"/proc/{pid}/environ", "rb") as handle:
-            if marker in handle.read():
-                found.append(pid)
-    return found
+    """Every live process, other than this one, with a variable whose name begins ``marker``."""
+    me = os.getpid()
+    return [
+        pid
+        for pid in (listed_pids() if os.path.isdir("/proc") else ())
+        if pid != me and has_marker(pid, marker)
+    ]
 
 
 def _kill_leftovers(live: dict[int, tuple[bytes, tuple[int, ...]]]) -> None:
     def members() -> list[int]:
         found: list[int] = []
         for pgid, (marker, pipes) in live.items():
-            grouped, escaped = find_members(pgid, marker, pipes)
-            found += grouped + escaped
+            found += find_members(pgid, marker, pipes).pids
         return found
 
     stop_all(members)

@@ -58,6 +58,8 @@ class RunInfo:
     #: Scripts run at once (``-j``), and ``{path: its dependencies}`` of what ran.
     jobs: int = 1
     depends_on: dict[str, list[str]] = field(default_factory=dict)
+    #: Processes left by scripts that could not be told apart, stopped as the run ended.
+    escaped: int = 0
 
 
 @dataclass(frozen=True)

@@ -166,10 +166,13 @@ def render_markdown(summary: Mapping[str, Any], results: Sequence[Mapping[str, A
                 out.write(f"{stream} (last {TAIL_LINES} lines):\n\n{fence}text\n{text}")
                 out.write(("" if text.endswith("\n") else "\n") + f"{fence}\n\n")
     escaped = [r for r in results if r.get("escaped")]
-    if escaped:
+    unclaimed = int(summary.get("escaped") or 0)
+    if escaped or unclaimed:
         out.write("\n## Escaped processes\n\nLeft their script's process group; killed:\n\n")
         for r in escaped:
             out.write(f"- {_md_code(str(r['path']))}: {int(r['escaped'])}\n")
+        if unclaimed:
+            out.write(f"- from scripts that ran at once and cannot be told apart: {unclaimed}\n")
     flaky = [r for r in results if r.get("flaky")]
     if flaky:
         out.write("\n## Flaky\n\nPassed only after a retry:\n\n")
@@ -374,11 +377,14 @@ def generate_report(
     notes: Sequence[str] = (),
     jobs: int = 1,
     depends_on: Mapping[str, Sequence[str]] | None = None,
+    escaped: int = 0,
 ) -> dict[str, Path]:
     """Write ``summary.json``, ``report.md``, ``junit.xml`` and ``trace.json``, atomically.
 
     ``jobs`` (the run's ``-j``) gives the parallel efficiency; ``depends_on``
-    (``{path: its dependencies}``) the longest chain drawn in the Markdown.
+    (``{path: its dependencies}``) the longest chain drawn in the Markdown;
+    ``escaped`` counts processes stopped as the run ended that no one script
+    could be credited with.
     When ``GITHUB_STEP_SUMMARY`` is set, the Markdown is appended to that file.
     Returns the written paths by kind (``summary``, ``markdown``, ``junit``, ``trace``).
     """
@@ -407,6 +413,7 @@ def generate_report(
         "interrupted": interrupted,
         "exit_code": exit_code_for((r["status"] for r in results), interrupted),
         "notes": list(notes),
+        "escaped": escaped,
         "results": [{k: v for k, v in r.items() if k not in ("stdout", "stderr")} for r in results],
     }
     markdown = render_markdown(summary, results)
@@ -455,6 +462,7 @@ class FileReporter(Reporter):
     def run_finished(self, run: RunInfo, results: Sequence[ScriptResult]) -> None:
         assert run.run_dir is not None
         start_time, wall_time, notes = run.start_time, run.wall_time, list(run.notes)
+        escaped = run.escaped
         merged = [result.to_dict() for result in results]
         if (run.run_dir / "summary.json").is_file():
             # A run id given again (one nox session per environment): one report for all.
@@ -465,6 +473,7 @@ class FileReporter(Reporter):
             start_time = summary.get("start_time") or start_time
             wall_time += float(summary.get("wall_time") or 0.0)
             notes = [n for n in summary.get("notes", []) if n not in notes] + notes
+            escaped += int(summary.get("escaped") or 0)
         generate_report(
             merged,
             run.run_dir,
@@ -477,6 +486,7 @@ class FileReporter(Reporter):
             notes=notes,
             jobs=run.jobs,
             depends_on=run.depends_on,
+            escaped=escaped,
         )
         point_latest(run.run_dir.parent, run.run_dir)
 

@@ -20,10 +20,13 @@ A script's failure is data: :func:`run_script` never raises for it.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
+import math
 import os
 import re
 import selectors
+import shutil
 import signal
 import subprocess
 import sys
@@ -40,7 +43,15 @@ from pathlib import Path
 from typing import IO, Any
 
 from .errors import WriteError
-from .guardian import Guardian, find_members, signal_all
+from .guardian import (
+    Guardian,
+    Proc,
+    find_members,
+    has_marker,
+    listed_pids,
+    signal_all,
+    stop_all,
+)
 from .masking import Masker
 from .project import STATE_DIR, find_project_root, search_path
 from .results import Status, StopReason, base_result, mark_stopped
@@ -68,6 +79,11 @@ _POLL = 0.05
 # How long pipes may stay open after the child exits before whatever holds them is killed;
 # without a leftover they close at once, and scanning for leftovers costs more than waiting.
 _LINGER = 0.05
+_HZ = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+_PR_SET_CHILD_SUBREAPER = 36
+# Finished runs remembered for telling whose an orphan is; an older orphan is nobody's
+# for certain, and :meth:`Registry.stop_orphans` stops it at the end of the run.
+_WINDOWS = 512
 
 
 def _now() -> datetime:
@@ -82,7 +98,7 @@ class _Child:
     """A running child, as the registry sees it."""
 
     script: str
-    pgid: int
+    pgid: int  # its PID too: it leads its session and group
     grace: float
     marker: bytes = b""  # empty: find the group only, not escaped descendants
     tag: str | None = None  # who started it (a run id), so that a stop can pick its own
@@ -95,12 +111,15 @@ class _Child:
     deep: bool = False
     escaped: set[int] = field(default_factory=set)  # found outside its group
     usage: Any = None  # its resource usage, from wait4, once reaped
+    registry: Registry | None = None
 
     def members(self) -> list[int]:
         """The processes that belong to this run and are still alive."""
-        grouped, escaped = find_members(self.pgid, self.marker, self.pipes if self.deep else ())
-        self.escaped.update(escaped)
-        return grouped + escaped
+        if self.registry is not None:
+            return self.registry.members(self)
+        found = find_members(self.pgid, self.marker, self.pipes if self.deep else ())
+        self.escaped.update(found.escaped)
+        return found.pids
 
     def signal(self, sig: int) -> None:
         """Send ``sig`` to every process of the run."""
@@ -117,7 +136,10 @@ class _Child:
                 os.write(self.wake, b"!")
 
     def reap(self) -> None:
-        """Return once no process of the run is alive: SIGTERM, then SIGKILL after the grace."""
+        """Return once no process of the run is alive: SIGTERM, then SIGKILL after the grace.
+
+        The leader itself is left a zombie (see :meth:`Registry.running`).
+        """
         members = self.members()
         if not members:
             return
@@ -135,12 +157,57 @@ class _Child:
                 deadline = time.monotonic() + 5.0  # SIGKILL cannot be ignored; just wait
 
 
+def _exited(pid: int) -> bool:
+    """Whether our child ``pid`` has exited, without reaping it (its PID stays taken)."""
+    try:
+        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:  # reaped already
+        return True
+
+
+def _tick() -> int:
+    """Now, in the clock ticks since boot that ``/proc/PID/stat`` gives start times in.
+
+    Rounded up, and a tick later: a window that ends here holds whatever started
+    before it.
+    """
+    return math.ceil(time.clock_gettime(time.CLOCK_BOOTTIME) * _HZ) + 1
+
+
+def _become_subreaper() -> bool:
+    """Make this process adopt the orphans of its descendants, instead of init (Linux).
+
+    A script's daemon that double-forks, leaves its session, clears its
+    environment and closes its output is then still this process's child,
+    where it can be found and stopped.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return int(libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)) == 0
+    except (OSError, AttributeError):
+        return False
+
+
 class Registry:
     """The live children of this process, so that one call stops them all (Ctrl-C).
 
     Every child orchestrator starts is added while it runs: scripts,
     functions and environment installers. Reentrant: a signal handler may
     stop them while its thread holds the lock.
+
+    It also decides which processes are a run's. A run's leader stays
+    unreaped until the run's clean-up is over, so its group's number cannot
+    be reused meanwhile. This process adopts orphans (a subreaper): an
+    adopted orphan that left its session and carries no marker is the run's
+    when it started while that run, and no other, was going; when more than
+    one was, it is stopped by :meth:`stop_orphans` at the end of the run. No
+    child is started while a run's processes are looked for, so a child
+    between ``fork`` and ``exec`` (holding copies of every pipe) is never
+    taken for one of them.
     """
 
     def __init__(self) -> None:
@@ -151,6 +218,111 @@ class Registry:
         #: Begins the marker variable of every child started here, so that the
         #: leftovers of this process can be found after its death (the run ledger).
         self.marker_prefix = f"{_MARKER_PREFIX}{uuid.uuid4().hex[:12]}_"
+        self._spawn = threading.RLock()  # held while starting a child, and while looking
+        self._own: set[int] = set()  # PIDs this process started and has not reaped
+        self._open: dict[int, int] = {}  # a live run's leader: the tick it started
+        self._closed: deque[tuple[int, int, int]] = deque(maxlen=_WINDOWS)  # leader, from, to
+        self._since: int | None = None  # the first run's start: older orphans are not ours
+        self._prepared: int | None = None  # the PID that set up the subreaper and guardian
+        #: Whether this process adopts its descendants' orphans (Linux).
+        self.subreaper = False
+
+    @contextlib.contextmanager
+    def spawning(self) -> Iterator[Callable[[int], None]]:
+        """Hold while starting a child; call the yielded function with its PID.
+
+        Nothing looks for a run's processes meanwhile, and the child is known
+        as this process's own from then on.
+        """
+        with self._spawn:
+            if self._prepared != os.getpid():  # once per process (a fork starts anew)
+                self._prepared = os.getpid()
+                self._own.clear()
+                self.subreaper = _become_subreaper()
+                guardian = self.guardian.start()
+                if guardian is not None:
+                    self._own.add(guardian)
+            yield self._admit
+
+    def _admit(self, pid: int) -> None:
+        self._own.add(pid)
+        proc = Proc.read(pid)
+        self._open[pid] = proc.start if proc is not None else _tick() - 2
+        if self._since is None:
+            self._since = self._open[pid]
+
+    def _forget(self, pid: int) -> None:
+        """``pid`` was reaped: its window closes, and its number may be someone else's."""
+        with self._spawn:
+            self._own.discard(pid)
+            began = self._open.pop(pid, None)
+            if began is not None:
+                self._closed.append((pid, began, _tick()))
+
+    def _runs_at(self, tick: int) -> set[int] | None:
+        """The leaders of the runs going at ``tick``; None when that is too long ago to say."""
+        runs = {pid for pid, began in self._open.items() if began <= tick}
+        full = len(self._closed) == self._closed.maxlen
+        if full and tick < self._closed[0][1]:
+            return None
+        runs.update(pid for pid, began, ended in self._closed if began <= tick <= ended)
+        return runs
+
+    def _claimer(self, leader: int) -> Callable[[Proc], bool]:
+        """Whether an orphan this process adopted is certainly the run of ``leader``'s."""
+        session = os.getsid(0)
+        prefix = self.marker_prefix.encode()
+
+        def claim(proc: Proc) -> bool:
+            if proc.sid == session or (not proc.zombie and has_marker(proc.pid, prefix)):
+                return False  # not a daemon, or another script's
+            return self._runs_at(proc.start) == {leader}
+
+        return claim
+
+    def members(self, child: _Child) -> list[int]:
+        """The live processes of ``child``'s run (see :func:`find_members`)."""
+        with self._spawn:
+            found = find_members(
+                child.pgid,
+                child.marker,
+                child.pipes if child.deep else (),
+                own=self._own,
+                claim=self._claimer(child.pgid) if self._prepared == os.getpid() else None,
+            )
+        _reap_orphans(found.zombies)
+        child.escaped.update(found.escaped)
+        return found.pids
+
+    def stop_orphans(self, grace: float = KILL_GRACE) -> int:
+        """Stop the orphans adopted from this process's runs that no run could claim.
+
+        Those that left their session after starting while more than one run
+        was going. Called when no run is going (the end of ``orch run``, or of a
+        watch batch); returns how many there were.
+        """
+        if self._since is None or self._prepared != os.getpid() or not os.path.isdir("/proc"):
+            return 0
+        me, session, since = os.getpid(), os.getsid(0), self._since
+        prefix = self.marker_prefix.encode()
+
+        def orphans() -> list[int]:
+            live, zombies = [], []
+            with self._spawn:
+                for pid in listed_pids():
+                    proc = Proc.read(pid) if pid not in self._own else None
+                    if proc is None or proc.ppid != me or proc.sid == session:
+                        continue
+                    if proc.start < since or self._runs_at(proc.start) == set():
+                        continue  # started outside every run: not a script's
+                    if proc.zombie:
+                        zombies.append(pid)
+                    elif not (self._open and has_marker(pid, prefix)):
+                        live.append(pid)
+            _reap_orphans(zombies)
+            return live
+
+        return stop_all(orphans, grace)
 
     @contextlib.contextmanager
     def holding(self, child: _Child) -> Iterator[_Child]:
@@ -216,24 +388,55 @@ class Registry:
         variable in the child's environment that finds descendants leaving
         its group. Raises OSError if it cannot start.
         """
-        proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, start_new_session=True, **popen)
+        with self.spawning() as admit:
+            proc = subprocess.Popen(
+                command, stdin=subprocess.DEVNULL, start_new_session=True, **popen
+            )
+            admit(proc.pid)
         pipes = tuple(os.fstat(p.fileno()).st_ino for p in (proc.stdout, proc.stderr) if p)
-        return proc, _Child(name, proc.pid, grace, marker, tag=tag, wake=wake, pipes=pipes)
+        child = _Child(name, proc.pid, grace, marker, tag=tag, wake=wake, pipes=pipes)
+        child.registry = self
+        return proc, child
 
     @contextlib.contextmanager
     def running(self, proc: subprocess.Popen[bytes], child: _Child) -> Iterator[None]:
         """Registered for the block; on leaving it, however, nothing of the child is left.
 
         Whatever of its processes still lives gets SIGTERM, then SIGKILL after
-        the grace, and the child is waited for.
+        the grace; only then is the child reaped (``proc.returncode`` and
+        ``child.usage`` are set), so that its group's number stays its own
+        for as long as the group is looked for.
         """
         with self.holding(child):
             try:
                 yield
             finally:
                 child.reap()
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    proc.wait(timeout=child.grace + 5)
+                _collect(proc, child)
+                self._forget(proc.pid)
+
+
+def _collect(proc: subprocess.Popen[bytes], child: _Child) -> None:
+    """Reap ``proc`` with ``wait4``, keeping its resource usage; waits at most the grace + 5 s."""
+    if proc.returncode is not None:
+        return
+    deadline = time.monotonic() + child.grace + 5
+    while not _exited(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    try:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+    except ChildProcessError:  # reaped elsewhere: no usage
+        proc.poll()
+        return
+    if pid:
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        child.usage = usage
+
+
+def _reap_orphans(pids: Iterable[int]) -> None:
+    for pid in pids:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
 
 
 #: This process's children. One registry, because signals reach the process.
@@ -367,24 +570,32 @@ def _cost(result: dict[str, Any], usage: Any, traced_kib: int | None, spawner_ki
         result["peak_memory_mb"] = round(peak / 1024, 1)
 
 
-def _limit_memory(pid: int, megabytes: float) -> bool:
-    """Cap the address space of the just-started child (and what it starts later).
+@functools.cache
+def _prlimit() -> str | None:
+    return shutil.which("prlimit")
 
-    Set from here, as the child begins: ``preexec_fn`` would make every start
-    a full ``fork`` of orch instead of a ``vfork``. Returns whether the cap
-    was set (a lower hard limit already in force is kept: the cap is then that).
+
+def _memory_cap(megabytes: float) -> tuple[list[str], Callable[[], None] | None] | None:
+    """How to start a child whose every process has at most ``megabytes`` of address space.
+
+    The cap (``RLIMIT_AS``) must hold from the child's first instruction, for
+    whatever it forks at once too: so it is set before ``exec``, by util-linux's
+    ``prlimit`` put in front of the command (an exec, and starts stay
+    ``vfork``-fast). Without ``prlimit``, by a ``preexec_fn``, which makes every
+    start of a capped script a full ``fork`` of orch. Returns the command's
+    prefix and the ``preexec_fn``; None when a lower hard limit is already
+    inherited (that is then the cap, and not claimed as this one).
     """
     import resource
 
     limit = int(megabytes * 1024 * 1024)
-    try:
-        _, hard = resource.prlimit(pid, resource.RLIMIT_AS)
-        if hard != resource.RLIM_INFINITY and hard < limit:
-            return False
-        resource.prlimit(pid, resource.RLIMIT_AS, (limit, limit))
-    except (OSError, ValueError):  # it has exited already
-        return False
-    return True
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    if hard != resource.RLIM_INFINITY and hard < limit:
+        return None
+    tool = _prlimit()
+    if tool is not None:
+        return [tool, f"--as={limit}", "--"], None
+    return [], functools.partial(resource.setrlimit, resource.RLIMIT_AS, (limit, limit))
 
 
 # What a process that ran out of address space prints (Python, C, C++, Rust).
@@ -399,21 +610,6 @@ def _ran_out(result: Mapping[str, Any], megabytes: float) -> bool:
         return True
     peak = result.get("peak_memory_mb")
     return peak is not None and peak >= 0.9 * megabytes
-
-
-def _poll(proc: subprocess.Popen[bytes], child: _Child) -> bool:
-    """Whether the child has exited; reaps it with ``wait4`` to keep its resource usage."""
-    if proc.returncode is not None:
-        return True
-    try:
-        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-    except ChildProcessError:  # reaped elsewhere: no usage
-        return proc.poll() is not None
-    if pid == 0:
-        return False
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    child.usage = usage
-    return True
 
 
 def _signal_name(number: int) -> str:
@@ -530,6 +726,11 @@ def run_script(
         skip = [str(found / STATE_DIR), *map(str, trace_skip)]
         trace_env(child_env, trace_file, str(found), skip)
     command = [python or sys.executable, str(script), *(args or ())]
+    cap = _memory_cap(memory_limit_mb) if memory_limit_mb is not None else None
+    if cap is not None and cap[0] and shutil.which(command[0]) is None:
+        cap = None  # let the start fail as an interpreter not found, not as prlimit's error
+    if cap is not None:
+        command[:0] = cap[0]
 
     logs = Path(log_dir) if log_dir is not None else None
     if logs is not None:
@@ -557,6 +758,7 @@ def run_script(
             stderr=subprocess.PIPE,
             cwd=workdir,
             env=child_env,
+            preexec_fn=cap[1] if cap is not None else None,
         )
     except OSError as exc:
         os.close(wake_r)
@@ -564,12 +766,12 @@ def run_script(
         out.close()
         err.close()
         what = "interpreter not found" if isinstance(exc, FileNotFoundError) else "cannot start"
-        result["error"] = f"{what}: {command[0]}: {exc.strerror or exc}"
+        result["error"] = f"{what}: {python or sys.executable}: {exc.strerror or exc}"
         return finish()
 
     # Read once the child has exec'd: what it carried can only be below this.
     spawner_kib = _own_peak_kib()
-    limited = memory_limit_mb is not None and _limit_memory(proc.pid, memory_limit_mb)
+    limited = cap is not None
     timed_out = False
     try:
         with children.running(proc, child):
@@ -666,7 +868,7 @@ def _pump(
     try:
         while True:
             now = time.monotonic()
-            if exited_at is None and _poll(proc, child):
+            if exited_at is None and (proc.returncode is not None or _exited(proc.pid)):
                 exited_at = now
             if exited_at is not None and not open_pipes:
                 break
@@ -818,7 +1020,10 @@ def run_function(
             daemon=True,
         )
         try:
-            process.start()
+            with children.spawning() as admit:
+                process.start()
+                assert process.pid is not None
+                admit(process.pid)
         except Exception as exc:
             # spawn pickles the target's arguments in the parent
             result["error"] = f"cannot start {name}: {type(exc).__name__}: {exc}"
@@ -826,8 +1031,7 @@ def run_function(
             sender.close()
             return _finish(result, start, started)
         sender.close()
-        assert process.pid is not None
-        child = _Child(name, process.pid, kill_grace)
+        child = _Child(name, process.pid, kill_grace, registry=children)
         with children.holding(child):
             deadline = started + timeout if timeout is not None else None
             message: Any = None
@@ -847,15 +1051,19 @@ def run_function(
                         message = ("stopped", child.reason)
                     elif deadline is not None and time.monotonic() >= deadline:
                         message = ("timeout", None)
-                    elif not process.is_alive():
+                    elif _exited(process.pid):
                         message = ("died", None)
             finally:
                 receiver.close()
-                process.join(timeout=0.5 if message and message[0] in ("ok", "raised") else 0)
-                child.reap()
+                if message and message[0] in ("ok", "raised"):  # let it end by itself
+                    until = time.monotonic() + 0.5
+                    while not _exited(process.pid) and time.monotonic() < until:
+                        time.sleep(0.005)
+                child.reap()  # before the join: unreaped, its group's number stays its own
                 if process.is_alive():  # stopped before its setsid(): not yet a group leader
                     process.kill()
                 process.join(timeout=kill_grace + 5)
+                children._forget(process.pid)
         result["exit_code"] = process.exitcode
         kind, payload = message
         if kind == "ok":

@@ -909,3 +909,18 @@ def test_an_invalid_k_glob_is_one_line_naming_the_option(project: Project, patte
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
     assert "-k/--pattern" in lines[0] and pattern in lines[0]
+
+
+def test_timeouts_at_j4_never_kill_a_sibling_or_orch(project: Project) -> None:
+    for i in range(40):
+        project.script(f"q{i:02d}.py", f"print({i})\n")
+    for i in range(6):
+        project.script(f"s{i}.py", "import time\ntime.sleep(100)\n")
+    for _ in range(3):
+        done = project.orch("run", "-j4", "--timeout", "0.3", "scripts")
+        assert done.returncode == 1, done.stdout + done.stderr  # the timeouts, not an interrupt
+        summary = json.loads((project.root / "reports" / "latest" / "summary.json").read_text())
+        statuses = {r["path"]: r["status"] for r in summary["results"]}
+        assert [p for p, s in statuses.items() if s != "passed"] == [f"s{i}.py" for i in range(6)]
+        assert all(s == "timeout" for p, s in statuses.items() if p.startswith("s"))
+        assert not any(r.get("escaped") for r in summary["results"])

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import resource
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 from conftest import ORCH_ENV, Project, pid_alive, wait_for
 
@@ -211,3 +214,81 @@ def test_a_sweep_drops_entries_it_cannot_finish_and_never_raises(tmp_path: Path)
     assert len(lines) == 1 and lines[0].startswith("run r1 was killed")
     assert sorted(p.name for p in (state / "runs").iterdir()) == ["r2.json"]
     assert (tmp_path / "f").read_text() == "a file, not a run folder"
+
+
+def _daemonizer(pids: Path, then: str = "") -> str:
+    """A script whose grandchild double-forks, leaves the session, sends its stdio to
+    /dev/null and execs ``sleep`` with an empty environment: no group, marker or pipe
+    finds it, and its parent is gone."""
+    return f"""
+        import os, time
+        if os.fork() == 0:
+            os.setsid()
+            if os.fork() == 0:
+                open(os.path.join({str(pids)!r}, str(os.getpid())), "w").close()
+                null = os.open(os.devnull, os.O_RDWR)
+                for fd in (0, 1, 2):
+                    os.dup2(null, fd)
+                os.execve("/bin/sleep", ["sleep", "100"], {{}})
+            os._exit(0)
+        os.wait()
+        {then}
+        """
+
+
+def _results(project: Project) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    summary = json.loads((project.root / "reports" / "latest" / "summary.json").read_text())
+    return summary, {r["path"]: r for r in summary["results"]}
+
+
+def test_a_double_forked_daemon_without_environment_or_output_is_stopped_and_counted(
+    project: Project,
+) -> None:
+    pids = project.root / "pids"
+    pids.mkdir()
+    project.script("daemon.py", _daemonizer(pids, "print('left a daemon')"))
+    project.script("other.py", "print('runs after it')\n")
+    done = project.orch("run", "-j1", "scripts")
+    assert done.returncode == 0, done.stdout + done.stderr
+    daemons = [int(p.name) for p in pids.iterdir()]
+    assert len(daemons) == 1
+    assert not pid_alive(daemons[0]), "the daemon outlived the run"
+    summary, results = _results(project)
+    assert results["daemon.py"]["status"] == "passed"
+    assert results["daemon.py"]["escaped"] == 1
+    assert "escaped" not in results["other.py"]
+    assert summary["escaped"] == 0
+
+
+def test_daemons_of_scripts_running_at_once_are_stopped_at_the_end_and_counted_in_the_summary(
+    project: Project,
+) -> None:
+    pids = project.root / "pids"
+    pids.mkdir()
+    started = project.root / "started"
+    started.mkdir()
+    # Each waits until both run, starts its daemon, and waits until both daemons are up:
+    # either daemon could be either script's.
+    both = f"""
+        import os, time
+        open(os.path.join({str(started)!r}, str(os.getpid())), "w").close()
+        while len(os.listdir({str(started)!r})) < 2:
+            time.sleep(0.01)
+        """
+    wait = f"""
+        while len(os.listdir({str(pids)!r})) < 2:
+            time.sleep(0.01)
+        """
+    for name in ("a.py", "b.py"):
+        project.script(name, textwrap.dedent(both) + textwrap.dedent(_daemonizer(pids, wait)))
+    done = project.orch("run", "-j2", "scripts")
+    assert done.returncode == 0, done.stdout + done.stderr
+    daemons = [int(p.name) for p in pids.iterdir()]
+    assert len(daemons) == 2
+    assert not any(pid_alive(p) for p in daemons), "a daemon outlived the run"
+    summary, results = _results(project)
+    assert summary["escaped"] == 2
+    assert not any("escaped" in r for r in results.values())
+    assert "escaped: 2 processes left by scripts that ran at once" in done.stdout
+    report = (project.root / "reports" / "latest" / "report.md").read_text()
+    assert "cannot be told apart: 2" in report

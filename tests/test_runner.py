@@ -379,7 +379,7 @@ def test_group_scan_finds_the_leader_after_a_pid_wrap() -> None:
     proc = subprocess.Popen(["sleep", "30"], start_new_session=True)
     try:
         # PIDs wrapped since the leader started: the last PID handed out is below it.
-        assert proc.pid in guardian.find_members(proc.pid, b"", last=lambda: 1)[0]
+        assert proc.pid in guardian.find_members(proc.pid, b"", last=lambda: 1).grouped
     finally:
         proc.kill()
         proc.wait()
@@ -500,3 +500,44 @@ def test_a_script_over_its_memory_limit_fails_saying_so(project: Project, where:
     modest = project.script("modest.py", _ALLOCATE.format(mb=50))
     fine = run_script(modest, timeout=60, root=project.root, trace=True, memory_limit_mb=200)
     assert fine["status"] == "passed", fine["stderr"]
+
+
+def test_a_scripts_processes_are_never_orch_its_threads_or_a_starting_sibling() -> None:
+    """A deep look (pipes too), as a timeout makes, while siblings start all the while: a
+    sibling between fork and exec holds copies of every pipe, and orch's threads share
+    its descriptors."""
+    proc, child = children.start(
+        [sys.executable, "-c", "import time; time.sleep(30)"],
+        "sleeper",
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    child.deep = True
+    stop = threading.Event()
+
+    def siblings() -> None:
+        while not stop.is_set():
+            p, c = children.start(["true"], "sibling", stdout=subprocess.PIPE)
+            with children.running(p, c):
+                p.communicate()
+
+    threads = [threading.Thread(target=siblings) for _ in range(2)]
+    with children.running(proc, child):
+        for thread in threads:
+            thread.start()
+        try:
+            looks = 0
+            deadline = time.monotonic() + 1.0
+            while time.monotonic() < deadline:
+                assert child.members() == [proc.pid]
+                looks += 1
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join(10)
+        assert looks > 20
+        assert not child.escaped
+    assert proc.returncode == -signal.SIGTERM
+    for pipe in (proc.stdout, proc.stderr):
+        assert pipe is not None
+        pipe.close()
