@@ -21,7 +21,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from . import __version__
+from ._version import __version__
 from .discovery import MAX_DEPTH
 from .errors import ExitCode, OrchestratorError
 
@@ -305,7 +305,7 @@ def _sweep(args: argparse.Namespace) -> None:
     from .project import Project
 
     project = Project.locate(_scripts_dir(args).resolve(), getattr(args, "output_dir", None))
-    for line in sweep(project.state_dir):
+    for line in sweep(project.state_dir, project.reports_dir):
         print(f"orch: {line}", file=sys.stderr)
 
 

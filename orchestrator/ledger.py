@@ -1,8 +1,8 @@
 """The ledger of live runs: what the next orch command needs to clean up after a killed one.
 
-Each run writes ``.orchestrator/runs/<run-id>.json`` as it starts (orch's PID
-and that process's start time, the marker its scripts carry in their
-environment, the run's folder) and deletes it as it ends. The guardian
+Each run writes ``.orchestrator/runs/<token>-<pid>-<start>-<run-id>.json`` as
+it starts (orch's PID and that process's start time, the marker its scripts
+carry in their environment, the run's folder) and deletes it as it ends. The guardian
 (:mod:`orchestrator.guardian`) stops the scripts of an orch that dies; the
 ledger is for when the guardian died with it (``kill -9`` of orch's whole
 process group, the OOM killer taking both). Any later command in the project
@@ -17,16 +17,31 @@ import contextlib
 import functools
 import json
 import os
-from dataclasses import asdict, dataclass, field
+import re
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from ._files import atomic_write_bytes, ensure_state_dir
 from .errors import OrchestratorError, WriteError
 
-__all__ = ["INCOMPLETE", "LiveRun", "enter", "leave", "process_start", "sweep"]
+__all__ = [
+    "INCOMPLETE",
+    "MARKER",
+    "TOKEN_LENGTH",
+    "LiveRun",
+    "enter",
+    "leave",
+    "process_start",
+    "sweep",
+]
 
 #: The file a swept run's folder gets when orch died before its summary.
 INCOMPLETE = "incomplete.json"
+#: Begins the name of the marker variable of every script orch starts; then come the
+#: orch process's token (:data:`TOKEN_LENGTH` hex digits), ``_``, and the script's own
+#: 32 hex digits. An entry names its run's processes by ``MARKER + token + "_"``.
+MARKER = "ORCHESTRATOR_CHILD_"
+TOKEN_LENGTH = 12
 
 
 def process_start(pid: int) -> str | None:
@@ -98,6 +113,17 @@ def _folder(state_dir: Path) -> Path:
     return state_dir / "runs"
 
 
+# An entry's name repeats what the sweep must know to act even when its content is
+# damaged: orch's token (so its marker), PID and start time, and the run id.
+_NAME = re.compile(rf"([0-9a-f]{{{TOKEN_LENGTH}}})-([1-9][0-9]*)-([0-9]+)-([A-Za-z0-9_.-]+)\.json")
+_FIELDS = {f.name for f in fields(LiveRun)}
+
+
+def _name(run: LiveRun) -> str:
+    token = run.marker[len(MARKER) : -1]
+    return f"{token}-{run.pid}-{run.started or 0}-{run.run_id}.json"
+
+
 def enter(state_dir: Path, run: LiveRun) -> Path:
     """Write ``run``'s entry; returns its path, for :func:`leave`.
 
@@ -109,7 +135,7 @@ def enter(state_dir: Path, run: LiveRun) -> Path:
         folder.mkdir(exist_ok=True)
     except OSError as exc:
         raise WriteError(folder, exc) from exc
-    path = folder / f"{run.run_id}.json"
+    path = folder / _name(run)
     atomic_write_bytes(path, json.dumps(asdict(run)).encode())
     return path
 
@@ -120,12 +146,72 @@ def leave(path: Path) -> None:
         path.unlink()
 
 
-def sweep(state_dir: Path) -> list[str]:
+class _Unreadable(ValueError):
+    """The entry cannot be read (truncated, not JSON): only its name can be judged."""
+
+
+def _read(path: Path, name: re.Match[str]) -> LiveRun:
+    """The entry at ``path``, exactly as orch writes it, agreeing with its name.
+
+    Raises:
+        _Unreadable: it cannot be read or parsed (a truncated file).
+        ValueError: a field has another shape or value than orch writes: the
+            entry is data to check, never instructions.
+    """
+    token, pid, started, run_id = name.groups()
+    try:
+        data = json.loads(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise _Unreadable(f"unreadable: {exc.__class__.__name__}") from None
+    if not isinstance(data, dict) or set(data) != _FIELDS:
+        raise ValueError("not the fields orch writes")
+    expected = {
+        "run_id": run_id,
+        "pid": int(pid),
+        "started": started if started != "0" else None,
+        "marker": f"{MARKER}{token}_",
+    }
+    for key, value in expected.items():
+        if data[key] != value or type(data[key]) is not type(value):
+            raise ValueError(f"{key} does not agree with the entry's name")
+    kinds: dict[str, type | tuple[type, ...]] = {
+        "run_dir": (str, type(None)),
+        "total": int,
+        "host": str,
+        "command": list,
+    }
+    for key, kind in kinds.items():
+        if not isinstance(data[key], kind) or isinstance(data[key], bool):
+            raise ValueError(f"{key} has the wrong type")
+    if data["total"] < 0 or not all(isinstance(word, str) for word in data["command"]):
+        raise ValueError("total or command has the wrong shape")
+    return LiveRun(**data)
+
+
+def _run_folder(run: LiveRun, reports_dir: Path) -> tuple[Path | None, str]:
+    """The run's folder, when it is this project's reports folder's child of the run's
+    name (not a link out of it); else None and why not."""
+    if run.run_dir is None:
+        return None, ""
+    folder = reports_dir / run.run_id
+    if os.path.abspath(run.run_dir) != os.path.abspath(folder):
+        return None, f"; its folder {run.run_dir} is not in {reports_dir}: not marked incomplete"
+    if folder.is_symlink() or not folder.is_dir():
+        return None, f"; {folder} is not its folder any more: not marked incomplete"
+    return folder, f"; orch report {folder} shows what it finished"
+
+
+def sweep(state_dir: Path, reports_dir: Path) -> list[str]:
     """Stop what runs whose orch is gone left behind; one line for each such run.
 
-    Costs one directory listing when the ledger is empty. Never raises: a
-    corrupt entry is dropped, an unwritable folder leaves the entry for the
-    next command.
+    Costs one directory listing when the ledger is empty. Never raises. Each
+    entry is checked field by field against what orch writes; a process is
+    stopped only when it carries the dead run's marker as a variable's name,
+    and ``incomplete.json`` is written only into ``reports_dir``'s folder of
+    the run. An unreadable (truncated) entry still has its run's processes
+    stopped, from the marker its name gives, once its orch is gone; one with
+    a field orch would not write is removed, and nothing is done on its word.
+    Each of these says so in one line.
     """
     try:
         names = sorted(os.listdir(_folder(state_dir)))
@@ -134,28 +220,44 @@ def sweep(state_dir: Path) -> list[str]:
     from .guardian import find_marked, stop_all  # only with entries to judge
 
     lines = []
-    for name in names:
-        path = _folder(state_dir) / name
-        try:
-            run = LiveRun(**json.loads(path.read_bytes()))
-            marker = run.marker.encode()
-        except (OSError, ValueError, TypeError, AttributeError):
-            if name.endswith(".json"):
+    for entry in names:
+        path = _folder(state_dir) / entry
+        name = _NAME.fullmatch(entry)
+        if name is None:
+            if entry.endswith(".json"):  # not a temporary file of an entry being written
                 leave(path)
+                lines.append(f"ignored {path}: not an entry orch writes; removed")
             continue
-        if run.host != _host() or _alive(run.pid, run.started):
-            continue  # alive, or another machine's or container's: not ours to judge
+        pid, started, run_id = int(name.group(2)), name.group(3), name.group(4)
         try:
-            stopped = stop_all(functools.partial(find_marked, marker), grace=1.0) if marker else 0
-            folder = Path(run.run_dir) if run.run_dir else None
-            if folder is not None and folder.is_dir() and not (folder / "summary.json").exists():
-                with contextlib.suppress(OSError, OrchestratorError):
-                    atomic_write_bytes(
-                        folder / INCOMPLETE, json.dumps(asdict(run), indent=2).encode()
-                    )
+            run: LiveRun | None = _read(path, name)
+            damage = ""
+        except _Unreadable as exc:
+            run, damage = None, str(exc)
+        except ValueError as exc:  # not what orch writes: nothing is done on its word
+            leave(path)
+            lines.append(f"ignored {path}: {exc}; removed, nothing stopped")
+            continue
+        if run is not None and run.host != _host():
+            continue  # another machine's or container's: its PID says nothing here
+        if _alive(pid, started if started != "0" else None):
+            continue  # its orch lives (a damaged entry too: only its orch may judge it)
+        # Only processes with a variable named for this orch's token: its scripts.
+        marker = f"{MARKER}{name.group(1)}_".encode()
+        try:
+            stopped = stop_all(functools.partial(find_marked, marker), grace=1.0)
+            where = ""
+            if run is not None:
+                folder, where = _run_folder(run, reports_dir)
+                if folder is not None and not (folder / "summary.json").exists():
+                    with contextlib.suppress(OSError, OrchestratorError):
+                        atomic_write_bytes(
+                            folder / INCOMPLETE, json.dumps(asdict(run), indent=2).encode()
+                        )
         finally:
             leave(path)  # swept once, whatever happened
         left = f"stopped {stopped} processes it left" if stopped else "none of its scripts left"
-        where = f"; orch report {run.run_dir} shows what it finished" if run.run_dir else ""
-        lines.append(f"run {run.run_id} was killed (orch, pid {run.pid}, is gone): {left}{where}")
+        if run is None:
+            where = f"; its ledger entry {path} was damaged ({damage}) and is removed"
+        lines.append(f"run {run_id} was killed (orch, pid {pid}, is gone): {left}{where}")
     return lines

@@ -52,6 +52,7 @@ from .guardian import (
     signal_all,
     stop_all,
 )
+from .ledger import MARKER, TOKEN_LENGTH
 from .masking import Masker
 from .project import STATE_DIR, find_project_root, search_path
 from .results import Status, StopReason, base_result, mark_stopped
@@ -73,7 +74,6 @@ DEFAULT_MAX_OUTPUT = 1024 * 1024
 #: Seconds between SIGTERM and SIGKILL.
 KILL_GRACE = 1.0
 _CHUNK = 64 * 1024
-_MARKER_PREFIX = "ORCHESTRATOR_CHILD_"
 # Without pidfd, how often a child's exit is checked while a grandchild holds its pipes.
 _POLL = 0.05
 # How long pipes may stay open after the child exits before whatever holds them is killed;
@@ -217,7 +217,7 @@ class Registry:
         self.guardian = Guardian()
         #: Begins the marker variable of every child started here, so that the
         #: leftovers of this process can be found after its death (the run ledger).
-        self.marker_prefix = f"{_MARKER_PREFIX}{uuid.uuid4().hex[:12]}_"
+        self.marker_prefix = f"{MARKER}{uuid.uuid4().hex[:TOKEN_LENGTH]}_"
         self._spawn = threading.RLock()  # held while starting a child, and while looking
         self._own: set[int] = set()  # PIDs this process started and has not reaped
         self._open: dict[int, int] = {}  # a live run's leader: the tick it started

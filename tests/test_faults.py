@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from conftest import ORCH_ENV, Project, pid_alive, wait_for
 
 
@@ -191,13 +193,12 @@ def test_the_next_command_stops_what_a_run_killed_with_its_guardian_left(
     assert again.stderr == ""
 
 
-def test_a_sweep_drops_entries_it_cannot_finish_and_never_raises(tmp_path: Path) -> None:
+def test_a_sweep_judges_each_entry_and_never_raises(tmp_path: Path) -> None:
     import dataclasses
-    import json
 
     from orchestrator.ledger import LiveRun, enter, sweep
 
-    state = tmp_path / ".orchestrator"
+    state, reports = tmp_path / ".orchestrator", tmp_path / "reports"
     dead = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"],
         capture_output=True,
@@ -205,15 +206,101 @@ def test_a_sweep_drops_entries_it_cannot_finish_and_never_raises(tmp_path: Path)
         check=True,
     )
     me = LiveRun.of_this_process("r1", "ORCHESTRATOR_CHILD_feedbeef0000_", None, 3, [])
-    gone = dataclasses.replace(me, run_id="r1", pid=int(dead.stdout), run_dir=str(tmp_path / "f"))
-    (tmp_path / "f").write_text("a file, not a run folder")
+    (reports / "r1").mkdir(parents=True)
+    gone = dataclasses.replace(me, pid=int(dead.stdout), started="1", run_dir=str(reports / "r1"))
     enter(state, gone)
     enter(state, dataclasses.replace(me, run_id="r2"))  # this process: alive
-    (state / "runs" / "r3.json").write_text(json.dumps({"run_id": 3}))  # corrupt
-    lines = sweep(state)
-    assert len(lines) == 1 and lines[0].startswith("run r1 was killed")
-    assert sorted(p.name for p in (state / "runs").iterdir()) == ["r2.json"]
-    assert (tmp_path / "f").read_text() == "a file, not a run folder"
+    (state / "runs" / "r3.json").write_text(json.dumps({"run_id": 3}))  # not a name orch writes
+    killed, ignored = sweep(state, reports)  # in the order of their names
+    assert ignored.startswith(f"ignored {state / 'runs' / 'r3.json'}: not an entry orch writes")
+    assert killed.startswith("run r1 was killed") and "orch report" in killed
+    assert (reports / "r1" / "incomplete.json").is_file()
+    assert [p.name for p in (state / "runs").iterdir()] == [
+        f"feedbeef0000-{os.getpid()}-{me.started}-r2.json"
+    ]
+
+
+# Run inside a PID namespace of the test's own: nothing outside it can be signalled.
+_FORGERY = """
+import json, os, subprocess, sys, time
+from pathlib import Path
+from orchestrator.ledger import sweep
+
+root = Path(sys.argv[1])
+state, reports = root / ".orchestrator", root / "reports"
+runs = state / "runs"
+runs.mkdir(parents=True)
+reports.mkdir()
+dead = subprocess.Popen(["true"])
+dead.wait()
+token, other = "0123456789ab", "fedcba987654"
+marker = f"ORCHESTRATOR_CHILD_{token}_"
+script_var = marker + "0" * 32
+def start(env):
+    return subprocess.Popen(["sleep", "60"], env={"PATH": os.environ["PATH"], **env})
+victim = start({})  # unrelated: PATH= in its environment, as in every process
+in_value = start({"NOTE": script_var + "=1"})  # the marker in a value, not a name
+other_run = start({f"ORCHESTRATOR_CHILD_{other}_" + "1" * 32: "1"})
+left = start({script_var: "1"})  # a script of the dead run
+def execd(p):  # once it runs sleep, its environment is the one given
+    with open(f"/proc/{p.pid}/comm") as comm:
+        return comm.read().strip() == "sleep"
+deadline = time.monotonic() + 10
+while not all(map(execd, (victim, in_value, other_run, left))) and time.monotonic() < deadline:
+    time.sleep(0.01)
+entry = {
+    "run_id": "forged", "pid": dead.pid, "started": "1", "marker": "PATH=",
+    "run_dir": "/tmp/outside", "total": 1, "command": [], "host": "",
+}
+(runs / f"{other}-{dead.pid}-1-forged.json").write_text(json.dumps(entry))
+lines = sweep(state, reports)
+alive = {n: p.poll() is None for n, p in
+         [("victim", victim), ("in_value", in_value), ("other_run", other_run), ("left", left)]}
+(runs / f"{token}-{dead.pid}-1-cut.json").write_text('{"run_id": "cut", "pid": ')
+lines += sweep(state, reports)
+alive["left_after"] = left.poll() is None
+print(json.dumps({"lines": lines, "alive": alive, "outside": os.path.exists("/tmp/outside")}))
+for p in (victim, in_value, other_run, left):
+    p.kill()
+"""
+
+
+@pytest.fixture
+def pid_namespace() -> list[str]:
+    """The command prefix that runs a program in a PID namespace of its own."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.skip("a PID namespace of the test's own needs root and unshare")
+    probe = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", "true"])
+    if probe.returncode != 0:
+        pytest.skip("this machine refuses new PID namespaces")
+    return ["unshare", "--pid", "--fork", "--mount-proc"]
+
+
+def test_a_forged_or_truncated_ledger_entry_never_reaches_a_process_not_its_own(
+    tmp_path: Path, pid_namespace: list[str]
+) -> None:
+    done = subprocess.run(
+        [*pid_namespace, sys.executable, "-c", _FORGERY, str(tmp_path)],
+        env=ORCH_ENV,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout)
+    assert seen["alive"] == {
+        "victim": True,
+        "in_value": True,
+        "other_run": True,  # the forged entry's name names its token: not acted on
+        "left": True,
+        "left_after": False,
+    }, seen
+    assert not seen["outside"]
+    forged, cut = seen["lines"]
+    assert forged.startswith("ignored ") and "marker does not agree" in forged
+    assert "nothing stopped" in forged
+    assert "run cut was killed" in cut and "stopped 1 processes" in cut
+    assert "damaged (unreadable" in cut
 
 
 def _daemonizer(pids: Path, then: str = "") -> str:

@@ -28,11 +28,20 @@ def _layers() -> dict[str, int]:
 
 
 def _imports(path: Path) -> set[str]:
-    """The package modules ``path`` imports (``from .x import``, ``from . import``)."""
+    """The package modules ``path`` imports (``from .x import``, ``from . import``).
+
+    ``from . import name`` imports a module only when ``name`` is one; otherwise it
+    reads a name of ``__init__`` (``from . import __version__``), so it imports that.
+    """
     found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.ImportFrom) and node.level == 1:
-            found.update([node.module] if node.module else [a.name for a in node.names])
+            if node.module:
+                found.add(node.module)
+                continue
+            for alias in node.names:
+                is_module = (PACKAGE / f"{alias.name}.py").is_file()
+                found.add(alias.name if is_module else "__init__")
     return found
 
 

@@ -502,6 +502,32 @@ def test_a_script_over_its_memory_limit_fails_saying_so(project: Project, where:
     assert fine["status"] == "passed", fine["stderr"]
 
 
+def test_a_memory_limit_holds_for_what_a_script_starts_on_its_first_line(project: Project) -> None:
+    """The cap is in force before the interpreter runs: a child forked at once has it."""
+    project.config("default:\n  memory_limit_mb: 100\n")
+    for i in range(8):  # sh forks grep at once
+        project.script(f"sh{i}.py", "grep 'address space' /proc/self/limits\n")
+    done = project.orch("run", "-j4", "--python", "/bin/sh", "scripts")
+    assert done.returncode == 0, done.stdout + done.stderr
+    limits = [
+        path.read_text().split()[4]
+        for path in (project.root / "reports" / "latest" / "logs").glob("*.stdout.log")
+    ]
+    assert limits == [str(100 * 1024 * 1024)] * 8
+    forks = project.script(
+        "forks.py",
+        """
+        import os, resource
+        pid = os.fork()
+        print(resource.getrlimit(resource.RLIMIT_AS)[0], flush=True)
+        if pid:
+            os.wait()
+        """,
+    )
+    result = run_script(forks, timeout=30, root=project.root, memory_limit_mb=100)
+    assert result["stdout"].split() == [str(100 * 1024 * 1024)] * 2
+
+
 def test_a_scripts_processes_are_never_orch_its_threads_or_a_starting_sibling() -> None:
     """A deep look (pipes too), as a timeout makes, while siblings start all the while: a
     sibling between fork and exec holds copies of every pipe, and orch's threads share
