@@ -416,7 +416,8 @@ def execute(
     try:
         bridge.emit("run_started", run)
         try:
-            asyncio.run(bridge.go())
+            with children.adopting():  # between scripts too: an orphan never reaches init
+                asyncio.run(bridge.go())
         finally:
             if len(bridge.results) < len(plan.jobs):  # our own exception: leave no child behind
                 executor.stop_all(StopReason.INTERRUPTED)

@@ -174,12 +174,12 @@ def _tick() -> int:
     return math.ceil(time.clock_gettime(time.CLOCK_BOOTTIME) * _HZ) + 1
 
 
-def _become_subreaper() -> bool:
+def _set_subreaper(on: bool) -> bool:
     """Make this process adopt the orphans of its descendants, instead of init (Linux).
 
     A script's daemon that double-forks, leaves its session, clears its
     environment and closes its output is then still this process's child,
-    where it can be found and stopped.
+    where it can be found and stopped. Returns whether the setting took.
     """
     if not sys.platform.startswith("linux"):
         return False
@@ -187,7 +187,7 @@ def _become_subreaper() -> bool:
 
     try:
         libc = ctypes.CDLL(None, use_errno=True)
-        return int(libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)) == 0
+        return int(libc.prctl(_PR_SET_CHILD_SUBREAPER, int(on), 0, 0, 0)) == 0
     except (OSError, AttributeError):
         return False
 
@@ -223,8 +223,11 @@ class Registry:
         self._open: dict[int, int] = {}  # a live run's leader: the tick it started
         self._closed: deque[tuple[int, int, int]] = deque(maxlen=_WINDOWS)  # leader, from, to
         self._since: int | None = None  # the first run's start: older orphans are not ours
-        self._prepared: int | None = None  # the PID that set up the subreaper and guardian
-        #: Whether this process adopts its descendants' orphans (Linux).
+        self._prepared: int | None = None  # the PID that set up the guardian
+        # Orphans are adopted only while there is a reason: a live child, or a run
+        # (adopting()). A program that embeds orch is a subreaper no longer than that.
+        self._adopters = 0
+        #: Whether this process adopts its descendants' orphans now (Linux).
         self.subreaper = False
 
     @contextlib.contextmanager
@@ -238,14 +241,32 @@ class Registry:
             if self._prepared != os.getpid():  # once per process (a fork starts anew)
                 self._prepared = os.getpid()
                 self._own.clear()
-                self.subreaper = _become_subreaper()
+                self._adopters, self.subreaper = 0, False
                 guardian = self.guardian.start()
                 if guardian is not None:
                     self._own.add(guardian)
             yield self._admit
 
+    def _adopt(self, change: int) -> None:
+        """One more (or fewer) reason to adopt orphans; on from the first, off after the last."""
+        with self._spawn:
+            self._adopters += change
+            wanted = self._adopters > 0
+            if wanted != self.subreaper and (_set_subreaper(wanted) or not wanted):
+                self.subreaper = wanted
+
+    @contextlib.contextmanager
+    def adopting(self) -> Iterator[None]:
+        """Adopt orphans for the whole block (a run), between its scripts too."""
+        self._adopt(1)
+        try:
+            yield
+        finally:
+            self._adopt(-1)
+
     def _admit(self, pid: int) -> None:
         self._own.add(pid)
+        self._adopt(1)
         proc = Proc.read(pid)
         self._open[pid] = proc.start if proc is not None else _tick() - 2
         if self._since is None:
@@ -258,6 +279,7 @@ class Registry:
             began = self._open.pop(pid, None)
             if began is not None:
                 self._closed.append((pid, began, _tick()))
+                self._adopt(-1)
 
     def _runs_at(self, tick: int) -> set[int] | None:
         """The leaders of the runs going at ``tick``; None when that is too long ago to say."""

@@ -91,6 +91,11 @@ class _Watcher(threading.Thread):
         self._dirs: frozenset[Path] = frozenset()
         self._rewatch = threading.Event()
 
+    @property
+    def dirs(self) -> frozenset[Path]:
+        """The folders watched (or about to be)."""
+        return self._dirs
+
     def set_dirs(self, dirs: Iterable[Path]) -> bool:
         """Watch these folders from now on; return whether that changed anything."""
         dirs = frozenset(dirs)
@@ -354,22 +359,35 @@ class _Session:
             pass
         return edits
 
-    def rewatch(self) -> bool:
-        """Register the folders that now hold inputs; True if that changed the set.
+    def rewatch(self) -> set[Path]:
+        """Register the folders that now hold inputs; returns those newly watched.
 
-        Re-registering leaves a short gap; the caller rescans for what it missed.
+        Re-registering leaves a short gap: see :meth:`catch_up`.
         """
+        before = self.watcher.dirs
         if not self.watcher.set_dirs(self.watch_dirs()):
-            return False
+            return set()
         self.watcher.ready.wait(5)
-        return True
+        return set(self.watcher.dirs - before)
 
-    def rescan(self) -> set[str]:
-        """Scripts that ran before and whose inputs differ from then (after a gap)."""
+    def catch_up(self, new_dirs: set[Path]) -> set[str]:
+        """What changed while folders were re-registered: scripts to run.
+
+        A new folder may have got its files before it was watched (``mkdir``,
+        then a script written at once): it counts as added, so its scripts
+        are new ones. And scripts that ran before and whose inputs differ from
+        then (an edit in the gap).
+        """
+        gap = plan_batch(
+            [Edit("added", d) for d in sorted(new_dirs)], self.state, self.tracking, self.options
+        )
+        self.state = replace(self.state, plan=gap.plan)
+        for cause, rels in gap.why.items():
+            self.say(f"{cause} -> {', '.join(rels)}")
         plan = self.state.plan
         fingerprints = self.tracking.fingerprints(plan)
         entries = fingerprints.entries()
-        return {
+        return gap.scripts | {
             job.rel
             for job in plan.jobs
             if self.record.differs(job, fingerprints, entries, unrecorded=False)
@@ -405,12 +423,14 @@ class _Session:
             if missed - batch.scripts:
                 self.say(f"changed while re-registering folders -> {', '.join(sorted(missed))}")
             scripts, missed = batch.scripts | missed, set()
-            if self.rewatch():  # new folders are watched before anything runs
-                scripts |= self.rescan()
+            new_dirs = self.rewatch()  # new folders are watched before anything runs
+            if new_dirs:
+                scripts |= self.catch_up(new_dirs)
             if scripts:
                 self.run(scripts)
-            if self.rewatch():
-                missed = self.rescan()
+            new_dirs = self.rewatch()
+            if new_dirs:
+                missed = self.catch_up(new_dirs)
             self.graph.save()
 
 

@@ -9,7 +9,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
@@ -410,7 +409,7 @@ def test_ctrl_c_is_not_followed_by_a_retry(project: Project, tmp_path: Path) -> 
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=15)
     assert proc.returncode == 130
-    time.sleep(0.5)
+    # orch has exited, and nothing of its run outlives it: no restart can come later.
     assert starts.read_text() == "x", "the interrupted script was started again"
     assert "[retry]" not in out
 
@@ -525,13 +524,11 @@ def test_without_a_root_marker_scripts_run_in_the_current_directory(unmarked: Pa
     assert "loose" not in pythonpath
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(300)
-def test_ten_thousand_scripts_are_all_reported_in_bounded_memory(project: Project) -> None:
+def test_a_thousand_scripts_are_all_reported_in_bounded_memory(project: Project) -> None:
     # orch's side of the scale: each script's "interpreter" is /bin/true, so the test
-    # pays for orch's work, not for 10,000 Python start-ups (benchmarks/scale.py runs
-    # real Python and compares against 200 scripts scaled linearly).
-    count = 10_000
+    # pays for orch's work, not for Python start-ups. The 10,000-script run, against
+    # 200 scaled linearly and with real Python, is benchmarks/scale.py.
+    count = 1_000
     for i in range(count):
         folder = project.scripts / f"d{i // 100:03d}"
         folder.mkdir(exist_ok=True)
@@ -550,7 +547,7 @@ def test_ten_thousand_scripts_are_all_reported_in_bounded_memory(project: Projec
         env=env,
         capture_output=True,
         text=True,
-        timeout=280,
+        timeout=120,
         check=True,
     )
     code, peak_kib = map(int, done.stdout.split()[-2:])

@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 from typing import Any
 
@@ -131,6 +130,18 @@ def test_a_daemon_that_leaves_its_session_and_environment_is_killed_and_counted(
     assert result["execution_time"] < 2.0, "waited for the daemon's pipes"
 
 
+def _guardians_of(orch: int) -> list[int]:
+    """The live guardians of the orch process ``orch``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                words = (entry / "cmdline").read_bytes().split(b"\0")
+                if any(w.endswith(b"guardian.py") for w in words) and str(orch).encode() in words:
+                    found.append(int(entry.name))
+    return [pid for pid in found if pid_alive(pid)]
+
+
 def test_the_next_command_stops_what_a_run_killed_with_its_guardian_left(
     project: Project,
 ) -> None:
@@ -172,7 +183,8 @@ def test_the_next_command_stops_what_a_run_killed_with_its_guardian_left(
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     started = [int(p.name) for p in pids.iterdir()]
-    time.sleep(0.5)
+    # Its guardian was in orch's group: once it is gone, nothing can stop the scripts.
+    assert wait_for(lambda: not _guardians_of(proc.pid), 5)
     assert all(pid_alive(p) for p in started), "the guardian was not killed with orch"
 
     listing = project.orch("list", "scripts", timeout=30)

@@ -283,12 +283,15 @@ def test_logging_events_carry_status(project: Project, caplog: pytest.LogCapture
     assert end.duration > 0
 
 
-def test_terminate_all_interrupts_running_scripts(project: Project) -> None:
-    script = project.script("x.py", "import time\ntime.sleep(30)")
+def test_terminate_all_interrupts_running_scripts(project: Project, tmp_path: Path) -> None:
+    ready = tmp_path / "ready"
+    script = project.script(
+        "x.py", f"import time\nopen({str(ready)!r}, 'w').close()\ntime.sleep(30)"
+    )
     results: list[dict[str, Any]] = []
     thread = threading.Thread(target=lambda: results.append(run_script(script, timeout=60)))
     thread.start()
-    time.sleep(0.5)
+    assert wait_for(ready.exists, 10)
     assert children.terminate() == 1
     thread.join(5)
     assert not thread.is_alive()
@@ -387,17 +390,18 @@ def test_group_scan_finds_the_leader_after_a_pid_wrap() -> None:
 
 def test_kill_all_does_not_wait_for_the_grace(project: Project) -> None:
     """A second Ctrl-C: SIGKILL now, even for a script that ignores SIGTERM."""
+    ready = project.root / "ready"
     script = project.script(
         "stubborn.py",
         "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
-        "print('ready', flush=True)\ntime.sleep(60)\n",
+        f"open({str(ready)!r}, 'w').close()\ntime.sleep(60)\n",
     )
     results: list[dict[str, Any]] = []
     thread = threading.Thread(
         target=lambda: results.append(run_script(script, timeout=120, kill_grace=60))
     )
     thread.start()
-    time.sleep(0.5)
+    assert wait_for(ready.exists, 10)  # SIGTERM is ignored from here on
     children.terminate()  # ignored by the script; the grace is a minute
     began = time.monotonic()
     assert children.kill() == 1

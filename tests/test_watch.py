@@ -24,8 +24,8 @@ from orchestrator.watch import Batch, Edit, WatchState, plan_batch
 
 #: Seconds to wait for something that should happen (a loaded machine delays the watcher).
 TIMEOUT = 30.0
-#: Seconds of silence that show nothing more happens.
-QUIET = 0.3  # 4.5x the slowest edit-to-start latency measured (67 ms, benchmarks/watch.py)
+#: The script :meth:`Sample.settled` edits to show that nothing more is coming.
+SENTINEL = "zz_settle.py"
 
 
 def _env() -> dict[str, str]:
@@ -122,6 +122,7 @@ class Sample:
         self.scripts = project.scripts
         self.runs = runs
         runs.mkdir(exist_ok=True)
+        self.session: Watch | None = None  # the watch running on it, if any
 
     def standard(self) -> Sample:
         """``a/x.py`` and ``b/y.py`` import ``src/util.py``; ``c/z.py`` watches ``data/*.csv``."""
@@ -159,17 +160,34 @@ class Sample:
 
     def counts(self) -> dict[str, int]:
         scripts = sorted(p.relative_to(self.scripts).as_posix() for p in self.scripts.rglob("*.py"))
-        return {rel: self.count(rel) for rel in scripts}
+        return {rel: self.count(rel) for rel in scripts if rel != SENTINEL}
 
     def reached(self, expected: Mapping[str, int], timeout: float = TIMEOUT) -> None:
         """Wait until each script has started at least its ``expected`` number of times."""
         if not wait_for(lambda: all(self.count(r) >= n for r, n in expected.items()), timeout):
             raise AssertionError(f"runs {self.counts()}, expected {dict(expected)}")
 
-    def settled(self, expected: Mapping[str, int], quiet: float = QUIET) -> None:
-        """After ``quiet`` seconds, the run counts are exactly ``expected``."""
-        time.sleep(quiet)
+    def settled(self, expected: Mapping[str, int]) -> None:
+        """Once whatever is coming has run, the run counts are exactly ``expected``.
+
+        Not a quiet spell, which a slow machine makes pass vacuously: a sentinel
+        script is edited (added the first time) and its run awaited. watch runs
+        what it sees in order, and an edit made while a batch runs waits for it,
+        so once the sentinel has run, every run caused before it has too.
+        """
+        self.reached(expected)
+        before = self.count(SENTINEL)
+        pos = self.session.mark() if self.session is not None else 0
+        sentinel = self.scripts / SENTINEL
+        if sentinel.exists():
+            edit(sentinel)
+        else:
+            self.add(SENTINEL)
+        if not wait_for(lambda: self.count(SENTINEL) > before, TIMEOUT):
+            raise AssertionError(f"the sentinel never ran; runs {self.counts()}")
         assert self.counts() == dict(expected)
+        if self.session is not None:  # and its batch has ended: what follows is new
+            self.session.wait(rf"{re.escape(SENTINEL)}(?:.*\n)+?reports: ", after=pos)
 
 
 @pytest.fixture
@@ -178,13 +196,17 @@ def sample(project: Project, tmp_path: Path) -> Sample:
 
 
 @pytest.fixture
-def watch(project: Project) -> Iterator[type[Watch]]:
-    """Start ``Watch(root, *args)`` sessions; each is interrupted at teardown."""
+def watch(project: Project, sample: Sample) -> Iterator[type[Watch]]:
+    """Start ``Watch(root, *args)`` sessions; each is interrupted at teardown.
+
+    The latest is the sample's, which :meth:`Sample.settled` waits on.
+    """
     started: list[Watch] = []
 
     class _Tracked(Watch):
         def __init__(self, root: Path, *args: str, ready: bool = True) -> None:
             started.append(self)
+            sample.session = self
             super().__init__(root, *args, ready=ready)
 
     yield _Tracked
@@ -199,12 +221,13 @@ def edit(path: Path) -> None:
 
 
 def after_edit(w: Watch, sample: Sample, pos: int, expected: Mapping[str, int]) -> str:
-    """Wait for the batch an edit caused to end, then for a quiet spell; its output."""
+    """Wait for the batch an edit caused to end, and for all that follows; its output."""
     sample.reached(expected)
     w.wait(r"^reports: ", after=pos)
+    out = w.since(pos)
     sample.settled(expected)
     assert w.alive()
-    return w.since(pos)
+    return out
 
 
 ALL_ONCE = {"a/x.py": 1, "b/y.py": 1, "c/z.py": 1, "w.py": 1}
@@ -223,8 +246,10 @@ def test_the_initial_run_runs_every_script_once(sample: Sample, watch: type[Watc
 def test_no_initial_runs_nothing_until_an_edit(sample: Sample, watch: type[Watch]) -> None:
     sample.standard()
     w = watch(sample.root, "--no-initial")
-    sample.settled(dict.fromkeys(ALL_ONCE, 0))
     assert "reports:" not in w.output
+    sample.settled(dict.fromkeys(ALL_ONCE, 0))  # the sentinel, a new script, runs alone
+    assert re.findall(r"^\[\d+/\d+\] \w+ (\S+)", w.output, re.MULTILINE) == [SENTINEL]
+    w.wait(r"^reports: ")
     pos = w.mark()
     edit(sample.scripts / "w.py")
     out = after_edit(w, sample, pos, {**dict.fromkeys(ALL_ONCE, 0), "w.py": 1})
@@ -246,12 +271,13 @@ def test_editing_a_script_reruns_only_it_into_a_new_report(
     edit(sample.scripts / "b/y.py")
     out = after_edit(w, sample, pos, {**ALL_ONCE, "b/y.py": 2})
     assert re.search(r"^b/y\.py changed -> b/y\.py$", out, re.MULTILINE), out
-    second = latest.resolve()
-    assert second != first
-    assert f"reports: {second}" in out
+    reported = re.search(r"^reports: (.+)$", out, re.MULTILINE)
+    assert reported, out
+    second = Path(reported[1])
+    assert second != first and second.parent == first.parent
     summary = json.loads((second / "summary.json").read_text())
     assert [(r["path"], r["status"]) for r in summary["results"]] == [("b/y.py", "passed")]
-    assert len([d for d in latest.parent.iterdir() if d.name != "latest"]) == 2
+    assert {first, second} <= set(latest.parent.iterdir())  # the first run's report is kept
 
 
 def test_editing_a_shared_module_reruns_exactly_its_importers(
@@ -330,7 +356,6 @@ def test_saving_identical_content_reruns_nothing(sample: Sample, watch: type[Wat
     pos = w.mark()
     for path in (sample.util, sample.scripts / "a/x.py", sample.data):
         path.write_bytes(path.read_bytes())
-    time.sleep(0.3)
     # A real edit afterwards: once it has run, the saves before it were seen too.
     edit(sample.scripts / "w.py")
     out = after_edit(w, sample, pos, {**ALL_ONCE, "w.py": 2})
@@ -379,7 +404,7 @@ def test_a_deleted_script_is_dropped_and_watching_goes_on(
     (sample.scripts / "b/y.py").unlink()
     w.wait(r"^b/y\.py is gone: dropped$", after=pos)
     sample.settled({k: v for k, v in ALL_ONCE.items() if k != "b/y.py"})
-    assert "reports:" not in w.since(pos)
+    assert re.findall(r"^\[\d+/\d+\] \w+ (\S+)", w.since(pos), re.MULTILINE) == [SENTINEL]
     pos = w.mark()
     sample.util.write_text("VALUE = 2\n")
     out = after_edit(w, sample, pos, {"a/x.py": 2, "c/z.py": 1, "w.py": 1})
@@ -426,7 +451,7 @@ def test_a_script_writing_next_to_itself_runs_once_per_edit(
     edit(sample.scripts / "loop/looper.py")
     sample.reached({"writer.py": 2, "loop/looper.py": 2})
     w.wait(r"^reports: ", after=pos)
-    sample.settled({"writer.py": 2, "loop/looper.py": 2}, quiet=2.0)
+    sample.settled({"writer.py": 2, "loop/looper.py": 2})
     assert json.loads((sample.scripts / "out.json").read_text()) == {"n": 2}
     assert json.loads((sample.scripts / "loop/state.json").read_text()) == {"n": 2}
     assert w.alive()
@@ -435,17 +460,17 @@ def test_a_script_writing_next_to_itself_runs_once_per_edit(
 # -- edits while scripts run -------------------------------------------------------------
 
 
-def _slow(sample: Sample, seconds: float) -> Path:
+def _slow(sample: Sample, seconds: float, name: str = "slow") -> Path:
     """``slow.py``: starts (marker), sleeps ``seconds`` in a child, ends (``slow.end``)."""
     return sample.add(
-        "slow.py",
+        f"{name}.py",
         "import subprocess",
         f"""
 child = subprocess.Popen(["sleep", "{seconds}"])
-with open({str(sample.runs / "slow.pids")!r}, "a") as f:
+with open({str(sample.runs / f"{name}.pids")!r}, "a") as f:
     f.write(f"{{child.pid}}\\n")
 child.wait()
-with open({str(sample.runs / "slow.end")!r}, "a") as f:
+with open({str(sample.runs / f"{name}.end")!r}, "a") as f:
     f.write("end\\n")
 """,
     )
@@ -481,25 +506,29 @@ def test_on_busy_restart_kills_the_affected_running_script_and_starts_it_again(
     sample: Sample, watch: type[Watch]
 ) -> None:
     slow = _slow(sample, 60)
+    probe = _slow(sample, 60, "probe")
     quick = sample.add("quick.py")
     pids = sample.runs / "slow.pids"
-    w = watch(sample.root, "--on-busy", "restart", ready=False)
-    assert wait_for(lambda: len(_lines(pids)) == 1, TIMEOUT)
+    w = watch(sample.root, "--on-busy", "restart", "-j3", ready=False)
+    assert wait_for(lambda: len(_lines(pids)) == len(_lines(sample.runs / "probe.pids")) == 1)
     first = int(_lines(pids)[0])
     assert pid_alive(first)
 
+    probed = int(_lines(sample.runs / "probe.pids")[0])
     edit(quick)  # quick.py is not running: slow.py is left alone
-    time.sleep(QUIET)
+    edit(probe)  # seen after quick's edit: once probe.py is killed, quick's edit was handled
+    assert wait_for(lambda: not pid_alive(probed), TIMEOUT), w.output
     assert pid_alive(first)
-    assert sample.counts() == {"quick.py": 1, "slow.py": 1}
+    assert sample.counts() == {"probe.py": 1, "quick.py": 1, "slow.py": 1}
 
     edit(slow)
     assert wait_for(lambda: not pid_alive(first), TIMEOUT), "the old run's child survived"
-    sample.reached({"quick.py": 2, "slow.py": 2})
+    # The batch is over: what was killed or edited runs again, once.
+    sample.reached({"probe.py": 2, "quick.py": 2, "slow.py": 2})
     assert wait_for(lambda: len(_lines(pids)) == 2, TIMEOUT)
     second = int(_lines(pids)[1])
     assert second != first and pid_alive(second)
-    sample.settled({"quick.py": 2, "slow.py": 2})
+    assert sample.counts() == {"probe.py": 2, "quick.py": 2, "slow.py": 2}
     assert _lines(sample.runs / "slow.end") == []
     assert "restarted" in w.output
     w.close()
@@ -520,8 +549,8 @@ def test_a_broken_config_is_one_error_line_and_watching_goes_on(
 
     pos = w.mark()
     sample.project.config("scripts: [\n")
-    w.wait(r"^orch: still watching", after=pos)
-    sample.settled(ALL_ONCE)
+    w.wait(r"^orch: still watching", after=pos)  # the edit was handled: nothing ran for it
+    assert sample.counts() == ALL_ONCE
     errors = [line for line in w.since(pos).splitlines() if line.startswith("orch: error:")]
     assert len(errors) == 1, w.since(pos)
     assert "config.yaml" in errors[0]
