@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 from .errors import WriteError
 from .guardian import (
@@ -48,6 +48,7 @@ from .guardian import (
     Proc,
     find_members,
     has_marker,
+    last_pid,
     listed_pids,
     signal_all,
     stop_all,
@@ -138,11 +139,15 @@ class _Child:
     def reap(self) -> None:
         """Return once no process of the run is alive: SIGTERM, then SIGKILL after the grace.
 
-        The leader itself is left a zombie (see :meth:`Registry.running`).
+        Alive means not yet dead: a process it signalled that no longer looks
+        like the run's (it closed the pipes that showed it, on its way out) is
+        waited for all the same. The leader itself is left a zombie (see
+        :meth:`Registry.running`).
         """
         members = self.members()
         if not members:
             return
+        signalled = _identities(members)
         signal_all(members, signal.SIGTERM)
         deadline = time.monotonic() + self.grace
         delay = 0.005
@@ -150,11 +155,28 @@ class _Child:
             time.sleep(delay)
             delay = min(delay * 2, 0.05)
             members = self.members()
-            if not members:
+            signalled.update(_identities(members))
+            left = set(members) | {pid for pid, start in signalled.items() if _lives(pid, start)}
+            if not left:
                 return
             if time.monotonic() >= deadline:
-                signal_all(members, signal.SIGKILL)
+                signal_all(left, signal.SIGKILL)
                 deadline = time.monotonic() + 5.0  # SIGKILL cannot be ignored; just wait
+
+
+def _identities(pids: Iterable[int]) -> dict[int, int]:
+    """``{pid: start tick}`` of live processes: a PID alone may be reused."""
+    found = {}
+    for pid in pids:
+        proc = Proc.read(pid) if pid > 0 else None
+        if proc is not None and not proc.zombie:
+            found[pid] = proc.start
+    return found
+
+
+def _lives(pid: int, start: int) -> bool:
+    proc = Proc.read(pid)
+    return proc is not None and not proc.zombie and proc.start == start
 
 
 def _exited(pid: int) -> bool:
@@ -168,10 +190,11 @@ def _exited(pid: int) -> bool:
 def _tick() -> int:
     """Now, in the clock ticks since boot that ``/proc/PID/stat`` gives start times in.
 
-    Rounded up, and a tick later: a window that ends here holds whatever started
-    before it.
+    Rounded down, as the kernel rounds a start: whatever started before now has
+    a start at most this. (A kernel that counts starts without suspend counts
+    them lower: a window only grows.)
     """
-    return math.ceil(time.clock_gettime(time.CLOCK_BOOTTIME) * _HZ) + 1
+    return math.floor(time.clock_gettime(time.CLOCK_BOOTTIME) * _HZ)
 
 
 def _set_subreaper(on: bool) -> bool:
@@ -190,6 +213,23 @@ def _set_subreaper(on: bool) -> bool:
         return int(libc.prctl(_PR_SET_CHILD_SUBREAPER, int(on), 0, 0, 0)) == 0
     except (OSError, AttributeError):
         return False
+
+
+class _Window(NamedTuple):
+    """When a finished run went: what started in it may be the run's."""
+
+    leader: int
+    began: int  #: clock ticks since boot
+    ended: int
+    last: int | None  #: the PID handed out last as it ended
+
+    def holds(self, proc: Proc) -> bool:
+        """Whether ``proc`` started while this run went."""
+        if not self.began <= proc.start <= self.ended:
+            return False
+        if self.last is None or self.last < self.leader:  # PIDs wrapped within it: no order
+            return True
+        return self.leader <= proc.pid <= self.last
 
 
 class Registry:
@@ -220,8 +260,11 @@ class Registry:
         self.marker_prefix = f"{MARKER}{uuid.uuid4().hex[:TOKEN_LENGTH]}_"
         self._spawn = threading.RLock()  # held while starting a child, and while looking
         self._own: set[int] = set()  # PIDs this process started and has not reaped
-        self._open: dict[int, int] = {}  # a live run's leader: the tick it started
-        self._closed: deque[tuple[int, int, int]] = deque(maxlen=_WINDOWS)  # leader, from, to
+        # A run's window: from its leader's start to its end, in ticks and in PIDs (a
+        # process made after the end has a higher PID, until PIDs wrap): what started
+        # in it may be the run's. Those of live runs: leader -> start tick.
+        self._open: dict[int, int] = {}
+        self._closed: deque[_Window] = deque(maxlen=_WINDOWS)
         self._since: int | None = None  # the first run's start: older orphans are not ours
         self._prepared: int | None = None  # the PID that set up the guardian
         # Orphans are adopted only while there is a reason: a live child, or a run
@@ -268,7 +311,7 @@ class Registry:
         self._own.add(pid)
         self._adopt(1)
         proc = Proc.read(pid)
-        self._open[pid] = proc.start if proc is not None else _tick() - 2
+        self._open[pid] = proc.start if proc is not None else _tick()
         if self._since is None:
             self._since = self._open[pid]
 
@@ -278,27 +321,34 @@ class Registry:
             self._own.discard(pid)
             began = self._open.pop(pid, None)
             if began is not None:
-                self._closed.append((pid, began, _tick()))
+                self._closed.append(_Window(pid, began, _tick(), last_pid()))
                 self._adopt(-1)
 
-    def _runs_at(self, tick: int) -> set[int] | None:
-        """The leaders of the runs going at ``tick``; None when that is too long ago to say."""
-        runs = {pid for pid, began in self._open.items() if began <= tick}
-        full = len(self._closed) == self._closed.maxlen
-        if full and tick < self._closed[0][1]:
+    def _runs_at(self, proc: Proc, last: int | None) -> set[int] | None:
+        """The leaders of the runs going when ``proc`` started; None: too long ago to say.
+
+        ``last`` is the PID handed out last (None: unknown).
+        """
+        closed = self._closed
+        if len(closed) == closed.maxlen and proc.start < closed[0].began:
             return None
-        runs.update(pid for pid, began, ended in self._closed if began <= tick <= ended)
+        runs = {w.leader for w in closed if w.holds(proc)}
+        for leader, began in self._open.items():
+            wrapped = last is None or last < leader  # PIDs wrapped since: no order
+            if began <= proc.start and (wrapped or proc.pid >= leader):
+                runs.add(leader)
         return runs
 
     def _claimer(self, leader: int) -> Callable[[Proc], bool]:
         """Whether an orphan this process adopted is certainly the run of ``leader``'s."""
         session = os.getsid(0)
         prefix = self.marker_prefix.encode()
+        last = last_pid()
 
         def claim(proc: Proc) -> bool:
             if proc.sid == session or (not proc.zombie and has_marker(proc.pid, prefix)):
                 return False  # not a daemon, or another script's
-            return self._runs_at(proc.start) == {leader}
+            return self._runs_at(proc, last) == {leader}
 
         return claim
 
@@ -335,7 +385,7 @@ class Registry:
                     proc = Proc.read(pid) if pid not in self._own else None
                     if proc is None or proc.ppid != me or proc.sid == session:
                         continue
-                    if proc.start < since or self._runs_at(proc.start) == set():
+                    if proc.start < since or self._runs_at(proc, None) == set():
                         continue  # started outside every run: not a script's
                     if proc.zombie:
                         zombies.append(pid)
