@@ -523,7 +523,7 @@ def test_a_memory_limit_holds_for_what_a_script_starts_on_its_first_line(project
         """
         import os, resource
         pid = os.fork()
-        os.write(1, f"{resource.getrlimit(resource.RLIMIT_AS)[0]}\n".encode())  # one write each
+        os.write(1, f"{resource.getrlimit(resource.RLIMIT_AS)[0]}\\n".encode())  # one write each
         if pid:
             os.wait()
         """,
