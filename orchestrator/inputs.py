@@ -27,6 +27,7 @@ import hashlib
 import json
 import multiprocessing
 import os
+import stat
 import threading
 import time
 from collections import deque
@@ -87,9 +88,11 @@ def _parse_file(file: str) -> tuple[list[int], list[Any]] | None:
     key = _stat_key(file)
     if key is None:
         return None
+    if key[0] != stat.S_IFREG or key[1] > _PARSE_LIMIT:
+        return key, [[], None]  # a device or a giant posing as a module: no imports
     try:
         with open(file, "rb") as handle:
-            source = handle.read()
+            source = handle.read(_PARSE_LIMIT + 1)
     except OSError:
         return None
     found, error = _parse_imports(source, file)
@@ -123,11 +126,58 @@ def _parse_in_parallel(files: list[str]) -> list[Any] | None:
 
 
 def _stat_key(path: str | Path) -> list[int] | None:
+    """What the caches key a file by: its type, size, mtime, ctime, inode and device.
+
+    Keyed as git's index is: a tool that sets the old mtime back on a
+    same-size edit (``cp -p``, ``rsync -t``, ``tar -x``, ``touch -d``) cannot set
+    the ctime back, nor keep the inode of a file it replaced.
+    """
     try:
         st = os.stat(path)
     except OSError:
         return None
-    return [st.st_size, st.st_mtime_ns]
+    return [
+        stat.S_IFMT(st.st_mode),
+        st.st_size,
+        st.st_mtime_ns,
+        st.st_ctime_ns,
+        st.st_ino,
+        st.st_dev,
+    ]
+
+
+#: Bytes read at a time while hashing: memory stays flat whatever the file's size.
+_HASH_CHUNK = 1024 * 1024
+#: A module larger than this is not parsed for its imports (no real one is).
+_PARSE_LIMIT = 16 * 1024 * 1024
+
+
+def _content_hash(path: Path, key: list[int]) -> str | None:
+    """SHA-256 of what ``path`` is, without ever blocking or reading it whole.
+
+    A regular file: its content, streamed. A folder: its sorted entry names.
+    Anything else (a FIFO, a socket, a device such as ``/dev/zero``): its type
+    and identity, without opening it. None if it is gone or unreadable.
+    """
+    kind = key[0]
+    if kind == stat.S_IFDIR:  # a folder a script listed: its names are what it saw
+        names = "\0".join(sorted(os.listdir(path)))
+        return hashlib.sha256(names.encode("utf-8", "surrogateescape")).hexdigest()
+    if kind != stat.S_IFREG:
+        ident = f"{kind:o} {key[5]} {key[4]}"
+        return hashlib.sha256(f"special {ident}".encode()).hexdigest()
+    digest = hashlib.sha256()
+    # Non-blocking: if it became a FIFO since the stat, opening it still returns at once.
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        now = os.fstat(fd)
+        if not stat.S_ISREG(now.st_mode) or now.st_ino != key[4]:
+            return None  # replaced while we looked: unknown, so it counts as changed
+        while chunk := os.read(fd, _HASH_CHUNK):
+            digest.update(chunk)
+    finally:
+        os.close(fd)
+    return digest.hexdigest()
 
 
 def _join(folder: str, name: str) -> str:
@@ -163,7 +213,7 @@ def _scan(folder: str) -> _Listing:
 
 
 class _Cache:
-    """A JSON file of ``{path: [size, mtime_ns, value]}`` entries, valid while the file is."""
+    """A JSON file of ``{path: [*stat key, value]}`` entries, valid while the file is."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -178,12 +228,12 @@ class _Cache:
 
     def get(self, file: Path, key: list[int]) -> Any:
         entry = self.entries.get(str(file))
-        if entry is not None and entry[:2] == key:
-            return entry[2]
+        if isinstance(entry, list) and entry[:-1] == key:
+            return entry[-1]
         return None
 
     def put(self, file: Path, key: list[int], value: Any) -> None:
-        if key[1] > time.time_ns() - _RACY_NS:
+        if key[2] > time.time_ns() - _RACY_NS or key[3] > time.time_ns() - _RACY_NS:
             return
         self.entries[str(file)] = [*key, value]
         self.dirty = True
@@ -251,9 +301,10 @@ class InputGraph:
                 self._errors.pop(path, None)
 
     def file_hash(self, path: Path) -> str | None:
-        """SHA-256 of the file's content (None if it is missing), cached by size and mtime.
+        """SHA-256 of the file's content (None if it is missing), cached by its stat key.
 
-        A folder's is that of its sorted entry names.
+        A folder's is that of its sorted entry names; a FIFO's, socket's or
+        device's that of its type and identity (see :func:`_content_hash`).
         """
         key = _stat_key(path)
         if key is None:
@@ -263,12 +314,10 @@ class InputGraph:
             if cached is not None:
                 return str(cached)
         try:
-            if path.is_dir():  # a folder a script listed: its names are what it saw
-                data = "\0".join(sorted(os.listdir(path))).encode("utf-8", "surrogateescape")
-            else:
-                data = path.read_bytes()
-            digest = hashlib.sha256(data).hexdigest()
+            digest = _content_hash(path, key)
         except OSError:
+            return None
+        if digest is None:
             return None
         with self._lock:
             self._hashes.put(path, key, digest)
