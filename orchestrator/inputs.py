@@ -233,7 +233,7 @@ class _Cache:
         return None
 
     def put(self, file: Path, key: list[int], value: Any) -> None:
-        if key[2] > time.time_ns() - _RACY_NS or key[3] > time.time_ns() - _RACY_NS:
+        if key[2] > time.time_ns() - _RACY_NS:
             return
         self.entries[str(file)] = [*key, value]
         self.dirty = True
