@@ -5,34 +5,76 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import itertools
+import logging
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 from .errors import WriteError
 
 _SERIAL = itertools.count()
+_IGNORE = "# Made by orchestrator: its caches and run record.\n*\n"
+_checked: set[Path] = set()  # state folders whose .gitignore was found whole
+_warned: set[str] = set()
+logger = logging.getLogger("orchestrator")
+
+
+def state_hint(path: str | os.PathLike[str]) -> str:
+    """The fix for a state file that cannot be written: ``-o`` does not move it."""
+    return f"free some space, or make {os.path.dirname(os.fspath(path))} writable"
 
 
 def ensure_state_dir(state: Path) -> Path:
-    """Make the state folder (``.orchestrator/``) if needed, with a ``.gitignore`` of ``*``."""
+    """Make the state folder (``.orchestrator/``) if needed, with a ``.gitignore`` of ``*``.
+
+    A ``.gitignore`` left empty or cut short (a full disk) is written again.
+    """
     ignore = state / ".gitignore"
-    if not ignore.exists():
+    if state in _checked and ignore.exists():
+        return state
+    try:
+        whole = ignore.read_text(encoding="utf-8", errors="replace") == _IGNORE
+    except OSError:
+        whole = False
+    if not whole:
         try:
             state.mkdir(parents=True, exist_ok=True)
-            ignore.write_text("# Made by orchestrator: its caches and run record.\n*\n")
+            clear_damaged(ignore)
+            atomic_write_text(ignore, _IGNORE, durable=False)
+        except WriteError as exc:
+            raise WriteError(ignore, exc.cause, state_hint(ignore)) from None
         except OSError as exc:
-            raise WriteError(ignore, exc) from exc
+            raise WriteError(ignore, exc, state_hint(ignore)) from exc
+    _checked.add(state)
     return state
+
+
+def warn_damaged(path: str | os.PathLike[str], why: str) -> None:
+    """Say once per process that a state file is damaged, is ignored, and will be rewritten."""
+    name = os.fspath(path)
+    if name not in _warned:
+        _warned.add(name)
+        logger.warning("%s is damaged (%s): ignored, and written anew on the next write", name, why)
+
+
+def clear_damaged(path: str | os.PathLike[str]) -> None:
+    """Remove a folder standing where a state file belongs, so that the file can be written."""
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
 
 
 @contextlib.contextmanager
 def locked(path: Path, *, shared: bool = False) -> Iterator[None]:
     """Hold a ``flock`` on ``path`` (created if missing), across processes.
 
-    Exclusive by default; ``shared`` locks only keep exclusive ones out.
+    Exclusive by default; ``shared`` locks only keep exclusive ones out. A
+    folder standing where the lock file belongs is removed first.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        warn_damaged(path, "a folder")
+        clear_damaged(path)
     with open(path, "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
         try:

@@ -20,9 +20,18 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ._files import atomic_write_text, ensure_state_dir, locked
+from ._files import (
+    atomic_write_bytes,
+    atomic_write_text,
+    clear_damaged,
+    ensure_state_dir,
+    locked,
+    state_hint,
+    warn_damaged,
+)
 from .dag import remaining_chains
 from .environments import EnvBuildError, Environments
+from .errors import WriteError
 from .inputs import InputGraph
 from .plan import Plan, ScriptJob
 from .project import Project
@@ -130,25 +139,53 @@ class Record:
         self.state = project.state_dir
         self.path = self.state / "record.jsonl"
         self._lock = self.state / "record.lock"
+        self._damaged = False  # found damaged: the next write starts it anew
 
     def key(self, script: Path) -> str:
         """The record's key for a script: its path relative to the project root."""
         return Path(os.path.relpath(script, self.root)).as_posix()
 
     def _lines(self) -> list[dict[str, Any]]:
+        """Every whole entry; none when the journal is damaged (it is then rewritten).
+
+        A torn last line (a crash mid-append) is skipped; any other damage (bytes
+        that are not UTF-8 JSON, an entry of the wrong shape, a folder) makes the
+        whole record count as absent, so every script reruns: never a stale pass.
+        """
         try:
-            text = self.path.read_text(encoding="utf-8")
-        except OSError:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
             return []
+        except OSError as exc:
+            return self._damage(exc.strerror or type(exc).__name__)
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            return self._damage("not UTF-8")
+        lines = text.split("\n")
+        if lines and lines[-1] == "":
+            lines.pop()
+        elif lines:
+            lines.pop()  # torn by a crash: not an entry yet
         entries = []
-        for line in text.splitlines():
+        for line in lines:
             try:
                 entry = json.loads(line)
             except ValueError:
-                continue  # a line torn by a crash
-            if isinstance(entry, dict) and isinstance(entry.get("script"), str):
-                entries.append(entry)
+                return self._damage("a line that is not JSON")
+            if not (
+                isinstance(entry, dict)
+                and isinstance(entry.get("script"), str)
+                and isinstance(entry.get("fingerprint"), str)
+            ):
+                return self._damage("an entry of the wrong shape")
+            entries.append(entry)
         return entries
+
+    def _damage(self, why: str) -> list[dict[str, Any]]:
+        warn_damaged(self.path, why)
+        self._damaged = True
+        return []
 
     def load(self) -> dict[str, dict[str, Any]]:
         """The latest entry of every script; an unreadable record counts as empty."""
@@ -201,12 +238,23 @@ class Record:
         entry.update(trace_fields(trace))
         line = (json.dumps(entry) + "\n").encode()
         ensure_state_dir(self.state)
-        with locked(self._lock, shared=True):
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
-            try:
-                os.write(fd, line)
-            finally:
-                os.close(fd)
+        try:
+            if self._damaged or self.path.is_dir():
+                with locked(self._lock):
+                    clear_damaged(self.path)
+                    atomic_write_bytes(self.path, line, durable=False)
+                self._damaged = False
+                return
+            with locked(self._lock, shared=True):
+                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+                try:
+                    os.write(fd, line)
+                finally:
+                    os.close(fd)
+        except WriteError as exc:
+            raise WriteError(self.path, exc.cause, state_hint(self.path)) from None
+        except OSError as exc:
+            raise WriteError(self.path, exc, state_hint(self.path)) from None
 
     def compact(self, slack: int = 4) -> None:
         """Rewrite the journal with one line per script once it has ``slack`` times more."""

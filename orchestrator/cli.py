@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import signal
 import sys
@@ -588,9 +589,23 @@ _COMMANDS = {
 }
 
 
+class _WarningLine(logging.Handler):
+    """orch's warnings (a damaged state file) as one ``orch: warning:`` line on stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(f"orch: warning: {record.getMessage()}", file=sys.stderr)
+
+
+def _say_warnings() -> None:
+    logger = logging.getLogger("orchestrator")
+    if not any(isinstance(h, _WarningLine) for h in logger.handlers):
+        logger.addHandler(_WarningLine(logging.WARNING))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``orch`` with ``argv`` (default: ``sys.argv[1:]``) and return the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    _say_warnings()
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

@@ -59,17 +59,21 @@ class CycleError(OrchestratorError):
 class WriteError(OrchestratorError):
     """A file orchestrator writes (a log, the record, a report) cannot be written.
 
-    ``path`` is the file, ``cause`` the :class:`OSError`. A run that meets one
+    ``path`` is the file, ``cause`` the :class:`OSError`, ``hint`` the fix to
+    name (the default is for reports and logs, which ``-o`` moves). A run that meets one
     stops its scripts, writes what it still can, and exits 2 with this line.
     """
 
-    def __init__(self, path: str | os.PathLike[str], cause: OSError) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        cause: OSError,
+        hint: str = "free some space or pass a writable folder with -o",
+    ) -> None:
         self.path = os.fspath(path)
         self.cause = cause
         why = cause.strerror or str(cause) or type(cause).__name__
-        super().__init__(
-            f"cannot write {self.path}: {why}; free some space or pass a writable folder with -o"
-        )
+        super().__init__(f"cannot write {self.path}: {why}; {hint}")
 
 
 class ExitCode(enum.IntEnum):

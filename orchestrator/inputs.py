@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from ._files import atomic_write_text, ensure_state_dir
+from ._files import atomic_write_text, clear_damaged, ensure_state_dir, warn_damaged
 from .discovery import skipped_dir
 from .patterns import Glob
 from .project import STATE_DIR, Project
@@ -213,22 +213,31 @@ def _scan(folder: str) -> _Listing:
 
 
 class _Cache:
-    """A JSON file of ``{path: [*stat key, value]}`` entries, valid while the file is."""
+    """A JSON file of ``{path: [*stat key, value]}`` entries, valid while the file is.
 
-    def __init__(self, path: Path) -> None:
+    ``valid`` says whether a value has the shape this cache stores; a file
+    that is not such JSON is damaged: it counts as empty, and is rewritten.
+    """
+
+    def __init__(self, path: Path, valid: Callable[[Any], bool]) -> None:
         self.path = path
+        self.valid = valid
         self.entries: dict[str, list[Any]] = {}
         self.dirty = False
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            if isinstance(data, dict):
-                self.entries = data
-        except (OSError, ValueError):
+            data = json.loads(path.read_bytes())
+            if not isinstance(data, dict):
+                raise ValueError("not an object")
+            self.entries = data
+        except FileNotFoundError:
             pass
+        except (OSError, ValueError) as exc:
+            warn_damaged(path, getattr(exc, "strerror", None) or "not the JSON orch writes")
+            self.dirty = True  # written anew on save
 
     def get(self, file: Path, key: list[int]) -> Any:
         entry = self.entries.get(str(file))
-        if isinstance(entry, list) and entry[:-1] == key:
+        if isinstance(entry, list) and entry[:-1] == key and self.valid(entry[-1]):
             return entry[-1]
         return None
 
@@ -241,8 +250,30 @@ class _Cache:
     def save(self) -> None:
         if self.dirty:
             ensure_state_dir(self.path.parent)
+            clear_damaged(self.path)
             atomic_write_text(self.path, json.dumps(self.entries), durable=False)
             self.dirty = False
+
+
+def _valid_imports(value: Any) -> bool:
+    return (
+        isinstance(value, list)
+        and len(value) == 2
+        and isinstance(value[0], list)
+        and all(
+            isinstance(i, list)
+            and len(i) == 3
+            and isinstance(i[0], str)
+            and isinstance(i[1], int)
+            and isinstance(i[2], list)
+            for i in value[0]
+        )
+        and (value[1] is None or isinstance(value[1], str))
+    )
+
+
+def _valid_hash(value: Any) -> bool:
+    return isinstance(value, str)
 
 
 class InputGraph:
@@ -255,8 +286,8 @@ class InputGraph:
         self.project = project
         self.root = project.root
         state = project.state_dir
-        self._imports = _Cache(state / "imports.json")
-        self._hashes = _Cache(state / "hashes.json")
+        self._imports = _Cache(state / "imports.json", _valid_imports)
+        self._hashes = _Cache(state / "hashes.json", _valid_hash)
         self._lock = threading.RLock()
         self._shared_roots = self._roots()
         self._direct: dict[Path, tuple[Path, ...]] = {}
