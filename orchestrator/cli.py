@@ -265,14 +265,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _checked_run_id(run_id: str | None) -> str | None:
-    if run_id is not None and (
-        not run_id
-        or run_id in (".", "..", "latest")
-        or not all(c.isalnum() or c in "-_." for c in run_id)
-    ):
+    from .ledger import RUN_ID
+
+    if run_id is not None and (run_id == "latest" or RUN_ID.fullmatch(run_id) is None):
         raise OrchestratorError(
-            f"--run-id {run_id!r}: use letters, digits, '-', '_' and '.' (it names a folder "
-            "in the reports directory)"
+            f"--run-id {run_id!r}: use ASCII letters, digits, '-', '_' and '.', not first "
+            "(it names a folder in the reports directory)"
         )
     return run_id
 

@@ -41,7 +41,6 @@ __all__ = [
     "has_marker",
     "listed_pids",
     "signal_all",
-    "stat_fields",
     "stop_all",
 ]
 
@@ -94,12 +93,6 @@ def _holds(pid: int, pipes: frozenset[str]) -> bool:
             if os.readlink(f"{folder}/{fd}") in pipes:
                 return True
     return False
-
-
-def stat_fields(pid: int) -> list[bytes] | None:
-    """``/proc/PID/stat`` after the command name (state first); None: gone or a zombie."""
-    fields = _stat(pid)
-    return None if not fields or fields[0] in (b"Z", b"X") else fields
 
 
 def _stat(pid: int) -> list[bytes] | None:
@@ -176,6 +169,7 @@ def find_members(
     last: Callable[[], int | None] = last_pid,
     *,
     own: Container[int] = (),
+    session: int | None = None,
     claim: Callable[[Proc], bool] | None = None,
 ) -> Members:
     """The live processes of the run led by ``leader``, whose group and session it leads.
@@ -183,11 +177,12 @@ def find_members(
     A process is the run's when it is in its group or session; when its
     environment has ``marker`` as a variable; when it descends from one that
     is; when it holds one of the pipes whose inodes are ``pipes`` (looked for
-    only when given: listing descriptors costs) and was not started by this
-    process; or when it is an orphan adopted by this process (a subreaper)
-    that ``claim`` says is the run's. Never this process or its threads, nor
-    a PID in ``own`` (what this process started: the guardian, other scripts)
-    other than the leader. The caller keeps the leader unreaped while it looks,
+    only when given: listing descriptors costs) and is not a child of this
+    process in its ``session`` (one it started, between ``fork`` and ``exec``);
+    or when it is an orphan adopted by this process (a subreaper) that
+    ``claim`` says is the run's. Never this process or its threads, nor a PID
+    in ``own`` (what this process started: the guardian, other scripts) other
+    than the leader. The caller keeps the leader unreaped while it looks,
     so that its group's number cannot have been reused; and keeps this
     process from starting a child while it looks (a child between ``fork`` and
     ``exec`` holds copies of every pipe). Every process of a run is created
@@ -222,7 +217,7 @@ def find_members(
             elif (
                 proc.sid == leader
                 or (marker and has_marker(pid, marker))
-                or (held and _holds(pid, held))
+                or (held and not (proc.ppid == me and proc.sid == session) and _holds(pid, held))
                 or (proc.ppid == me and claim is not None and claim(proc))
             ):
                 found.escaped.append(pid)

@@ -27,6 +27,7 @@ from .errors import OrchestratorError, WriteError
 __all__ = [
     "INCOMPLETE",
     "MARKER",
+    "RUN_ID",
     "TOKEN_LENGTH",
     "LiveRun",
     "enter",
@@ -50,10 +51,10 @@ def process_start(pid: int) -> str | None:
     Compared with the ledger's, it tells a live orch from a new process that was
     given the PID of a dead one.
     """
-    from .guardian import stat_fields
+    from .guardian import Proc
 
-    fields = stat_fields(pid)
-    return fields[19].decode() if fields is not None and len(fields) > 19 else None
+    proc = Proc.read(pid)
+    return str(proc.start) if proc is not None and not proc.zombie else None
 
 
 @functools.cache
@@ -115,7 +116,9 @@ def _folder(state_dir: Path) -> Path:
 
 # An entry's name repeats what the sweep must know to act even when its content is
 # damaged: orch's token (so its marker), PID and start time, and the run id.
-_NAME = re.compile(rf"([0-9a-f]{{{TOKEN_LENGTH}}})-([1-9][0-9]*)-([0-9]+)-([A-Za-z0-9_.-]+)\.json")
+#: What a run id may be (``--run-id`` is checked against it): it names a folder.
+RUN_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
+_NAME = re.compile(rf"([0-9a-f]{{{TOKEN_LENGTH}}})-([1-9][0-9]*)-([0-9]+)-({RUN_ID.pattern})\.json")
 _FIELDS = {f.name for f in fields(LiveRun)}
 
 
@@ -196,7 +199,8 @@ def _run_folder(run: LiveRun, reports_dir: Path) -> tuple[Path | None, str]:
     folder = reports_dir / run.run_id
     if os.path.abspath(run.run_dir) != os.path.abspath(folder):
         return None, f"; its folder {run.run_dir} is not in {reports_dir}: not marked incomplete"
-    if folder.is_symlink() or not folder.is_dir():
+    inside = folder.resolve().parent == reports_dir.resolve()
+    if folder.is_symlink() or not folder.is_dir() or not inside:
         return None, f"; {folder} is not its folder any more: not marked incomplete"
     return folder, f"; orch report {folder} shows what it finished"
 
@@ -220,6 +224,12 @@ def sweep(state_dir: Path, reports_dir: Path) -> list[str]:
     from .guardian import find_marked, stop_all  # only with entries to judge
 
     lines = []
+    # An orch that lives vouches for its token: no entry, forged or damaged, acts on it.
+    live = {
+        found[1]
+        for found in map(_NAME.fullmatch, names)
+        if found is not None and _alive(int(found[2]), found[3])
+    }
     for entry in names:
         path = _folder(state_dir) / entry
         name = _NAME.fullmatch(entry)
@@ -240,7 +250,7 @@ def sweep(state_dir: Path, reports_dir: Path) -> list[str]:
             continue
         if run is not None and run.host != _host():
             continue  # another machine's or container's: its PID says nothing here
-        if _alive(pid, started if started != "0" else None):
+        if name[1] in live or (started == "0" and os.path.isdir("/proc")):
             continue  # its orch lives (a damaged entry too: only its orch may judge it)
         # Only processes with a variable named for this orch's token: its scripts.
         marker = f"{MARKER}{name.group(1)}_".encode()

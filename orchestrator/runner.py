@@ -116,11 +116,8 @@ class _Child:
 
     def members(self) -> list[int]:
         """The processes that belong to this run and are still alive."""
-        if self.registry is not None:
-            return self.registry.members(self)
-        found = find_members(self.pgid, self.marker, self.pipes if self.deep else ())
-        self.escaped.update(found.escaped)
-        return found.pids
+        assert self.registry is not None, "a child is made by its registry"
+        return self.registry.members(self)
 
     def signal(self, sig: int) -> None:
         """Send ``sig`` to every process of the run."""
@@ -179,10 +176,21 @@ def _lives(pid: int, start: int) -> bool:
     return proc is not None and not proc.zombie and proc.start == start
 
 
+# Where waitid is missing (macOS), a child is reaped when seen to exit; its status waits here.
+_early: dict[int, tuple[int, Any]] = {}
+
+
 def _exited(pid: int) -> bool:
     """Whether our child ``pid`` has exited, without reaping it (its PID stays taken)."""
     try:
-        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+        if hasattr(os, "waitid"):
+            return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+        if pid not in _early:
+            found, status, usage = os.wait4(pid, os.WNOHANG)
+            if not found:
+                return False
+            _early[pid] = (status, usage)
+        return True
     except ChildProcessError:  # reaped already
         return True
 
@@ -194,7 +202,8 @@ def _tick() -> int:
     a start at most this. (A kernel that counts starts without suspend counts
     them lower: a window only grows.)
     """
-    return math.floor(time.clock_gettime(time.CLOCK_BOOTTIME) * _HZ)
+    clock = getattr(time, "CLOCK_BOOTTIME", time.CLOCK_MONOTONIC)  # no /proc there anyway
+    return math.floor(time.clock_gettime(clock) * _HZ)
 
 
 def _set_subreaper(on: bool) -> bool:
@@ -267,6 +276,7 @@ class Registry:
         self._closed: deque[_Window] = deque(maxlen=_WINDOWS)
         self._since: int | None = None  # the first run's start: older orphans are not ours
         self._prepared: int | None = None  # the PID that set up the guardian
+        self._session = 0  # this process's session, once prepared
         # Orphans are adopted only while there is a reason: a live child, or a run
         # (adopting()). A program that embeds orch is a subreaper no longer than that.
         self._adopters = 0
@@ -281,14 +291,21 @@ class Registry:
         as this process's own from then on.
         """
         with self._spawn:
-            if self._prepared != os.getpid():  # once per process (a fork starts anew)
-                self._prepared = os.getpid()
-                self._own.clear()
-                self._adopters, self.subreaper = 0, False
-                guardian = self.guardian.start()
-                if guardian is not None:
-                    self._own.add(guardian)
+            if self._prepared != os.getpid():  # once per process
+                self._prepare()
             yield self._admit
+
+    def _prepare(self) -> None:
+        if self._prepared is not None:  # a forked copy of a process that had children
+            self._own.clear()
+            self._open.clear()
+            self._closed.clear()
+            self._since, self._adopters, self.subreaper = None, 0, False
+        self._prepared = os.getpid()
+        self._session = os.getsid(0)
+        guardian = self.guardian.start()
+        if guardian is not None:
+            self._own.add(guardian)
 
     def _adopt(self, change: int) -> None:
         """One more (or fewer) reason to adopt orphans; on from the first, off after the last."""
@@ -316,13 +333,21 @@ class Registry:
             self._since = self._open[pid]
 
     def _forget(self, pid: int) -> None:
-        """``pid`` was reaped: its window closes, and its number may be someone else's."""
+        """``pid`` was reaped: its window closes, and its number may be someone else's.
+
+        When no run is left (a library call, not ``orch run``), what no script
+        could claim is stopped now: nothing else would.
+        """
         with self._spawn:
             self._own.discard(pid)
             began = self._open.pop(pid, None)
-            if began is not None:
-                self._closed.append(_Window(pid, began, _tick(), last_pid()))
-                self._adopt(-1)
+            if began is None:
+                return
+            self._closed.append(_Window(pid, began, _tick(), last_pid()))
+            self._adopt(-1)
+            idle = self._adopters == 0
+        if idle:
+            self.stop_orphans()
 
     def _runs_at(self, proc: Proc, last: int | None) -> set[int] | None:
         """The leaders of the runs going when ``proc`` started; None: too long ago to say.
@@ -339,16 +364,26 @@ class Registry:
                 runs.add(leader)
         return runs
 
+    def _adopted(self, proc: Proc) -> bool:
+        """Whether ``proc``, a child of this process, came to it as a script's orphan.
+
+        Not what this process started, nor what shares its session (started by
+        the program that embeds orch), nor a live script's own (its marker).
+        """
+        if proc.pid in self._own or proc.sid == self._session:
+            return False
+        return proc.zombie or not has_marker(proc.pid, self.marker_prefix.encode())
+
     def _claimer(self, leader: int) -> Callable[[Proc], bool]:
         """Whether an orphan this process adopted is certainly the run of ``leader``'s."""
-        session = os.getsid(0)
-        prefix = self.marker_prefix.encode()
-        last = last_pid()
+        last: list[int | None] = []  # read on the first orphan only
 
         def claim(proc: Proc) -> bool:
-            if proc.sid == session or (not proc.zombie and has_marker(proc.pid, prefix)):
-                return False  # not a daemon, or another script's
-            return self._runs_at(proc, last) == {leader}
+            if not self._adopted(proc):
+                return False
+            if not last:
+                last.append(last_pid())
+            return self._runs_at(proc, last[0]) == {leader}
 
         return claim
 
@@ -360,38 +395,38 @@ class Registry:
                 child.marker,
                 child.pipes if child.deep else (),
                 own=self._own,
+                session=self._session,
                 claim=self._claimer(child.pgid) if self._prepared == os.getpid() else None,
             )
-        _reap_orphans(found.zombies)
+            _reap(found.zombies)  # under the lock: a reaped PID is free for the next child
         child.escaped.update(found.escaped)
         return found.pids
 
     def stop_orphans(self, grace: float = KILL_GRACE) -> int:
-        """Stop the orphans adopted from this process's runs that no run could claim.
+        """Stop the orphans adopted from finished runs; returns how many there were.
 
-        Those that left their session after starting while more than one run
-        was going. Called when no run is going (the end of ``orch run``, or of a
-        watch batch); returns how many there were.
+        What no run could claim when it ended: those that left their session
+        after starting while more than one run was going (or too long ago to
+        say). One that may be a run's still going is left for it.
         """
         if self._since is None or self._prepared != os.getpid() or not os.path.isdir("/proc"):
             return 0
-        me, session, since = os.getpid(), os.getsid(0), self._since
-        prefix = self.marker_prefix.encode()
+        me, since = os.getpid(), self._since
 
         def orphans() -> list[int]:
-            live, zombies = [], []
+            live: list[int] = []
+            zombies: list[int] = []
             with self._spawn:
-                for pid in listed_pids():
-                    proc = Proc.read(pid) if pid not in self._own else None
-                    if proc is None or proc.ppid != me or proc.sid == session:
+                for pid in _children() or listed_pids():
+                    proc = Proc.read(pid)
+                    if proc is None or proc.ppid != me or proc.start < since:
                         continue
-                    if proc.start < since or self._runs_at(proc, None) == set():
-                        continue  # started outside every run: not a script's
-                    if proc.zombie:
-                        zombies.append(pid)
-                    elif not (self._open and has_marker(pid, prefix)):
-                        live.append(pid)
-            _reap_orphans(zombies)
+                    runs = self._runs_at(proc, None)
+                    if runs == set() or (runs and runs & self._open.keys()):
+                        continue  # started outside every run, or maybe a live run's
+                    if self._adopted(proc):
+                        (zombies if proc.zombie else live).append(pid)
+                _reap(zombies)
             return live
 
         return stop_all(orphans, grace)
@@ -466,8 +501,7 @@ class Registry:
             )
             admit(proc.pid)
         pipes = tuple(os.fstat(p.fileno()).st_ino for p in (proc.stdout, proc.stderr) if p)
-        child = _Child(name, proc.pid, grace, marker, tag=tag, wake=wake, pipes=pipes)
-        child.registry = self
+        child = _Child(name, proc.pid, grace, marker, tag, wake, pipes=pipes, registry=self)
         return proc, child
 
     @contextlib.contextmanager
@@ -496,19 +530,33 @@ def _collect(proc: subprocess.Popen[bytes], child: _Child) -> None:
     while not _exited(proc.pid) and time.monotonic() < deadline:
         time.sleep(0.01)
     try:
-        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-    except ChildProcessError:  # reaped elsewhere: no usage
-        proc.poll()
-        return
+        pid, status, usage = proc.pid, *_early.pop(proc.pid)
+    except KeyError:
+        try:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        except ChildProcessError:  # reaped elsewhere: no usage
+            proc.poll()
+            return
     if pid:
         proc.returncode = os.waitstatus_to_exitcode(status)
         child.usage = usage
 
 
-def _reap_orphans(pids: Iterable[int]) -> None:
+def _reap(pids: Iterable[int]) -> None:
     for pid in pids:
         with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)
+
+
+def _children() -> list[int] | None:
+    """This process's children (of every thread); None where ``/proc`` does not list them."""
+    if not os.path.exists(f"/proc/self/task/{os.getpid()}/children"):
+        return None
+    found: list[int] = []
+    for tid in os.listdir("/proc/self/task"):
+        with contextlib.suppress(OSError), open(f"/proc/self/task/{tid}/children") as handle:
+            found.extend(map(int, handle.read().split()))
+    return found
 
 
 #: This process's children. One registry, because signals reach the process.
@@ -799,7 +847,7 @@ def run_script(
         trace_env(child_env, trace_file, str(found), skip)
     command = [python or sys.executable, str(script), *(args or ())]
     cap = _memory_cap(memory_limit_mb) if memory_limit_mb is not None else None
-    if cap is not None and cap[0] and shutil.which(command[0]) is None:
+    if cap is not None and cap[0] and shutil.which(command[0], path=child_env.get("PATH")) is None:
         cap = None  # let the start fail as an interpreter not found, not as prlimit's error
     if cap is not None:
         command[:0] = cap[0]
@@ -832,13 +880,14 @@ def run_script(
             env=child_env,
             preexec_fn=cap[1] if cap is not None else None,
         )
-    except OSError as exc:
+    except (OSError, subprocess.SubprocessError) as exc:
         os.close(wake_r)
         os.close(wake_w)
         out.close()
         err.close()
         what = "interpreter not found" if isinstance(exc, FileNotFoundError) else "cannot start"
-        result["error"] = f"{what}: {python or sys.executable}: {exc.strerror or exc}"
+        reason = getattr(exc, "strerror", None) or exc
+        result["error"] = f"{what}: {python or sys.executable}: {reason}"
         return finish()
 
     # Read once the child has exec'd: what it carried can only be below this.

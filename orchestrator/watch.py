@@ -370,6 +370,17 @@ class _Session:
         self.watcher.ready.wait(5)
         return set(self.watcher.dirs - before)
 
+    def tell(self, batch: Batch) -> None:
+        """Take the batch's plan, and say its errors, notes and why each script runs."""
+        self.state = replace(self.state, plan=batch.plan)
+        for line in batch.errors:
+            self.say(line)
+            self.say("orch: still watching, with the last good config")
+        for note in batch.notes:
+            self.say(note)
+        for cause, rels in batch.why.items():
+            self.say(f"{cause} -> {', '.join(rels)}")
+
     def catch_up(self, new_dirs: set[Path]) -> set[str]:
         """What changed while folders were re-registered: scripts to run.
 
@@ -381,9 +392,7 @@ class _Session:
         gap = plan_batch(
             [Edit("added", d) for d in sorted(new_dirs)], self.state, self.tracking, self.options
         )
-        self.state = replace(self.state, plan=gap.plan)
-        for cause, rels in gap.why.items():
-            self.say(f"{cause} -> {', '.join(rels)}")
+        self.tell(gap)
         plan = self.state.plan
         fingerprints = self.tracking.fingerprints(plan)
         entries = fingerprints.entries()
@@ -412,14 +421,7 @@ class _Session:
                 batch = plan_batch(edits, self.state, self.tracking, self.options)
             else:
                 batch = Batch(self.state.plan)
-            self.state = replace(self.state, plan=batch.plan)
-            for line in batch.errors:
-                self.say(line)
-                self.say("orch: still watching, with the last good config")
-            for note in batch.notes:
-                self.say(note)
-            for cause, rels in batch.why.items():
-                self.say(f"{cause} -> {', '.join(rels)}")
+            self.tell(batch)
             if missed - batch.scripts:
                 self.say(f"changed while re-registering folders -> {', '.join(sorted(missed))}")
             scripts, missed = batch.scripts | missed, set()

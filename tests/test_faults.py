@@ -219,7 +219,13 @@ def test_a_sweep_judges_each_entry_and_never_raises(tmp_path: Path) -> None:
     )
     me = LiveRun.of_this_process("r1", "ORCHESTRATOR_CHILD_feedbeef0000_", None, 3, [])
     (reports / "r1").mkdir(parents=True)
-    gone = dataclasses.replace(me, pid=int(dead.stdout), started="1", run_dir=str(reports / "r1"))
+    gone = dataclasses.replace(
+        me,
+        pid=int(dead.stdout),
+        started="1",
+        run_dir=str(reports / "r1"),
+        marker="ORCHESTRATOR_CHILD_0123456789ab_",
+    )
     enter(state, gone)
     enter(state, dataclasses.replace(me, run_id="r2"))  # this process: alive
     (state / "runs" / "r3.json").write_text(json.dumps({"run_id": 3}))  # not a name orch writes
@@ -269,8 +275,24 @@ lines = sweep(state, reports)
 alive = {n: p.poll() is None for n, p in
          [("victim", victim), ("in_value", in_value), ("other_run", other_run), ("left", left)]}
 (runs / f"{token}-{dead.pid}-1-cut.json").write_text('{"run_id": "cut", "pid": ')
+# A live orch's token named by a damaged entry, and a run id that climbs out.
+live_token = "abcdefabcdef"
+guarded = start({f"ORCHESTRATOR_CHILD_{live_token}_" + "2" * 32: "1"})
+while not execd(guarded):
+    time.sleep(0.01)
+with open("/proc/self/stat", "rb") as handle:
+    me_start = handle.read().rsplit(b")", 1)[1].split()[19].decode()
+(runs / f"{live_token}-{os.getpid()}-{me_start}-alive.json").write_text(json.dumps({
+    "run_id": "alive", "pid": os.getpid(), "started": me_start,
+    "marker": f"ORCHESTRATOR_CHILD_{live_token}_", "run_dir": None, "total": 1,
+    "command": [], "host": "",
+}))
+(runs / f"{live_token}-{dead.pid}-1-posing.json").write_text("{")
+(runs / f"{other}-{dead.pid}-1-...json").write_text("{")
 lines += sweep(state, reports)
 alive["left_after"] = left.poll() is None
+alive["guarded"] = guarded.poll() is None
+guarded.kill()
 print(json.dumps({"lines": lines, "alive": alive, "outside": os.path.exists("/tmp/outside")}))
 for p in (victim, in_value, other_run, left):
     p.kill()
@@ -306,9 +328,11 @@ def test_a_forged_or_truncated_ledger_entry_never_reaches_a_process_not_its_own(
         "other_run": True,  # the forged entry's name names its token: not acted on
         "left": True,
         "left_after": False,
+        "guarded": True,  # its orch lives: a damaged entry naming its token is not acted on
     }, seen
     assert not seen["outside"]
-    forged, cut = seen["lines"]
+    forged, cut, climbing = seen["lines"]
+    assert climbing.startswith("ignored ") and "not an entry orch writes" in climbing
     assert forged.startswith("ignored ") and "marker does not agree" in forged
     assert "nothing stopped" in forged
     assert "run cut was killed" in cut and "stopped 1 processes" in cut
