@@ -57,15 +57,13 @@ def _jobs(value: str) -> int:
         raise argparse.ArgumentTypeError(message) from None
 
 
-def _positive(value: str) -> float:
+def _timeout(value: str) -> float:
+    from .config import timeout_seconds
+
     try:
-        number = float(value)
-    except ValueError:
-        number = -1
-    if number <= 0:
-        message = f"expected seconds greater than 0, got {value!r}"
-        raise argparse.ArgumentTypeError(message)
-    return number
+        return timeout_seconds(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _depth(value: str) -> int:
@@ -102,7 +100,7 @@ def _selection_options(parser: argparse.ArgumentParser) -> None:
         help=_DEPTH_HELP,
     )
     parser.add_argument(
-        "--timeout", type=_positive, help="seconds per script; replaces the config's default:"
+        "--timeout", type=_timeout, help="seconds per script; replaces the config's default:"
     )
 
 

@@ -49,6 +49,7 @@ __all__ = [
     "load_config",
     "match_path",
     "relative_script_path",
+    "timeout_seconds",
 ]
 
 
@@ -116,6 +117,23 @@ def _seconds_up_to(limit: float) -> Callable[[Any], float]:
 _positive_seconds = _seconds_up_to(MAX_TIMEOUT)
 
 
+def timeout_seconds(text: str) -> float:
+    """A timeout typed as text (``--timeout``), held to the config's bounds.
+
+    Raises:
+        ValueError: not a number of seconds above 0 and at most a week (``nan``
+            and ``inf`` included); the message says so.
+    """
+    try:
+        number = float(text)
+    except ValueError:
+        raise ValueError(f"expected a number of seconds, got {text!r}") from None
+    try:
+        return _positive_seconds(number)
+    except _Invalid as exc:
+        raise ValueError(str(exc).replace(_describe(number), repr(text))) from None
+
+
 def _string(value: Any) -> str:
     if not isinstance(value, str):
         raise _Invalid(f"expected a string, got {_describe(value)}")
@@ -136,6 +154,8 @@ def _scalar_text(value: Any, what: str) -> str:
     # YAML turns `3` into an int; accept numbers as text, but a bool is almost
     # always an unquoted `yes`/`on` the user meant as a string.
     if isinstance(value, str):
+        if "\0" in value:  # no argument or variable can carry one: every start would fail
+            raise _Invalid(f"expected {what} without a NUL character, got {_describe(value)}")
         return value
     if isinstance(value, int | float) and not isinstance(value, bool):
         return str(value)

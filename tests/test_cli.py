@@ -924,3 +924,27 @@ def test_timeouts_at_j4_never_kill_a_sibling_or_orch(project: Project) -> None:
         assert [p for p, s in statuses.items() if s != "passed"] == [f"s{i}.py" for i in range(6)]
         assert all(s == "timeout" for p, s in statuses.items() if p.startswith("s"))
         assert not any(r.get("escaped") for r in summary["results"])
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "1e400", "604801", "0", "-1", "soon"])
+def test_a_timeout_outside_the_configs_bounds_is_one_usage_line(
+    project: Project, value: str
+) -> None:
+    project.script("a.py", "print('a')\n")
+    done = project.orch("run", "--timeout", value, "scripts")
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert "--timeout" in lines[-1] and repr(value) in lines[-1], done.stderr
+
+
+@pytest.mark.parametrize("key", ["env", "args"])
+def test_a_nul_byte_in_env_or_args_is_one_line_naming_the_key(project: Project, key: str) -> None:
+    project.script("a.py", "print('a')\n")
+    value = '{X: "a\\0b"}' if key == "env" else '["a\\0b"]'
+    project.config(f"scripts:\n  a.py: {{{key}: {value}}}\n")
+    done = project.orch("run", "scripts")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and key in lines[0] and "NUL" in lines[0], done.stderr
