@@ -339,7 +339,7 @@ def _options(args: argparse.Namespace, argv: Sequence[str]) -> Any:
 
 @contextmanager
 def _interrupts(stop: threading.Event, force: threading.Event) -> Iterator[None]:
-    """While running, SIGINT/SIGTERM stop the run instead of raising.
+    """While running, SIGINT, SIGTERM and SIGHUP stop the run instead of raising.
 
     The handler only sets events (it takes no lock and scans nothing): the
     engine's ticker sees ``stop`` within 0.1 s and stops the scripts (SIGTERM,
@@ -358,7 +358,9 @@ def _interrupts(stop: threading.Event, force: threading.Event) -> Iterator[None]
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    # SIGHUP (the terminal closed) ends a run as SIGTERM does: scripts stopped, reports written.
+    stopping = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {sig: signal.signal(sig, handler) for sig in stopping}
     try:
         yield
     finally:

@@ -6,6 +6,7 @@ form ``-k`` and ``config.yaml`` keys take (relative to the scripts directory).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import sys
@@ -155,10 +156,22 @@ class ConsoleReporter(Reporter):
         self.run: RunInfo | None = None
         self.began = time.monotonic()
         self._line_drawn = False
+        self.closed = False  # the reader of the stream went away
 
     def _write(self, text: str) -> None:
-        self.stream.write(text)
-        self.stream.flush()
+        if self.closed:
+            return
+        try:
+            self.stream.write(text)
+            self.stream.flush()
+        except BrokenPipeError:
+            # The reader left (`orch run | head -1`): the console stops, the run goes on,
+            # as `git log | head` does. What Python would flush at exit goes nowhere.
+            self.closed = True
+            with contextlib.suppress(OSError, ValueError):
+                null = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(null, self.stream.fileno())
+                os.close(null)
 
     def _clear(self) -> None:
         if self._line_drawn:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import RESULT_KEYS, Project, pid_alive, wait_for
+from conftest import ORCH_ENV, RESULT_KEYS, Project, pid_alive, wait_for
 
 import orchestrator
 from orchestrator.cli import run_orchestrator
@@ -948,3 +948,44 @@ def test_a_nul_byte_in_env_or_args_is_one_line_naming_the_key(project: Project, 
     assert "Traceback" not in done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and key in lines[0] and "NUL" in lines[0], done.stderr
+
+
+def test_a_reader_that_leaves_stops_the_console_not_the_run(project: Project) -> None:
+    for i in range(6):
+        project.script(f"s{i}.py", "import time\ntime.sleep(0.2)\nprint('done')\n")
+    command = f"{sys.executable} -m orchestrator run -j2 scripts | head -1; exit ${{PIPESTATUS[0]}}"
+    done = subprocess.run(
+        ["bash", "-c", command],
+        cwd=project.root,
+        env=ORCH_ENV,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr  # the run's own code, all passed
+    assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr
+    assert len(done.stdout.splitlines()) == 1
+    run_dir = (project.root / "reports" / "latest").resolve()
+    for name in ("summary.json", "report.md", "junit.xml"):
+        assert (run_dir / name).is_file(), name
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["totals"]["passed"] == 6 and not summary["interrupted"]
+
+
+def test_sighup_ends_a_run_as_sigterm_does(project: Project, tmp_path: Path) -> None:
+    started = tmp_path / "started"
+    project.script("slow.py", f"open({str(started)!r}, 'w').close()\nimport time\ntime.sleep(60)\n")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "orchestrator", "run", "scripts"],
+        cwd=project.root,
+        env=ORCH_ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert wait_for(started.exists, 20)
+    proc.send_signal(signal.SIGHUP)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, out + err
+    summary = json.loads((project.root / "reports" / "latest" / "summary.json").read_text())
+    assert summary["interrupted"] and summary["results"][0]["status"] == "error"
