@@ -154,4 +154,5 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, durable: bo
 
 def atomic_write_text(path: str | os.PathLike[str], text: str, *, durable: bool = True) -> None:
     """Write UTF-8 ``text`` to ``path`` atomically (see :func:`atomic_write_bytes`)."""
-    atomic_write_bytes(path, text.encode("utf-8"), durable=durable)
+    # A file name that is not UTF-8 (a surrogate here) is written as its \\udcNN escape.
+    atomic_write_bytes(path, text.encode("utf-8", "backslashreplace"), durable=durable)

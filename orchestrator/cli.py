@@ -380,18 +380,19 @@ def _cmd_list(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
         record = Record(plan.project)
         expected = estimates(plan, record.load(), record)
-        sys.stdout.write(render_graph(plan, args.format, expected, options.jobs))
+        sys.stdout.write(plan.masker.mask(render_graph(plan, args.format, expected, options.jobs)))
         return ExitCode.OK
     if args.json:
         data = [
             {"path": j.rel, "script": str(j.path), "settings": plan.shown_settings(j)} for j in jobs
         ]
-        print(json.dumps(data, indent=2))
+        print(plan.masker.mask(json.dumps(data, indent=2)))
         return ExitCode.OK
     from .console import render_plan
+    from .reporting import name_text
 
     sys.stdout.write(render_plan(plan))
-    print(f"\n{len(jobs)} scripts in {options.scripts_dir}")
+    print(f"\n{len(jobs)} scripts in {name_text(plan.masker.mask(str(options.scripts_dir)))}")
     if plan.left_out:
         print(plan.left_out)
     return ExitCode.OK

@@ -20,6 +20,7 @@ from .reporting import (
     RunInfo,
     ScriptStarted,
     memory_text,
+    name_text,
     tail,
     totals_line,
     visible,
@@ -39,8 +40,8 @@ __all__ = [
 def _display_path(result: Mapping[str, Any]) -> str:
     # One form in every output: the path relative to the scripts directory, the one
     # `-k` and config.yaml keys take.
-    # A file name may hold control characters too.
-    return visible(str(result.get("path") or result["script"]))
+    # A file name may hold control characters, and bytes that are not UTF-8.
+    return name_text(str(result.get("path") or result["script"]))
 
 
 # -- console -----------------------------------------------------------------------------------
@@ -202,7 +203,7 @@ class ConsoleReporter(Reporter):
         self._draw()
 
     def script_started(self, started: ScriptStarted) -> None:
-        self.running[started.script] = started.name
+        self.running[started.script] = name_text(started.name)
         self._draw()
 
     def script_finished(self, result: ScriptResult) -> None:
@@ -213,7 +214,7 @@ class ConsoleReporter(Reporter):
         elif self.verbosity >= 0 and self.run is not None:
             status = _paint(result.status.value, result.status.value.upper(), self.color)
             self._write(
-                f"[{self.done}/{self.run.total}] {status} {result.path} "
+                f"[{self.done}/{self.run.total}] {status} {name_text(result.path)} "
                 f"{result.execution_time or 0.0:.2f}s\n"
             )
 
@@ -222,7 +223,7 @@ class ConsoleReporter(Reporter):
             self._draw()
         elif self.verbosity >= 0 and self.run is not None:
             self._write(
-                f"[retry] {result.path} {result.status} on attempt {attempt}; "
+                f"[retry] {name_text(result.path)} {result.status} on attempt {attempt}; "
                 f"trying again in {delay:g}s\n"
             )
 
@@ -263,7 +264,8 @@ def _settings_rows(plan: Any) -> list[list[Any]]:
         skip = (s["skip_reason"] or "yes") if s["skip"] else ""
         if job.rel in plan.fresh:
             skip = "up-to-date"
-        rows.append([job.rel, f"{s['timeout']:g}", " ".join(s["args"]), skip])
+        args = " ".join(s["args"])
+        rows.append([name_text(job.rel), f"{s['timeout']:g}", name_text(args), name_text(skip)])
     return rows
 
 
@@ -281,6 +283,10 @@ def render_dry_run(plan: Any) -> str:
     count = len(plan.jobs) - len(plan.fresh)
     lines.append(f"\n{count} of {len(plan.jobs)} scripts would run; nothing was run (--dry-run)\n")
     return "".join(lines)
+
+
+def _mermaid(text: str) -> str:
+    return name_text(text).replace("&", "#amp;").replace('"', "#quot;").replace("<", "#lt;")
 
 
 def render_graph(
@@ -302,14 +308,15 @@ def render_graph(
     if fmt == "mermaid":
         ids = {rel: f"s{i}" for i, rel in enumerate(order)}
         lines = ["flowchart TD"]
-        lines += [f'    {ids[rel]}["{rel}"]' for rel in order]
+        # A label is a quoted string: a quote or a newline in a name must not end it.
+        lines += [f'    {ids[rel]}["{_mermaid(rel)}"]' for rel in order]
         lines += [f"    {ids[dep]} --> {ids[rel]}" for rel in order for dep in graph[rel]]
         return "\n".join(lines) + "\n"
     width = len(str(len(order)))
     lines = []
     for i, rel in enumerate(order, 1):
-        after = f"  (after {', '.join(graph[rel])})" if graph[rel] else ""
-        lines.append(f"{i:>{width}}. {rel}{after}")
+        after = f"  (after {', '.join(map(name_text, graph[rel]))})" if graph[rel] else ""
+        lines.append(f"{i:>{width}}. {name_text(rel)}{after}")
     if cost:
         lines.append(
             f"\nestimated makespan at -j{jobs}: {makespan:.2f} s (last durations from the "

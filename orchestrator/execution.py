@@ -55,6 +55,10 @@ def new_run_id(now: datetime | None = None) -> str:
     return f"{stamp}-{secrets.token_hex(3)}"
 
 
+#: The fields of a result that outputs show as text: masked before anything sees them.
+_SHOWN = ("script", "name", "path", "subdirectory", "stdout_path", "stderr_path", "error")
+
+
 @dataclass
 class RunOutcome:
     """The results of a run in plan order, and how it ended."""
@@ -178,8 +182,12 @@ class _ScriptRun:
 
     def finish(self, job: ScriptJob, result: dict[str, Any], attempts: int) -> ScriptResult:
         """The attempt's result as a value, its log on disk before anyone is told."""
-        if result.get("error"):  # an executor's own error may quote the call
-            result = {**result, "error": self.plan.masker.mask(result["error"])}
+        # An executor's own error may quote the call, and a file may be named after a
+        # secret: what every output shows of a result is masked once, here.
+        masked = {k: self.plan.masker.mask(result[k]) for k in _SHOWN if result.get(k)}
+        if result.get("trace"):  # the paths a script read or wrote
+            masked["trace"] = self.plan.masker.mask_data(result["trace"])
+        result = {**result, **masked}
         value = ScriptResult.from_dict(result)
         value = replace(
             value, attempts=attempts, flaky=value.status is Status.PASSED and attempts > 1
@@ -288,7 +296,9 @@ class _ScriptRun:
         job = self.jobs[event.task]
         if event.kind == "started":
             if event.attempt == 1:
-                self.emit("script_started", ScriptStarted(str(job.path), job.rel, job.path.name))
+                mask = self.plan.masker.mask
+                started = ScriptStarted(mask(str(job.path)), mask(job.rel), mask(job.path.name))
+                self.emit("script_started", started)
             return
         if event.kind == "retrying":
             self.emit("script_retrying", event.value, event.attempt, event.delay)
@@ -406,7 +416,9 @@ def execute(
     bridge.plan = plan = select(plan, options, bridge.tracking, bridge.fingerprints)
     bridge.prioritize()
     run.notes = list(plan.notes)  # with what the selection says
-    run.jobs, run.depends_on = options.jobs, plan.graph()
+    mask = plan.masker.mask
+    run.jobs = options.jobs
+    run.depends_on = {mask(rel): [mask(d) for d in deps] for rel, deps in plan.graph().items()}
     # Kept until the reports are written: a run killed before has no summary, and
     # the next orch command finds its leftovers by the marker.
     live = LiveRun.of_this_process(

@@ -637,7 +637,7 @@ class InputGraph:
         """A fingerprint: the inputs' hashes, the effective settings and the interpreter."""
         digest = hashlib.sha256()
         for rel, value in sorted((os.path.relpath(p, self.root), h) for p, h in hashes.items()):
-            digest.update(f"{rel}\0{value}\n".encode())
+            digest.update(f"{rel}\0{value}\n".encode("utf-8", "surrogateescape"))
         digest.update(json.dumps(dict(settings), sort_keys=True, default=str).encode())
         digest.update(interpreter.encode())
         return digest.hexdigest()

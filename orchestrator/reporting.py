@@ -28,7 +28,11 @@ __all__ = [
     "Reporter",
     "RunInfo",
     "ScriptStarted",
+    "md_cell",
+    "md_code",
+    "md_fence",
     "memory_text",
+    "name_text",
     "plain",
     "summarize",
     "tail",
@@ -155,18 +159,33 @@ _SGR = re.compile(r"\x1b\[[0-9;:]*m\Z")
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
+# A byte of a file name that is not UTF-8, as Python reads it (surrogateescape).
+_UNDECODED = re.compile("[\udc80-\udcff]")
+# In a name, every control character: a tab or a newline would break a table row.
+_NAME_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\udc80-\udcff]")
+
+
+def _shown(char: str) -> str:
+    code = ord(char)
+    return f"\\x{code - 0xDC00 if code >= 0xDC80 else code:02x}"
+
+
 def plain(text: str) -> str:
     """``text`` without escape sequences or control characters (tab and newline kept).
 
     For files read by other programs (Markdown, JUnit): nothing in them can
-    move a cursor, retitle a window or end an XML document.
+    move a cursor, retitle a window or end an XML document. A byte that is not
+    UTF-8 (in a file name) is shown as ``\\xNN``.
     """
     text = text.replace("\r\n", "\n")
-    return _CONTROL.sub("", _ESCAPE.sub("", text))
+    return _UNDECODED.sub(lambda m: _shown(m.group()), _CONTROL.sub("", _ESCAPE.sub("", text)))
 
 
-def _shown(char: str) -> str:
-    return f"\\x{ord(char):02x}"
+def name_text(name: str) -> str:
+    """A script's name or path for any output: every control character and every byte
+    that is not UTF-8 shown as ``\\xNN``, so a name can neither reach a terminal as a
+    command nor break a table row, a Markdown span or an XML document."""
+    return _NAME_CONTROL.sub(lambda m: _shown(m.group()), name)
 
 
 def visible(text: str) -> str:
@@ -190,4 +209,36 @@ def visible(text: str) -> str:
         pieces.append(escape(match))
         last = match.end()
     pieces.append(_CONTROL.sub(lambda m: _shown(m.group()), text[last:]))
-    return "".join(pieces)
+    return _UNDECODED.sub(lambda m: _shown(m.group()), "".join(pieces))
+
+
+# -- Markdown: one helper per form, so that no name or output can break a document --
+
+
+def _longest_backticks(text: str) -> int:
+    return max((len(m) for m in re.findall(r"`+", text)), default=0)
+
+
+def md_fence(text: str) -> str:
+    """A code fence (backticks) that no run of backticks inside ``text`` can close."""
+    return "`" * max(3, _longest_backticks(text) + 1)
+
+
+def md_cell(text: str) -> str:
+    """Text for a Markdown table cell or line: no controls, no raw HTML, no cell break."""
+    text = plain(text).replace("\n", " ").replace("\t", " ")
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return text.replace("|", "\\|")
+
+
+def md_code(text: str) -> str:
+    """``text`` as a Markdown code span that no backtick, pipe or newline inside can end.
+
+    The fence is one backtick longer than the longest run inside (CommonMark),
+    padded with spaces when the text begins or ends with one; ``|`` is escaped,
+    which GitHub's tables honour inside code spans too.
+    """
+    text = plain(text).replace("\n", " ").replace("\t", " ").replace("|", "\\|")
+    fence = "`" * (_longest_backticks(text) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") or not text.strip() else ""
+    return f"{fence}{pad}{text}{pad}{fence}"

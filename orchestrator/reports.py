@@ -28,7 +28,19 @@ from ._files import atomic_write_text
 from .dag import critical_path
 from .errors import ExitCode, OrchestratorError, WriteError
 from .ledger import INCOMPLETE
-from .reporting import TAIL_LINES, Reporter, RunInfo, memory_text, plain, summarize, tail
+from .reporting import (
+    TAIL_LINES,
+    Reporter,
+    RunInfo,
+    md_cell,
+    md_code,
+    md_fence,
+    memory_text,
+    name_text,
+    plain,
+    summarize,
+    tail,
+)
 from .results import NOT_OK, STATUSES, ScriptResult, exit_code_for
 
 __all__ = [
@@ -67,34 +79,6 @@ def save_log(
     return target
 
 
-def _longest_backticks(text: str) -> int:
-    return max((len(m) for m in re.findall(r"`+", text)), default=0)
-
-
-def _fence(text: str) -> str:
-    return "`" * max(3, _longest_backticks(text) + 1)
-
-
-def _md_cell(text: str) -> str:
-    # Text in a table cell or a line: no controls, no raw HTML, no cell break.
-    text = plain(text).replace("\n", " ").replace("\t", " ")
-    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return text.replace("|", "\\|")
-
-
-def _md_code(text: str) -> str:
-    """``text`` as a Markdown code span that no backtick, pipe or newline inside can end.
-
-    The fence is one backtick longer than the longest run inside (CommonMark),
-    padded with spaces when the text begins or ends with one; ``|`` is escaped,
-    which GitHub's tables honour inside code spans too.
-    """
-    text = plain(text).replace("\n", " ").replace("\t", " ").replace("|", "\\|")
-    fence = "`" * (_longest_backticks(text) + 1)
-    pad = " " if text.startswith("`") or text.endswith("`") or not text.strip() else ""
-    return f"{fence}{pad}{text}{pad}{fence}"
-
-
 def render_markdown(summary: Mapping[str, Any], results: Sequence[Mapping[str, Any]]) -> str:
     """The Markdown report: totals, all scripts, slowest 10, per subdirectory, failures."""
     from tabulate import tabulate
@@ -112,17 +96,17 @@ def render_markdown(summary: Mapping[str, Any], results: Sequence[Mapping[str, A
         + "\n\n"
     )
     for note in summary.get("notes", []):
-        out.write(f"> {_md_cell(note)}\n\n")
+        out.write(f"> {md_cell(note)}\n\n")
 
     def row(r: Mapping[str, Any]) -> list[Any]:
         return [
-            _md_code(str(r["path"])),
+            md_code(name_text(str(r["path"]))),
             r["status"],
             "" if r.get("exit_code") is None else r["exit_code"],
             f"{r.get('execution_time') or 0.0:.2f}",
             memory_text(r.get("peak_memory_mb")),
             "" if r.get("cpu_time") is None else f"{r['cpu_time']:.2f}",
-            _md_cell(r.get("error") or r.get("skip_reason") or ""),
+            md_cell(r.get("error") or r.get("skip_reason") or ""),
         ]
 
     headers = ["Script", "Status", "Exit", "Time (s)", "Memory", "CPU (s)", "Note"]
@@ -144,7 +128,7 @@ def render_markdown(summary: Mapping[str, Any], results: Sequence[Mapping[str, A
     out.write(
         tabulate(
             [
-                [_md_code(d), *(c[s] for s in STATUSES), c["total"]]
+                [md_code(d), *(c[s] for s in STATUSES), c["total"]]
                 for d, c in summary["subdirectories"].items()
             ],
             headers=["Subdirectory", *STATUSES, "total"],
@@ -156,13 +140,13 @@ def render_markdown(summary: Mapping[str, Any], results: Sequence[Mapping[str, A
     if failing:
         out.write("\n## Failures\n")
     for r in failing:
-        out.write(f"\n### {_md_code(str(r['path']))}: {r['status']}\n\n")
+        out.write(f"\n### {md_code(str(r['path']))}: {r['status']}\n\n")
         if r.get("error"):
-            out.write(f"{_md_cell(r['error'])}\n\n")
+            out.write(f"{md_cell(r['error'])}\n\n")
         for stream in ("stderr", "stdout"):
             text = plain(tail(r.get(stream) or "", TAIL_LINES))
             if text.strip():
-                fence = _fence(text)
+                fence = md_fence(text)
                 out.write(f"{stream} (last {TAIL_LINES} lines):\n\n{fence}text\n{text}")
                 out.write(("" if text.endswith("\n") else "\n") + f"{fence}\n\n")
     escaped = [r for r in results if r.get("escaped")]
@@ -170,19 +154,19 @@ def render_markdown(summary: Mapping[str, Any], results: Sequence[Mapping[str, A
     if escaped or unclaimed:
         out.write("\n## Escaped processes\n\nLeft their script's process group; killed:\n\n")
         for r in escaped:
-            out.write(f"- {_md_code(str(r['path']))}: {int(r['escaped'])}\n")
+            out.write(f"- {md_code(str(r['path']))}: {int(r['escaped'])}\n")
         if unclaimed:
             out.write(f"- from scripts that ran at once and cannot be told apart: {unclaimed}\n")
     flaky = [r for r in results if r.get("flaky")]
     if flaky:
         out.write("\n## Flaky\n\nPassed only after a retry:\n\n")
         for r in flaky:
-            out.write(f"- {_md_code(str(r['path']))}: passed on attempt {r.get('attempts')}\n")
+            out.write(f"- {md_code(str(r['path']))}: passed on attempt {r.get('attempts')}\n")
     skipped = [r for r in results if r["status"] == "skipped"]
     if skipped:
         out.write("\n## Skipped\n\n")
         for r in skipped:
-            out.write(f"- {_md_code(str(r['path']))}: {_md_cell(r.get('skip_reason') or '')}\n")
+            out.write(f"- {md_code(str(r['path']))}: {md_cell(r.get('skip_reason') or '')}\n")
     return out.getvalue()
 
 
@@ -331,7 +315,7 @@ def render_junit(summary: Mapping[str, Any], results: Sequence[Mapping[str, Any]
             case = ET.SubElement(
                 suite,
                 "testcase",
-                name=str(r["path"]),
+                name=_xml_text(name_text(str(r["path"]))),
                 classname=directory.replace("/", "."),
                 time=f"{r.get('execution_time') or 0.0:.3f}",
             )

@@ -859,8 +859,9 @@ def run_script(
         except OSError as exc:
             result["error"] = result["write_error"] = str(WriteError(logs, exc))
             return finish()
-        result["stdout_path"] = str(logs / f"{script.name}.stdout.log")
-        result["stderr_path"] = str(logs / f"{script.name}.stderr.log")
+        shown = secrets.mask(script.name)  # a log's name must not carry a secret either
+        result["stdout_path"] = str(logs / f"{shown}.stdout.log")
+        result["stderr_path"] = str(logs / f"{shown}.stderr.log")
     out = _Capture(max_output, Path(result["stdout_path"]) if logs else None, secrets)
     err = _Capture(max_output, Path(result["stderr_path"]) if logs else None, secrets)
 

@@ -46,3 +46,42 @@ def test_hostile_output_and_name_reach_no_output_raw(project: Project) -> None:
     assert "\x1b" not in junit and "\x00" not in junit
     case = ET.fromstring(junit).find(".//testcase")
     assert case is not None and "green" in (case.findtext("system-out") or "")
+
+
+def test_any_bytes_in_a_name_reach_every_output_escaped_and_masked(project: Project) -> None:
+    import json
+    import os
+
+    scripts = os.fsencode(project.scripts)
+    for name in (b"bad\xff\xfe.py", b"t\x1b]0;PWNED\x07\x1b[2J.py", b"new\nline.py"):
+        with open(os.path.join(scripts, name), "w") as handle:
+            handle.write("print('ran')\n")
+    for name in (b"s3cr3tvalue99.py",):
+        with open(os.path.join(scripts, name), "w") as handle:
+            handle.write("print('ran')\n")
+    env = {"MY_TOKEN": "s3cr3tvalue99"}
+    run = project.orch("run", "scripts", env=env)
+    assert run.returncode == 0, run.stdout + run.stderr
+    outputs = {"run": run.stdout + run.stderr}
+    for command in (
+        ("list", "scripts"),
+        ("list", "--json", "scripts"),
+        ("list", "--graph", "scripts"),
+        ("list", "--graph", "--format", "mermaid", "scripts"),
+        ("run", "--dry-run", "scripts"),
+        ("docs", "scripts"),
+    ):
+        shown = project.orch(*command, env=env)
+        assert shown.returncode == 0, shown.stderr
+        outputs[" ".join(command)] = shown.stdout + shown.stderr
+    run_dir = (project.root / "reports" / "latest").resolve()
+    for name in ("summary.json", "report.md", "junit.xml", "trace.json"):
+        outputs[name] = (run_dir / name).read_text(encoding="utf-8")
+    for where, text in outputs.items():
+        assert "s3cr3tvalue99" not in text, where
+        assert "\x1b" not in text and "\x07" not in text, where
+    assert "bad\\xff\\xfe.py" in outputs["run"] and "new\\x0aline.py" in outputs["run"]
+    ET.fromstring(outputs["junit.xml"])  # well-formed
+    summary = json.loads(outputs["summary.json"])
+    assert summary["totals"]["passed"] == 4
+    assert {r["path"] for r in summary["results"]} >= {"***.py", "new\nline.py"}
