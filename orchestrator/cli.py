@@ -368,6 +368,25 @@ def _interrupts(stop: threading.Event, force: threading.Event) -> Iterator[None]
             signal.signal(sig, old)
 
 
+def _environments_of(plan: Any) -> dict[str, str]:
+    """``{path: the isolated environment it runs in}`` for the scripts that have one."""
+    from .environments import EnvBuildError, Environments
+
+    envs = Environments(plan.project, plan.groups)
+    found = {}
+    for job in plan.jobs:
+        try:
+            spec = envs.spec_for(job.path, job.settings)
+        except EnvBuildError as exc:
+            found[job.rel] = f"invalid PEP 723 metadata: {exc}"
+            continue
+        if spec is not None:
+            found[job.rel] = (
+                f"{spec.name} (PEP 723)" if spec.name.startswith("script ") else spec.name
+            )
+    return found
+
+
 def _cmd_list(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from .plan import build_plan
 
@@ -383,15 +402,22 @@ def _cmd_list(args: argparse.Namespace, argv: Sequence[str]) -> int:
         sys.stdout.write(plan.masker.mask(render_graph(plan, args.format, expected, options.jobs)))
         return ExitCode.OK
     if args.json:
+        runs_in = _environments_of(plan)
         data = [
-            {"path": j.rel, "script": str(j.path), "settings": plan.shown_settings(j)} for j in jobs
+            {
+                "path": j.rel,
+                "script": str(j.path),
+                "settings": plan.shown_settings(j),
+                "runs_in": runs_in.get(j.rel),  # its isolated environment, or null
+            }
+            for j in jobs
         ]
         print(plan.masker.mask(json.dumps(data, indent=2)))
         return ExitCode.OK
     from .console import render_plan
     from .reporting import name_text
 
-    sys.stdout.write(render_plan(plan))
+    sys.stdout.write(render_plan(plan, envs=_environments_of(plan)))
     print(f"\n{len(jobs)} scripts in {name_text(plan.masker.mask(str(options.scripts_dir)))}")
     if plan.left_out:
         print(plan.left_out)
@@ -416,11 +442,12 @@ def _cmd_docs(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
 def _cmd_report(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from .console import render_console_summary, use_color
+    from .reporting import visible
     from .reports import load_run
 
     summary, results = load_run(args.run_dir)
     color = use_color(sys.stdout, False if args.no_color else None)
-    print(f"run {summary['run_id']}: {' '.join(summary.get('command') or [])}")
+    # What the run itself printed at its end, no more: the table, the tails, the totals.
     if summary.get("incomplete"):
         planned = summary.get("total")
         of = f" of {planned}" if planned is not None else ""
@@ -439,6 +466,7 @@ def _cmd_report(args: argparse.Namespace, argv: Sequence[str]) -> int:
             interrupted=bool(summary.get("interrupted")),
         )
     )
+    print(f"reports: {visible(summary['run_dir'])}")
     return int(summary.get("exit_code", ExitCode.OK))
 
 
@@ -455,7 +483,7 @@ def _cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
         from .console import render_dry_run
         from .execution import select
 
-        sys.stdout.write(render_dry_run(select(plan, options)))
+        sys.stdout.write(render_dry_run(select(plan, options), _environments_of(plan)))
         return ExitCode.OK
     reporters: list[Reporter] = [
         FileReporter(),
@@ -607,7 +635,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     _say_warnings()
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        # argparse fills `envs ACTION [SCRIPTS_DIR]` in one go: after `clean --all` the
+        # folder is left over. It is the folder all the same, as `ls -l dir` takes it.
+        lone = len(extra) == 1 and not extra[0].startswith("-")
+        if args.command == "envs" and args.scripts_dir is None and lone:
+            args.scripts_dir, extra = Path(extra[0]), []
+        if extra:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
     except _UsageError as exc:
         return exc.code
     if args.command is None:

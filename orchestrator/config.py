@@ -527,8 +527,16 @@ def relative_script_path(
 ) -> str:
     """The POSIX path of ``script`` relative to ``scripts_dir`` (the key used in config).
 
-    A symlinked script keeps its own name: the key is the path discovery found.
+    A relative ``script`` is taken from the current directory when it names a
+    file there inside ``scripts_dir`` (``scripts/sub/b.py``, as typed in a
+    shell), and from ``scripts_dir`` otherwise (``sub/b.py``). A symlinked
+    script keeps its own name: the key is the path discovery found.
     """
+    typed = Path(os.path.abspath(script))
+    if not Path(script).is_absolute() and typed.is_file():
+        rel = relative_posix(typed, scripts_dir)
+        if rel is not None:
+            return rel
     script_path = Path(os.path.abspath(Path(scripts_dir, script)))
     return relative_posix(script_path, scripts_dir) or script_path.as_posix()
 

@@ -257,7 +257,7 @@ class ConsoleReporter(Reporter):
 # -- plans -------------------------------------------------------------------------------------
 
 
-def _settings_rows(plan: Any) -> list[list[Any]]:
+def _settings_rows(plan: Any, envs: Mapping[str, str]) -> list[list[Any]]:
     rows = []
     for job in plan.jobs:
         s = job.settings
@@ -265,21 +265,26 @@ def _settings_rows(plan: Any) -> list[list[Any]]:
         if job.rel in plan.fresh:
             skip = "up-to-date"
         args = " ".join(s["args"])
-        rows.append([name_text(job.rel), f"{s['timeout']:g}", name_text(args), name_text(skip)])
+        row = [name_text(job.rel), f"{s['timeout']:g}", name_text(args), name_text(skip)]
+        rows.append([*row, name_text(envs.get(job.rel, ""))] if envs else row)
     return rows
 
 
-def render_plan(plan: Any, header: str = "Script") -> str:
-    """``orch list``'s table: each script with its timeout, args and why it is skipped."""
+def render_plan(plan: Any, header: str = "Script", envs: Mapping[str, str] | None = None) -> str:
+    """``orch list``'s table: each script with its timeout, args and why it is skipped.
+
+    ``envs`` (``{path: environment}``) adds the isolated environment each runs in.
+    """
     from tabulate import tabulate
 
-    table = tabulate(_settings_rows(plan), headers=[header, "Timeout", "Args", "Skip"])
+    headers = [header, "Timeout", "Args", "Skip", *(["Environment"] if envs else [])]
+    table = tabulate(_settings_rows(plan, envs or {}), headers=headers)
     return str(plan.masker.mask(table)) + "\n"  # args may carry a secret
 
 
-def render_dry_run(plan: Any) -> str:
+def render_dry_run(plan: Any, envs: Mapping[str, str] | None = None) -> str:
     """``--dry-run``: the plan's table, its notes, and how many scripts would run."""
-    lines = [render_plan(plan, "Would run"), *(note + "\n" for note in plan.notes)]
+    lines = [render_plan(plan, "Would run", envs), *(note + "\n" for note in plan.notes)]
     count = len(plan.jobs) - len(plan.fresh)
     lines.append(f"\n{count} of {len(plan.jobs)} scripts would run; nothing was run (--dry-run)\n")
     return "".join(lines)
@@ -302,20 +307,29 @@ def render_graph(
     from .dag import remaining_chains, schedule
 
     graph = plan.graph()
-    cost = dict(expected or {})
+    # A skipped script is no step: it is shown as skipped, and costs nothing.
+    skipped = {
+        job.rel: job.settings["skip_reason"] or "yes" for job in plan.jobs if job.settings["skip"]
+    }
+    cost = {**(expected or {}), **dict.fromkeys(skipped, 0.0)} if expected else {}
     priority = remaining_chains(graph, cost) if jobs > 1 and cost else None
     order, makespan = schedule(graph, cost, jobs, priority)
     if fmt == "mermaid":
         ids = {rel: f"s{i}" for i, rel in enumerate(order)}
         lines = ["flowchart TD"]
         # A label is a quoted string: a quote or a newline in a name must not end it.
-        lines += [f'    {ids[rel]}["{_mermaid(rel)}"]' for rel in order]
+        lines += [
+            f'    {ids[rel]}["{_mermaid(rel)}{" (skipped)" if rel in skipped else ""}"]'
+            for rel in order
+        ]
         lines += [f"    {ids[dep]} --> {ids[rel]}" for rel in order for dep in graph[rel]]
         return "\n".join(lines) + "\n"
     width = len(str(len(order)))
     lines = []
     for i, rel in enumerate(order, 1):
         after = f"  (after {', '.join(map(name_text, graph[rel]))})" if graph[rel] else ""
+        if rel in skipped:
+            after += f"  (skipped: {name_text(skipped[rel])})"
         lines.append(f"{i:>{width}}. {name_text(rel)}{after}")
     if cost:
         lines.append(

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import secrets
 import threading
 import time
@@ -41,7 +42,7 @@ from .reporting import Reporter, RunInfo, ScriptStarted
 from .reports import save_log
 from .results import ScriptResult, Status, StopReason, exit_code_for, skipped_result, unrun_result
 from .runner import children
-from .tracing import Trace, trace_in
+from .tracing import Trace, TraceError, trace_in
 from .workflow import RetryPolicy, TaskResult, TaskStatus, Workflow, WorkflowEvent
 
 __all__ = ["RunOutcome", "execute", "new_run_id"]
@@ -55,6 +56,7 @@ def new_run_id(now: datetime | None = None) -> str:
     return f"{stamp}-{secrets.token_hex(3)}"
 
 
+_MISSING = re.compile(r"ModuleNotFoundError: No module named '([^']+)'")
 #: The fields of a result that outputs show as text: masked before anything sees them.
 _SHOWN = ("script", "name", "path", "subdirectory", "stdout_path", "stderr_path", "error")
 
@@ -245,19 +247,47 @@ class _ScriptRun:
             secret_names=list(self.plan.secret_names),
             memory_limit_mb=settings["memory_limit_mb"],
         )
-        result = self.finish(job, self.executor.run(call), self.attempts[job.rel])
+        raw = self.executor.run(call)
+        trace = trace_in(raw)  # as it was: the record keeps real paths, outputs masked ones
+        result = self.finish(job, self.explained(job, raw), self.attempts[job.rel])
         if "write_error" in result.extra:  # its stream logs: the disk is full
             self.cannot_write(OrchestratorError(result.extra["write_error"]))
         if result.recorded:
             with self.writing():
-                self.remember(job, result, before)
+                self.remember(job, result, before, trace)
         return result
 
+    def explained(self, job: ScriptJob, result: dict[str, Any]) -> dict[str, Any]:
+        """A failure for want of a module, in an isolated environment, says which and where."""
+        stderr = result.get("stderr") or ""
+        missing = _MISSING.search(stderr[-4096:])
+        if result.get("status") != Status.FAILED.value or missing is None:
+            return result
+        try:
+            spec = self.envs.spec_for(job.path, job.settings)
+        except EnvBuildError:
+            return result
+        if spec is None:
+            return result
+        where = (
+            "its PEP 723 `dependencies`"
+            if spec.name.startswith("script ")
+            else f"the requirements of environment {spec.name!r} in the config"
+        )
+        hint = (
+            f"it runs in an isolated environment ({spec.name}), without module "
+            f"{missing[1]!r}: add its distribution to {where}"
+        )
+        return {**result, "error": f"{result.get('error') or 'failed'}; {hint}"}
+
     def remember(
-        self, job: ScriptJob, result: ScriptResult, before: Mapping[Path, str | None]
+        self,
+        job: ScriptJob,
+        result: ScriptResult,
+        before: Mapping[Path, str | None],
+        trace: Trace | TraceError | None,
     ) -> None:
         """Record the result's fingerprint, with the trace it covers when the script was traced."""
-        trace = trace_in(result.extra)
         known = trace if isinstance(trace, Trace) else None
         fingerprint = self.fingerprints.after(job, before, known)
         self.record.update(

@@ -348,6 +348,27 @@ def render_junit(summary: Mapping[str, Any], results: Sequence[Mapping[str, Any]
     )
 
 
+def _complete(result: Mapping[str, Any]) -> dict[str, Any]:
+    """A result with every key the reports read: a library caller's may have only some."""
+    script = str(result.get("script") or result.get("path") or result.get("name") or "")
+    name = str(result.get("name") or os.path.basename(script))
+    defaults: dict[str, Any] = {
+        "script": script,
+        "name": name,
+        "path": result.get("path") or name,
+        "subdirectory": ".",
+        "status": "error",
+        "start_time": None,
+        "end_time": None,
+        "exit_code": None,
+        "execution_time": 0.0,
+        "stdout": "",
+        "stderr": "",
+        "error": None,
+    }
+    return {**defaults, **{k: v for k, v in result.items() if v is not None or k not in defaults}}
+
+
 def generate_report(
     results: Sequence[Mapping[str, Any]],
     output_dir: str | os.PathLike[str],
@@ -373,6 +394,7 @@ def generate_report(
     Returns the written paths by kind (``summary``, ``markdown``, ``junit``, ``trace``).
     """
     out = Path(output_dir)
+    results = [_complete(r) for r in results]
     totals = summarize(results)
     summed = float(totals["total_time"])
     known = {str(r["path"]) for r in results}
@@ -478,15 +500,23 @@ class FileReporter(Reporter):
 def load_run(path: str | os.PathLike[str]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Read a saved run: ``(summary, results)``, results with their stdout/stderr tails.
 
-    ``path`` is a run directory, or a reports directory (its ``latest`` run is used).
+    ``path`` is a run directory, or a reports directory: its ``latest`` run, or
+    its newest run folder when there is no ``latest`` yet (the first run was killed).
+    The summary's ``run_dir`` says which folder was read.
     """
     run_dir = Path(path)
-    if not (run_dir / "summary.json").is_file() and (run_dir / "latest").exists():
-        run_dir = run_dir / "latest"
+    if not (run_dir / "summary.json").is_file() and not (run_dir / "logs").is_dir():
+        if (run_dir / "latest").exists():
+            run_dir = run_dir / "latest"
+        else:
+            runs = [p for p in _subfolders(run_dir) if (p / "logs").is_dir()]
+            if runs:
+                run_dir = max(runs, key=lambda p: p.stat().st_mtime_ns)
     summary_path = run_dir / "summary.json"
     if not summary_path.is_file():
         if (run_dir / "logs").is_dir():
-            return _incomplete_run(run_dir)
+            summary, results = _incomplete_run(run_dir)
+            return {**summary, "run_dir": str(run_dir.resolve())}, results
         raise OrchestratorError(f"{run_dir}: no summary.json here; pass a run directory")
     try:
         summary = json.loads(summary_path.read_text(encoding="utf-8"))
@@ -502,7 +532,14 @@ def load_run(path: str | os.PathLike[str]) -> tuple[dict[str, Any], list[dict[st
             f"{summary_path}: not a run summary orch can read ({type(exc).__name__}: {exc}); "
             "pass a run directory written by orch run"
         ) from None
-    return summary, results
+    return {**summary, "run_dir": str(run_dir.resolve())}, results
+
+
+def _subfolders(folder: Path) -> list[Path]:
+    try:
+        return [p for p in folder.iterdir() if p.is_dir() and not p.is_symlink()]
+    except OSError:
+        return []
 
 
 def _incomplete_run(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:

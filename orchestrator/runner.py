@@ -1066,6 +1066,11 @@ def _function_child(
     try:
         value = func(*args, **kwargs)
         message: tuple[str, Any] = ("ok", value)
+    except SystemExit as exc:  # sys.exit(N) in the function: its exit code, as a script's
+        code = exc.code if isinstance(exc.code, int) or exc.code is None else 1
+        message = ("exit", code or 0)
+        if exc.code is not None and not isinstance(exc.code, int):
+            print(exc.code, file=sys.stderr)
     except BaseException:
         message = ("raised", traceback.format_exc())
     sys.stdout.flush()
@@ -1190,6 +1195,12 @@ def run_function(
         kind, payload = message
         if kind == "ok":
             result["status"], result["result"] = Status.PASSED.value, payload
+        elif kind == "exit":
+            result["exit_code"] = payload
+            if payload == 0:
+                result["status"] = Status.PASSED.value
+            else:
+                result["status"], result["error"] = Status.FAILED.value, f"exit code {payload}"
         elif kind == "raised":
             result["status"], result["error"] = Status.FAILED.value, payload
         elif kind == "unpicklable":
@@ -1204,6 +1215,12 @@ def run_function(
             code = process.exitcode
             how = f"killed by {_signal_name(-code)}" if code and code < 0 else f"exit code {code}"
             result["error"] = f"the function's process died without a result ({how})"
+            if getattr(func, "__module__", None) == "__main__":
+                # spawn imports the calling script again in the child, to find the function.
+                result["error"] += (
+                    "; a function defined in the script that calls run_function must be "
+                    'called under `if __name__ == "__main__":` (the child imports the script)'
+                )
         secrets = Masker.of_environment(os.environ)
         result["stdout"] = _read_tail(out_path, max_output, secrets)
         result["stderr"] = _read_tail(err_path, max_output, secrets)

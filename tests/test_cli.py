@@ -896,9 +896,8 @@ def test_report_prints_a_run_as_the_run_printed_it(project: Project) -> None:
     assert run.returncode == 1
     report = orch("report", run_dir_of(run.stdout))
     assert report.returncode == 1
-    table_start = run.stdout.index("Script ")
-    summary = run.stdout[table_start : run.stdout.index("reports: ")]
-    assert report.stdout.endswith(summary), (report.stdout, summary)
+    # No header the run never printed: from its table to its reports line, the same.
+    assert report.stdout == run.stdout[run.stdout.index("Script ") :], report.stdout
 
 
 @pytest.mark.parametrize("pattern", ["[z-a]*", "x[/]y"])
@@ -989,3 +988,21 @@ def test_sighup_ends_a_run_as_sigterm_does(project: Project, tmp_path: Path) -> 
     assert proc.returncode == 130, out + err
     summary = json.loads((project.root / "reports" / "latest" / "summary.json").read_text())
     assert summary["interrupted"] and summary["results"][0]["status"] == "error"
+
+
+def test_envs_clean_takes_its_folder_after_all(project: Project) -> None:
+    project.script("a.py", "")
+    for argv in (("envs", "clean", "--all", "scripts"), ("envs", "clean", "scripts", "--all")):
+        done = project.orch(*argv)
+        assert done.returncode == 0, done.stderr
+        assert "removed 0 environment(s)" in done.stdout
+
+
+def test_the_graph_shows_a_config_skipped_script_as_skipped(project: Project) -> None:
+    project.script("a.py", "")
+    project.script("b.py", "")
+    project.config("skip: [b.py]\n")
+    text = project.orch("list", "--graph", "scripts").stdout
+    assert re.search(r"^2\. b\.py  \(skipped: listed under skip: in config\.yaml\)$", text, re.M)
+    mermaid = project.orch("list", "--graph", "--format", "mermaid", "scripts").stdout
+    assert '["b.py (skipped)"]' in mermaid

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import Project
 
 from orchestrator import ConfigError, get_script_config, load_config
 from orchestrator.config import DEFAULT_SETTINGS
@@ -563,3 +564,14 @@ def test_a_config_over_5_mb_is_refused_with_one_line(scripts: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(scripts)
     assert str(path) in str(info.value) and "over 5 MB" in str(info.value)
+
+
+def test_a_script_typed_from_the_current_folder_gets_its_entry(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project.script("sub/b.py", "")
+    project.config("scripts:\n  sub/b.py: {timeout: 7}\n")
+    monkeypatch.chdir(project.root)
+    config = load_config("scripts")
+    assert get_script_config("scripts/sub/b.py", "scripts", config)["timeout"] == 7
+    assert get_script_config("sub/b.py", "scripts", config)["timeout"] == 7

@@ -595,3 +595,17 @@ def test_unmet_requires_python_is_an_error_without_uv(project: Project) -> None:
     (entry,) = summary["results"]
     assert entry["status"] == "error"
     assert ">=99" in entry["error"]
+
+
+def test_an_inline_environment_is_shown_and_its_missing_module_named(project: Project) -> None:
+    project.script("inline.py", "# /// script\n# dependencies = []\n# ///\nimport yaml\n")
+    project.script("plain.py", "print(1)\n")
+    listed = project.orch("list", "scripts")
+    assert "script inline.py (PEP 723)" in listed.stdout, listed.stdout
+    data = json.loads(project.orch("list", "--json", "scripts").stdout)
+    assert {d["path"]: d["runs_in"] for d in data} == {
+        "inline.py": "script inline.py (PEP 723)",
+        "plain.py": None,
+    }
+    run = project.orch("run", "scripts", timeout=180)
+    assert "without module 'yaml': add its distribution to its PEP 723" in run.stdout, run.stdout

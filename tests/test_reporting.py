@@ -262,11 +262,17 @@ def test_load_run_round_trips(results: list[dict[str, Any]], tmp_path: Path) -> 
         save_log(entry, run_dir / "logs")
     generate_report(results, run_dir, command=["orch", "run"], wall_time=1.5)
     summary, loaded = load_run(run_dir)
+    assert summary.pop("run_dir") == str(run_dir.resolve())
     assert summary == json.loads((run_dir / "summary.json").read_text())
     assert loaded == results
 
+    # A killed first run leaves no `latest`: the reports folder shows its newest run.
+    newest, _ = load_run(reports)
+    assert newest["run_dir"] == str(run_dir.resolve())
+
     (reports / "latest").symlink_to(run_dir.name)
     summary_via_latest, loaded_via_latest = load_run(reports)
+    assert summary_via_latest.pop("run_dir") == str(run_dir.resolve())
     assert summary_via_latest == summary
     assert loaded_via_latest == results
 
@@ -332,3 +338,10 @@ def test_the_longest_chain_chart_draws_at_most_30_bars(tmp_path: Path) -> None:
     chart = markdown.split("```mermaid\n", 1)[1].split("```", 1)[0]
     assert sum(1 for line in chart.splitlines() if " : done, " in line) == 30
     json.loads(paths["trace"].read_text())  # and the timeline parses
+
+
+def test_generate_report_takes_a_minimal_result(tmp_path: Path) -> None:
+    paths = generate_report([{"script": "/x/a.py", "status": "passed"}], tmp_path)
+    summary = json.loads(paths["summary"].read_text())
+    assert summary["totals"]["passed"] == 1
+    assert summary["results"][0]["subdirectory"] == "."

@@ -571,3 +571,12 @@ def test_a_scripts_processes_are_never_orch_its_threads_or_a_starting_sibling() 
     for pipe in (proc.stdout, proc.stderr):
         assert pipe is not None
         pipe.close()
+
+
+def exits_4() -> None:
+    sys.exit(4)
+
+
+def test_run_function_that_calls_sys_exit_ends_as_a_script_would() -> None:
+    result = run_function(exits_4)
+    assert (result["status"], result["exit_code"], result["error"]) == ("failed", 4, "exit code 4")
