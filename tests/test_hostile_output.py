@@ -85,3 +85,14 @@ def test_any_bytes_in_a_name_reach_every_output_escaped_and_masked(project: Proj
     summary = json.loads(outputs["summary.json"])
     assert summary["totals"]["passed"] == 4
     assert {r["path"] for r in summary["results"]} >= {"***.py", "new\nline.py"}
+
+
+def test_docs_close_an_unclosed_fence_and_mermaid_labels_hold_quotes(project: Project) -> None:
+    project.script("a.py", '"""Usage:\n\n```\norch run\n"""\n')
+    project.script('b"c.py', "")
+    docs = project.orch("docs", "scripts").stdout
+    section = docs.split("### `a.py`", 1)[1].split("### ", 1)[0]
+    assert section.count("```") == 2, section  # opened by the docstring, closed by orch
+    assert docs.index('### `b"c.py`') > docs.index("### `a.py`")
+    mermaid = project.orch("list", "--graph", "--format", "mermaid", "scripts").stdout
+    assert '["b#quot;c.py"]' in mermaid, mermaid
