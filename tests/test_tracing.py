@@ -338,3 +338,16 @@ def test_watch_registers_the_nearest_folder_of_a_traced_file_not_made_yet(
     assert not any(
         d.relative_to(project.root).parts[:1] == ("data",) for d in dirs if d != project.root
     )
+
+
+def test_a_script_walking_the_whole_tree_settles(project: Project) -> None:
+    """Its walk lists reports/ and .orchestrator/, which every run changes: not inputs."""
+    project.script("walker.py", 'import os\nprint(sum(len(f) for _, _, f in os.walk(".")))\n')
+    first = project.orch("run", "scripts")
+    assert first.returncode == 0, first.stdout + first.stderr
+    for _ in range(2):
+        again = project.orch("run", "--changed", "scripts")
+        assert "SKIPPED walker.py" in again.stdout, again.stdout
+    (project.scripts / "new.txt").write_text("a file where it walks\n")
+    changed = project.orch("run", "--changed", "scripts")
+    assert "PASSED walker.py" in changed.stdout, changed.stdout

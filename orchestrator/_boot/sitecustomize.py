@@ -88,7 +88,8 @@ def _install() -> None:
     def judge(text: str) -> str:
         if "//" in text or "/." in text or text.endswith("/"):
             text = normpath(text)
-        if not text.startswith(inside) or (skip and text.startswith(skip)):
+        # A skipped folder itself too (os.walk lists reports/ and .orchestrator/).
+        if not text.startswith(inside) or (skip and (text + "/").startswith(skip)):
             return ""
         if "-packages/" in text and ("/site-packages/" in text or "/dist-packages/" in text):
             return ""
