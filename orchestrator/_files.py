@@ -28,14 +28,22 @@ def state_hint(path: str | os.PathLike[str]) -> str:
 def ensure_state_dir(state: Path) -> Path:
     """Make the state folder (``.orchestrator/``) if needed, with a ``.gitignore`` of ``*``.
 
-    A ``.gitignore`` left empty or cut short (a full disk) is written again.
+    One that no longer ignores everything (left empty by a full disk, a folder)
+    is damaged: it is said once and written again. A user's own lines beside
+    ``*`` are kept.
     """
     ignore = state / ".gitignore"
     if state in _checked and ignore.exists():
         return state
     try:
-        whole = ignore.read_text(encoding="utf-8", errors="replace") == _IGNORE
-    except OSError:
+        lines = ignore.read_text(encoding="utf-8", errors="replace").splitlines()
+        whole = "*" in (line.strip() for line in lines)
+        if not whole:
+            warn_damaged(ignore, "it does not ignore everything")
+    except IsADirectoryError:
+        whole = False
+        warn_damaged(ignore, "a folder")
+    except OSError:  # missing, or no state folder to hold it: made below, or said why not
         whole = False
     if not whole:
         try:

@@ -248,7 +248,9 @@ class Record:
             with locked(self._lock, shared=True):
                 fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
                 try:
-                    os.write(fd, line)
+                    written = 0
+                    while written < len(line):  # a short write (a disk filling up) goes on
+                        written += os.write(fd, line[written:])
                 finally:
                     os.close(fd)
         except WriteError as exc:
@@ -262,10 +264,15 @@ class Record:
         latest = {entry["script"]: entry for entry in lines}
         if len(lines) <= slack * max(len(latest), 16):
             return
-        with locked(self._lock):
-            latest = self.load()  # appends may have landed since
-            text = "".join(json.dumps(entry) + "\n" for entry in latest.values())
-            atomic_write_text(self.path, text, durable=False)
+        try:
+            with locked(self._lock):
+                latest = self.load()  # appends may have landed since
+                text = "".join(json.dumps(entry) + "\n" for entry in latest.values())
+                atomic_write_text(self.path, text, durable=False)
+        except WriteError as exc:
+            raise WriteError(self.path, exc.cause, state_hint(self.path)) from None
+        except OSError as exc:
+            raise WriteError(self.path, exc, state_hint(self.path)) from None
 
 
 #: Seconds a script without a recorded duration is expected to take, when no

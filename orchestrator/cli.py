@@ -10,6 +10,7 @@ Exit codes:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -347,20 +348,29 @@ def _interrupts(stop: threading.Event, force: threading.Event) -> Iterator[None]
     Reports are still written, atomically, so no Ctrl-C leaves half a file.
     """
 
+    def say(line: bytes) -> None:
+        with contextlib.suppress(OSError):  # a terminal that hung up: nothing to tell
+            os.write(2, line)
+
     def handler(signum: int, frame: FrameType | None) -> None:
         if not stop.is_set():
             stop.set()
-            os.write(2, b"\norch: interrupted; stopping scripts and writing reports\n")
+            say(b"\norch: interrupted; stopping scripts and writing reports\n")
         elif not force.is_set():
             force.set()
-            os.write(2, b"\norch: interrupted again; killing the scripts now\n")
+            say(b"\norch: interrupted again; killing the scripts now\n")
 
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     # SIGHUP (the terminal closed) ends a run as SIGTERM does: scripts stopped, reports written.
+    # A signal ignored already (`nohup orch run`) stays ignored.
     stopping = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-    previous = {sig: signal.signal(sig, handler) for sig in stopping}
+    previous = {
+        sig: signal.signal(sig, handler)
+        for sig in stopping
+        if signal.getsignal(sig) is not signal.SIG_IGN
+    }
     try:
         yield
     finally:
@@ -381,9 +391,7 @@ def _environments_of(plan: Any) -> dict[str, str]:
             found[job.rel] = f"invalid PEP 723 metadata: {exc}"
             continue
         if spec is not None:
-            found[job.rel] = (
-                f"{spec.name} (PEP 723)" if spec.name.startswith("script ") else spec.name
-            )
+            found[job.rel] = f"{spec.name} (PEP 723)" if spec.inline else spec.name
     return found
 
 
@@ -442,7 +450,7 @@ def _cmd_docs(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
 def _cmd_report(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from .console import render_console_summary, use_color
-    from .reporting import visible
+    from .reporting import name_text
     from .reports import load_run
 
     summary, results = load_run(args.run_dir)
@@ -466,7 +474,7 @@ def _cmd_report(args: argparse.Namespace, argv: Sequence[str]) -> int:
             interrupted=bool(summary.get("interrupted")),
         )
     )
-    print(f"reports: {visible(summary['run_dir'])}")
+    print(f"reports: {name_text(summary['run_dir'])}")
     return int(summary.get("exit_code", ExitCode.OK))
 
 
@@ -518,6 +526,7 @@ def _cmd_deps(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from .changes import Tracking
     from .config import sets_settings
     from .plan import build_plan
+    from .reporting import name_text
     from .tracing import Trace
 
     options = _options(args, argv)
@@ -541,7 +550,7 @@ def _cmd_deps(args: argparse.Namespace, argv: Sequence[str]) -> int:
             traces = fingerprints.traces(plan.jobs)
             hits = set(graph.affected([path], plan.settings_by_path(), traces))
         for script in sorted(hits, key=lambda p: jobs[p].rel.split("/")):
-            print(jobs[script].rel)
+            print(name_text(jobs[script].rel))
         if not hits:
             print(f"no script depends on {rel(path)}", file=sys.stderr)
         graph.save()
@@ -549,7 +558,7 @@ def _cmd_deps(args: argparse.Namespace, argv: Sequence[str]) -> int:
     job = jobs.get(path)
     if job is None:
         raise OrchestratorError(f"{rel(path)} is not a script in {rel(scripts_dir)}/")
-    print(job.rel)
+    print(name_text(job.rel))
     trace = fingerprints.trace(job)
     known = trace if isinstance(trace, Trace) else None
     attempts = frozenset(known.reads) if known else frozenset()
@@ -561,7 +570,7 @@ def _cmd_deps(args: argparse.Namespace, argv: Sequence[str]) -> int:
             name += "  (missing: making it is a change)"
         elif file.suffix == ".py" and (error := graph.syntax_error(file)):
             name += f"  ({error})"
-        print(f"  {origin:<6}  {name}")
+        print(f"  {origin:<6}  {name_text(name)}")
     if config is not None and sets_settings(job.settings):
         print(f"  config  {rel(config)}")
     for written in known.writes if known else ():
@@ -620,13 +629,24 @@ class _WarningLine(logging.Handler):
     """orch's warnings (a damaged state file) as one ``orch: warning:`` line on stderr."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        print(f"orch: warning: {record.getMessage()}", file=sys.stderr)
+        from .reporting import name_text
+
+        with contextlib.suppress(OSError):
+            print(f"orch: warning: {name_text(record.getMessage())}", file=sys.stderr)
 
 
 def _say_warnings() -> None:
     logger = logging.getLogger("orchestrator")
     if not any(isinstance(h, _WarningLine) for h in logger.handlers):
         logger.addHandler(_WarningLine(logging.WARNING))
+
+
+def _silence_stdout() -> None:
+    """Send what is left of stdout nowhere, so that Python's flush at exit cannot fail."""
+    with contextlib.suppress(OSError, ValueError):
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())
+        os.close(null)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -658,6 +678,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\norch: interrupted", file=sys.stderr)
         return ExitCode.INTERRUPTED
+    except BrokenPipeError:  # `orch list | head -1`: the reader has what it wanted
+        _silence_stdout()
+        return ExitCode.OK
 
 
 def run_orchestrator(argv: Sequence[str] | None = None) -> int:

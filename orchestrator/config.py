@@ -173,7 +173,7 @@ def _env_map(value: Any) -> dict[str, str]:
         raise _Invalid(f"expected a mapping of names to strings, got {_describe(value)}")
     out: dict[str, str] = {}
     for key, item in value.items():
-        if not isinstance(key, str) or not key or "=" in key:
+        if not isinstance(key, str) or not key or "=" in key or "\0" in key:
             raise _Invalid(f"expected variable names as keys, got {_describe(key)}")
         out[key] = _scalar_text(item, f"a string for {key}")
     return out

@@ -20,6 +20,7 @@ from .reporting import (
     RunInfo,
     ScriptStarted,
     memory_text,
+    mermaid_label,
     name_text,
     tail,
     totals_line,
@@ -123,7 +124,7 @@ def render_console_summary(
             listed = ", ".join(paths[:shown])
             if shown is not None and len(paths) > shown:
                 listed += f" and {len(paths) - shown} more"
-            out.write(f"\nskipped ({reason or 'no reason given'}): {listed}")
+            out.write(f"\nskipped ({name_text(reason or 'no reason given')}): {listed}")
         if by_reason:
             out.write("\n")
     out.write("\n" + totals_line(results, wall_time) + "\n")
@@ -165,9 +166,10 @@ class ConsoleReporter(Reporter):
         try:
             self.stream.write(text)
             self.stream.flush()
-        except BrokenPipeError:
-            # The reader left (`orch run | head -1`): the console stops, the run goes on,
-            # as `git log | head` does. What Python would flush at exit goes nowhere.
+        except OSError:
+            # The reader left (`orch run | head -1`, a terminal that hung up): the console
+            # stops, the run goes on, as `git log | head` does. What Python would flush at
+            # exit goes nowhere.
             self.closed = True
             with contextlib.suppress(OSError, ValueError):
                 null = os.open(os.devnull, os.O_WRONLY)
@@ -199,7 +201,7 @@ class ConsoleReporter(Reporter):
         self.began = time.monotonic()
         if self.verbosity >= 0:
             for note in run.notes:
-                self._write(note + "\n")
+                self._write(name_text(note) + "\n")
         self._draw()
 
     def script_started(self, started: ScriptStarted) -> None:
@@ -251,7 +253,7 @@ class ConsoleReporter(Reporter):
         if run.run_dir is not None and self.verbosity >= 0:
             # After a write error, what is there may be partial: the error line follows.
             broken = " (not all written: orch could not write its files)" if run.unwritable else ""
-            self._write(f"reports: {visible(str(run.run_dir))}{broken}\n")
+            self._write(f"reports: {name_text(str(run.run_dir))}{broken}\n")
 
 
 # -- plans -------------------------------------------------------------------------------------
@@ -284,14 +286,11 @@ def render_plan(plan: Any, header: str = "Script", envs: Mapping[str, str] | Non
 
 def render_dry_run(plan: Any, envs: Mapping[str, str] | None = None) -> str:
     """``--dry-run``: the plan's table, its notes, and how many scripts would run."""
-    lines = [render_plan(plan, "Would run", envs), *(note + "\n" for note in plan.notes)]
+    notes = (name_text(plan.masker.mask(note)) + "\n" for note in plan.notes)
+    lines = [render_plan(plan, "Would run", envs), *notes]
     count = len(plan.jobs) - len(plan.fresh)
     lines.append(f"\n{count} of {len(plan.jobs)} scripts would run; nothing was run (--dry-run)\n")
     return "".join(lines)
-
-
-def _mermaid(text: str) -> str:
-    return name_text(text).replace("&", "#amp;").replace('"', "#quot;").replace("<", "#lt;")
 
 
 def render_graph(
@@ -319,7 +318,7 @@ def render_graph(
         lines = ["flowchart TD"]
         # A label is a quoted string: a quote or a newline in a name must not end it.
         lines += [
-            f'    {ids[rel]}["{_mermaid(rel)}{" (skipped)" if rel in skipped else ""}"]'
+            f'    {ids[rel]}["{mermaid_label(rel)}{" (skipped)" if rel in skipped else ""}"]'
             for rel in order
         ]
         lines += [f"    {ids[dep]} --> {ids[rel]}" for rel in order for dep in graph[rel]]

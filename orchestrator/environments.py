@@ -121,6 +121,11 @@ class EnvSpec:
     python: str | None = None
     requires_python: str | None = None
 
+    @property
+    def inline(self) -> bool:
+        """Whether it comes from the script's own PEP 723 metadata, not a config group."""
+        return self.name.startswith("script ")
+
     def key(self) -> str:
         """The cache key: requirements, requirements file content, Python, our interpreter."""
         digest = hashlib.sha256()

@@ -58,7 +58,17 @@ def new_run_id(now: datetime | None = None) -> str:
 
 _MISSING = re.compile(r"ModuleNotFoundError: No module named '([^']+)'")
 #: The fields of a result that outputs show as text: masked before anything sees them.
-_SHOWN = ("script", "name", "path", "subdirectory", "stdout_path", "stderr_path", "error")
+_SHOWN = (
+    "script",
+    "name",
+    "path",
+    "subdirectory",
+    "stdout_path",
+    "stderr_path",
+    "error",
+    "skip_reason",
+    "trace_error",
+)
 
 
 @dataclass
@@ -271,7 +281,7 @@ class _ScriptRun:
             return result
         where = (
             "its PEP 723 `dependencies`"
-            if spec.name.startswith("script ")
+            if spec.inline
             else f"the requirements of environment {spec.name!r} in the config"
         )
         hint = (
@@ -339,7 +349,7 @@ class _ScriptRun:
         self.results[event.task] = result
         self.emit("script_finished", result)
         if self.options.fail_fast and not result.ok and not self.stop.is_set():
-            self.halt(f"not started: --fail-fast after {job.rel} {result.status}")
+            self.halt(f"not started: --fail-fast after {result.path} {result.status}")
 
     def halt(self, reason: str) -> None:
         if not self.stopping:
@@ -445,7 +455,7 @@ def execute(
     bridge.record.compact()
     bridge.plan = plan = select(plan, options, bridge.tracking, bridge.fingerprints)
     bridge.prioritize()
-    run.notes = list(plan.notes)  # with what the selection says
+    run.notes = [plan.masker.mask(note) for note in plan.notes]  # with what the selection says
     mask = plan.masker.mask
     run.jobs = options.jobs
     run.depends_on = {mask(rel): [mask(d) for d in deps] for rel, deps in plan.graph().items()}

@@ -35,8 +35,15 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from ._files import atomic_write_text, clear_damaged, ensure_state_dir, warn_damaged
+from ._files import (
+    atomic_write_text,
+    clear_damaged,
+    ensure_state_dir,
+    state_hint,
+    warn_damaged,
+)
 from .discovery import skipped_dir
+from .errors import WriteError
 from .patterns import Glob
 from .project import STATE_DIR, Project
 from .tracing import Trace
@@ -250,8 +257,13 @@ class _Cache:
     def save(self) -> None:
         if self.dirty:
             ensure_state_dir(self.path.parent)
-            clear_damaged(self.path)
-            atomic_write_text(self.path, json.dumps(self.entries), durable=False)
+            try:
+                clear_damaged(self.path)
+                atomic_write_text(self.path, json.dumps(self.entries), durable=False)
+            except WriteError as exc:
+                raise WriteError(self.path, exc.cause, state_hint(self.path)) from None
+            except OSError as exc:
+                raise WriteError(self.path, exc, state_hint(self.path)) from None
             self.dirty = False
 
 

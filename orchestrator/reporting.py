@@ -32,6 +32,7 @@ __all__ = [
     "md_code",
     "md_fence",
     "memory_text",
+    "mermaid_label",
     "name_text",
     "plain",
     "summarize",
@@ -232,13 +233,20 @@ def md_cell(text: str) -> str:
 
 
 def md_code(text: str) -> str:
-    """``text`` as a Markdown code span that no backtick, pipe or newline inside can end.
+    """``text`` (a name, a path) as a Markdown code span nothing inside can end.
 
+    Controls and bytes that are not UTF-8 show as ``\\xNN`` (:func:`name_text`).
     The fence is one backtick longer than the longest run inside (CommonMark),
     padded with spaces when the text begins or ends with one; ``|`` is escaped,
     which GitHub's tables honour inside code spans too.
     """
-    text = plain(text).replace("\n", " ").replace("\t", " ").replace("|", "\\|")
+    text = name_text(text).replace("|", "\\|")
     fence = "`" * (_longest_backticks(text) + 1)
     pad = " " if text.startswith("`") or text.endswith("`") or not text.strip() else ""
     return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def mermaid_label(text: str) -> str:
+    """``text`` inside a quoted Mermaid label: controls shown, quotes and markup as entities."""
+    text = name_text(text).replace("&", "#amp;").replace('"', "#quot;")
+    return text.replace("<", "#lt;").replace(">", "#gt;")

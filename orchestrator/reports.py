@@ -100,7 +100,7 @@ def render_markdown(summary: Mapping[str, Any], results: Sequence[Mapping[str, A
 
     def row(r: Mapping[str, Any]) -> list[Any]:
         return [
-            md_code(name_text(str(r["path"]))),
+            md_code(str(r["path"])),
             r["status"],
             "" if r.get("exit_code") is None else r["exit_code"],
             f"{r.get('execution_time') or 0.0:.2f}",
@@ -219,8 +219,8 @@ def _gantt(summary: Mapping[str, Any], results: Sequence[Mapping[str, Any]]) -> 
 
 
 def _mermaid_name(text: str) -> str:
-    """A task name Mermaid reads as text: no control characters, no ``:``, ``#``, ``;``."""
-    return re.sub(r"[:#;`<>]", "_", plain(text)).replace("\n", " ").strip() or "_"
+    """A gantt task name (not quoted there): controls shown, no ``:``, ``#``, ``;``."""
+    return re.sub(r"[:#;`<>]", "_", name_text(text)).strip() or "_"
 
 
 def render_trace(
@@ -302,7 +302,7 @@ def render_junit(summary: Mapping[str, Any], results: Sequence[Mapping[str, Any]
         suite = ET.SubElement(
             suites,
             "testsuite",
-            name=directory,
+            name=_xml_text(name_text(directory)),
             tests=str(len(group)),
             failures=str(failures),
             errors=str(counts["error"]),
@@ -316,7 +316,7 @@ def render_junit(summary: Mapping[str, Any], results: Sequence[Mapping[str, Any]
                 suite,
                 "testcase",
                 name=_xml_text(name_text(str(r["path"]))),
-                classname=directory.replace("/", "."),
+                classname=_xml_text(name_text(directory)).replace("/", "."),
                 time=f"{r.get('execution_time') or 0.0:.3f}",
             )
             costs = {"peak_memory_mb": r.get("peak_memory_mb"), "cpu_time": r.get("cpu_time")}
@@ -356,7 +356,7 @@ def _complete(result: Mapping[str, Any]) -> dict[str, Any]:
         "script": script,
         "name": name,
         "path": result.get("path") or name,
-        "subdirectory": ".",
+        "subdirectory": os.path.dirname(str(result.get("path") or "")) or ".",
         "status": "error",
         "start_time": None,
         "end_time": None,

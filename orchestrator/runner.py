@@ -881,7 +881,7 @@ def run_script(
             env=child_env,
             preexec_fn=cap[1] if cap is not None else None,
         )
-    except (OSError, subprocess.SubprocessError) as exc:
+    except (OSError, ValueError, subprocess.SubprocessError) as exc:
         os.close(wake_r)
         os.close(wake_w)
         out.close()
@@ -1067,8 +1067,9 @@ def _function_child(
         value = func(*args, **kwargs)
         message: tuple[str, Any] = ("ok", value)
     except SystemExit as exc:  # sys.exit(N) in the function: its exit code, as a script's
-        code = exc.code if isinstance(exc.code, int) or exc.code is None else 1
-        message = ("exit", code or 0)
+        # sys.exit() is 0, sys.exit(True) 1, and sys.exit("message") prints it and is 1.
+        number = int(exc.code) if isinstance(exc.code, int) else 1
+        message = ("exit", 0 if exc.code is None else number)
         if exc.code is not None and not isinstance(exc.code, int):
             print(exc.code, file=sys.stderr)
     except BaseException:

@@ -42,7 +42,7 @@ from .execution import execute
 from .executors import Executor, Restarting, make_executor
 from .patterns import Glob
 from .plan import Plan, RunOptions, build_plan
-from .reporting import Reporter
+from .reporting import Reporter, name_text
 from .reports import FileReporter
 from .results import StopReason
 from .runner import children
@@ -288,7 +288,8 @@ class _Session:
         self.watcher = _Watcher(self.excluded, stop, on_edits)
 
     def say(self, text: str) -> None:
-        self.out.write(text + "\n")
+        """One line to the console, masked, with any name in it shown safely."""
+        self.out.write(name_text(self.state.plan.masker.mask(text)) + "\n")
         self.out.flush()
 
     def watch_dirs(self) -> set[Path]:

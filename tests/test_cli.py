@@ -1006,3 +1006,32 @@ def test_the_graph_shows_a_config_skipped_script_as_skipped(project: Project) ->
     assert re.search(r"^2\. b\.py  \(skipped: listed under skip: in config\.yaml\)$", text, re.M)
     mermaid = project.orch("list", "--graph", "--format", "mermaid", "scripts").stdout
     assert '["b.py (skipped)"]' in mermaid
+
+
+def test_a_listing_cut_short_by_its_reader_is_no_traceback(project: Project) -> None:
+    for i in range(300):
+        project.script(f"s{i:03d}.py", "")
+    for listing in ("list", "list --json"):
+        command = f"{sys.executable} -m orchestrator {listing} scripts | head -1"
+        done = subprocess.run(
+            ["bash", "-c", command], cwd=project.root, env=ORCH_ENV, capture_output=True, text=True
+        )
+        assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr
+
+
+def test_a_run_that_ignores_sighup_keeps_ignoring_it(project: Project, tmp_path: Path) -> None:
+    started = tmp_path / "started"
+    project.script("a.py", f"open({str(started)!r}, 'w').close()\nimport time\ntime.sleep(1)\n")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "orchestrator", "run", "scripts"],
+        cwd=project.root,
+        env=ORCH_ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN),  # as nohup does
+    )
+    assert wait_for(started.exists, 20)
+    proc.send_signal(signal.SIGHUP)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err

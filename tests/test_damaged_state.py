@@ -70,7 +70,7 @@ def test_a_folder_for_the_lock_and_an_empty_gitignore_are_repaired(ran_once: Pro
     assert (state / "record.lock").is_file()
     assert (state / ".gitignore").read_text().splitlines()[-1] == "*"
     assert isinstance(json.loads((state / "hashes.json").read_text()), dict)
-    assert len(_warnings(run.stderr)) == 2, run.stderr  # the lock and the cache, once each
+    assert len(_warnings(run.stderr)) == 3, run.stderr  # the lock, the cache, the .gitignore
 
 
 def test_a_state_folder_that_cannot_be_written_names_the_fix(project: Project) -> None:

@@ -59,9 +59,15 @@ def test_any_bytes_in_a_name_reach_every_output_escaped_and_masked(project: Proj
     for name in (b"s3cr3tvalue99.py",):
         with open(os.path.join(scripts, name), "w") as handle:
             handle.write("print('ran')\n")
+    # A folder with a control character, a failure in it, and a skip reason with the secret.
+    os.mkdir(os.path.join(scripts, b"d\x1b[2J"))
+    with open(os.path.join(scripts, b"d\x1b[2J", b"fails.py"), "w") as handle:
+        handle.write("raise SystemExit(3)\n")
+    project.script("skipped.py", "")
+    project.config("scripts:\n  skipped.py: {skip: true, skip_reason: 'needs s3cr3tvalue99'}\n")
     env = {"MY_TOKEN": "s3cr3tvalue99"}
     run = project.orch("run", "scripts", env=env)
-    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.returncode == 1, run.stdout + run.stderr
     outputs = {"run": run.stdout + run.stderr}
     for command in (
         ("list", "scripts"),
@@ -83,7 +89,7 @@ def test_any_bytes_in_a_name_reach_every_output_escaped_and_masked(project: Proj
     assert "bad\\xff\\xfe.py" in outputs["run"] and "new\\x0aline.py" in outputs["run"]
     ET.fromstring(outputs["junit.xml"])  # well-formed
     summary = json.loads(outputs["summary.json"])
-    assert summary["totals"]["passed"] == 4
+    assert summary["totals"]["passed"] == 4 and summary["totals"]["failed"] == 1
     assert {r["path"] for r in summary["results"]} >= {"***.py", "new\nline.py"}
 
 
