@@ -117,10 +117,16 @@ class Fingerprints:
 
         Inputs known before the run count with the hashes they had as it
         started (``before``, from :meth:`hashes`), so an edit made while it
-        ran is still a change; those only its new trace names, as they are now.
+        ran is still a change; those only its new trace names, as they are now;
+        and those it wrote (a state file it loads and saves) as it left them, so
+        that only someone else's edit afterwards is a change.
         """
         inputs = self.graph.inputs(job.path, job.settings, trace)
-        hashes = {p: before[p] if p in before else self.graph.file_hash(p) for p in inputs}
+        left = {self.graph.root / p for p in trace.writes} if trace is not None else set()
+        hashes = {
+            p: before[p] if p in before and p not in left else self.graph.file_hash(p)
+            for p in inputs
+        }
         return self.graph.digest(hashes, job.settings, self._interpreter(job))
 
 

@@ -574,7 +574,8 @@ def _cmd_deps(args: argparse.Namespace, argv: Sequence[str]) -> int:
     if config is not None and sets_settings(job.settings):
         print(f"  config  {rel(config)}")
     for written in known.writes if known else ():
-        print(f"  output  {written}")
+        kept = "  (it reads it too: an input as it left it)" if written in attempts else ""
+        print(f"  output  {name_text(written)}{kept}")
     if not job.settings["trace"]:
         print("  not traced (trace: false): static inputs only")
     elif trace is None:

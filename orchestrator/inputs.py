@@ -605,7 +605,9 @@ class InputGraph:
             self._begin()
             for module in trace.modules:
                 found.update(dict.fromkeys(map(self._path, self._absent(folder, module))))
-        for path in trace.writes:  # outputs are never inputs: rerunning for them would loop
+        # Outputs are never inputs (rerunning for them would loop); a file it also read (a
+        # state file it loads and saves) is one, as the script left it (Fingerprints.after).
+        for path in set(trace.writes) - set(trace.reads):
             found.pop(root / path, None)
         return list(found)
 
@@ -627,7 +629,7 @@ class InputGraph:
         if trace is not None:
             for file in self.traced(script, trace):
                 found.setdefault(file, "traced")
-            for written in trace.writes:
+            for written in set(trace.writes) - set(trace.reads):
                 path = self.root / written
                 if path != script:
                     found.pop(path, None)

@@ -47,7 +47,8 @@ class Trace:
 
     #: Files opened for reading, imported modules among them; some may not exist.
     reads: tuple[str, ...] = ()
-    #: Files opened for writing: the script's outputs, never its inputs.
+    #: Files opened for writing: the script's outputs, never its inputs, unless it read
+    #: them too (a state file it loads and saves): then an input as it left it.
     writes: tuple[str, ...] = ()
     #: Module names the import system loaded (absolute, dotted).
     modules: tuple[str, ...] = ()
@@ -160,10 +161,10 @@ def read_trace(path: str | os.PathLike[str], root: str | os.PathLike[str]) -> Tr
                 raise TraceError("the trace file is corrupt (a path outside the project)")
             value = value[len(base) :]
         found[name][os.fsdecode(value)] = None
-    writes = found["writes"]
+    # A file both read and written stays in both: an input as the script left it.
     return Trace(
-        reads=tuple(sorted(p for p in found["reads"] if p not in writes)),
-        writes=tuple(sorted(writes)),
+        reads=tuple(sorted(found["reads"])),
+        writes=tuple(sorted(found["writes"])),
         modules=tuple(sorted(found["modules"])),
         listed=tuple(sorted(found["listed"])),
         peak_kib=peak,

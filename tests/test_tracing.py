@@ -351,3 +351,28 @@ def test_a_script_walking_the_whole_tree_settles(project: Project) -> None:
     (project.scripts / "new.txt").write_text("a file where it walks\n")
     changed = project.orch("run", "--changed", "scripts")
     assert "PASSED walker.py" in changed.stdout, changed.stdout
+
+
+def test_a_state_file_a_script_loads_and_saves_is_an_input_as_it_left_it(
+    project: Project,
+) -> None:
+    state = project.root / "state.json"
+    state.write_text('{"n": 0}')
+    project.script(
+        "counter.py",
+        f"""
+        import json
+        path = {str(state)!r}
+        with open(path) as handle:
+            n = json.load(handle)["n"]
+        with open(path, "w") as handle:
+            json.dump({{"n": n + 1}}, handle)
+        """,
+    )
+    assert project.orch("run", "scripts").returncode == 0
+    for _ in range(2):  # its own save is no change: it settles
+        again = project.orch("run", "--changed", "scripts")
+        assert "SKIPPED counter.py" in again.stdout, again.stdout
+    state.write_text("not json")  # someone else's edit that breaks it
+    broken = project.orch("run", "--changed", "scripts")
+    assert "FAILED counter.py" in broken.stdout, broken.stdout
