@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -376,3 +377,28 @@ def test_a_state_file_a_script_loads_and_saves_is_an_input_as_it_left_it(
     state.write_text("not json")  # someone else's edit that breaks it
     broken = project.orch("run", "--changed", "scripts")
     assert "FAILED counter.py" in broken.stdout, broken.stdout
+
+
+def test_a_sqlite_database_a_script_queries_is_an_input(project: Project) -> None:
+    import sqlite3
+
+    database = project.root / "data.db"
+    with contextlib.closing(sqlite3.connect(database)) as db:
+        db.execute("create table t (v integer)")
+        db.execute("insert into t values (1)")
+        db.commit()
+    project.script(
+        "query.py",
+        f"""
+        import sqlite3
+        db = sqlite3.connect({str(database)!r})
+        assert db.execute("select v from t").fetchone() == (1,)
+        """,
+    )
+    assert project.orch("run", "scripts").returncode == 0
+    assert "SKIPPED query.py" in project.orch("run", "--changed", "scripts").stdout
+    with contextlib.closing(sqlite3.connect(database)) as db:
+        db.execute("update t set v = 2")
+        db.commit()
+    changed = project.orch("run", "--changed", "scripts")
+    assert "FAILED query.py" in changed.stdout, changed.stdout

@@ -150,6 +150,18 @@ def _install() -> None:
             key = "m" + name
             if key not in seen:
                 emit(key)
+        elif event == "sqlite3.connect":
+            # A database is read and written in place: an input as the script left it.
+            database = args[0] if args else None
+            if isinstance(database, bytes):
+                database = fsdecode(database)
+            if isinstance(database, str) and database not in ("", ":memory:"):
+                if database.startswith("file:"):  # a URI: its path, without the query
+                    database = database[5:].partition("?")[0]
+                text = local(database)
+                for key in ("r" + text, "w" + text) if text else ():
+                    if key not in seen:
+                        emit(key)
         elif event == "os.listdir" or event == "os.scandir":
             if sys._getframe(1).f_code.co_filename.startswith("<frozen importlib"):
                 return  # the import system's own folder listings
