@@ -213,15 +213,21 @@ def _set_subreaper(on: bool) -> bool:
     environment and closes its output is then still this process's child,
     where it can be found and stopped. Returns whether the setting took.
     """
+    prctl = _prctl()
+    return prctl is not None and int(prctl(_PR_SET_CHILD_SUBREAPER, int(on), 0, 0, 0)) == 0
+
+
+@functools.cache
+def _prctl() -> Any:
+    """libc's ``prctl`` (Linux), loaded once; None elsewhere."""
     if not sys.platform.startswith("linux"):
-        return False
+        return None
     import ctypes
 
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        return int(libc.prctl(_PR_SET_CHILD_SUBREAPER, int(on), 0, 0, 0)) == 0
+        return ctypes.CDLL(None, use_errno=True).prctl
     except (OSError, AttributeError):
-        return False
+        return None
 
 
 class _Window(NamedTuple):
