@@ -364,13 +364,13 @@ def _interrupts(stop: threading.Event, force: threading.Event) -> Iterator[None]
         yield
         return
     # SIGHUP (the terminal closed) ends a run as SIGTERM does: scripts stopped, reports written.
-    # A signal ignored already (`nohup orch run`) stays ignored.
-    stopping = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-    previous = {
-        sig: signal.signal(sig, handler)
-        for sig in stopping
-        if signal.getsignal(sig) is not signal.SIG_IGN
-    }
+    # SIGHUP ignored already (`nohup orch run`) stays ignored. SIGINT is handled even when
+    # ignored: a shell starts a background job (`orch run &`) with SIGINT ignored, and
+    # `kill -INT` must still stop it.
+    stopping = [signal.SIGINT, signal.SIGTERM]
+    if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
+        stopping.append(signal.SIGHUP)
+    previous = {sig: signal.signal(sig, handler) for sig in stopping}
     try:
         yield
     finally:

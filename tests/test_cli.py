@@ -981,6 +981,8 @@ def test_sighup_ends_a_run_as_sigterm_does(project: Project, tmp_path: Path) -> 
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # As from a terminal, even when the tests themselves run under nohup.
+        preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL),
     )
     assert wait_for(started.exists, 20)
     proc.send_signal(signal.SIGHUP)
