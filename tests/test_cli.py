@@ -971,27 +971,6 @@ def test_a_reader_that_leaves_stops_the_console_not_the_run(project: Project) ->
     assert summary["totals"]["passed"] == 6 and not summary["interrupted"]
 
 
-def test_sighup_ends_a_run_as_sigterm_does(project: Project, tmp_path: Path) -> None:
-    started = tmp_path / "started"
-    project.script("slow.py", f"open({str(started)!r}, 'w').close()\nimport time\ntime.sleep(60)\n")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "orchestrator", "run", "scripts"],
-        cwd=project.root,
-        env=ORCH_ENV,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        # As from a terminal, even when the tests themselves run under nohup.
-        preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL),
-    )
-    assert wait_for(started.exists, 20)
-    proc.send_signal(signal.SIGHUP)
-    out, err = proc.communicate(timeout=30)
-    assert proc.returncode == 130, out + err
-    summary = json.loads((project.root / "reports" / "latest" / "summary.json").read_text())
-    assert summary["interrupted"] and summary["results"][0]["status"] == "error"
-
-
 def test_envs_clean_takes_its_folder_after_all(project: Project) -> None:
     project.script("a.py", "")
     for argv in (("envs", "clean", "--all", "scripts"), ("envs", "clean", "scripts", "--all")):
@@ -1021,19 +1000,30 @@ def test_a_listing_cut_short_by_its_reader_is_no_traceback(project: Project) -> 
         assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr
 
 
-def test_a_run_that_ignores_sighup_keeps_ignoring_it(project: Project, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("inherited", "code"),
+    [(signal.SIG_DFL, 130), (signal.SIG_IGN, 0)],
+    ids=["from-a-terminal", "under-nohup"],
+)
+def test_sighup_ends_a_run_as_sigterm_does_unless_ignored(
+    project: Project, tmp_path: Path, inherited: signal.Handlers, code: int
+) -> None:
     started = tmp_path / "started"
-    project.script("a.py", f"open({str(started)!r}, 'w').close()\nimport time\ntime.sleep(1)\n")
+    project.script("slow.py", f"open({str(started)!r}, 'w').close()\nimport time\ntime.sleep(2)\n")
     proc = subprocess.Popen(
         [sys.executable, "-m", "orchestrator", "run", "scripts"],
         cwd=project.root,
         env=ORCH_ENV,
-        stdout=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN),  # as nohup does
+        # SIGHUP as a terminal leaves it, or as nohup does, whatever the tests run under.
+        preexec_fn=lambda: signal.signal(signal.SIGHUP, inherited),
     )
     assert wait_for(started.exists, 20)
     proc.send_signal(signal.SIGHUP)
-    _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 0, err
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == code, out + err
+    summary = json.loads((project.root / "reports" / "latest" / "summary.json").read_text())
+    assert summary["interrupted"] is (code == 130)
+    assert summary["results"][0]["status"] == ("error" if code == 130 else "passed")

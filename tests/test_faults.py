@@ -278,7 +278,8 @@ alive = {n: p.poll() is None for n, p in
 # A live orch's token named by a damaged entry, and a run id that climbs out.
 live_token = "abcdefabcdef"
 guarded = start({f"ORCHESTRATOR_CHILD_{live_token}_" + "2" * 32: "1"})
-while not execd(guarded):
+deadline = time.monotonic() + 10
+while not execd(guarded) and time.monotonic() < deadline:
     time.sleep(0.01)
 with open("/proc/self/stat", "rb") as handle:
     me_start = handle.read().rsplit(b")", 1)[1].split()[19].decode()
