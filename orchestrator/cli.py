@@ -576,6 +576,8 @@ def _cmd_deps(args: argparse.Namespace, argv: Sequence[str]) -> int:
     for written in known.writes if known else ():
         kept = "  (it reads it too: an input as it left it)" if written in attempts else ""
         print(f"  output  {name_text(written)}{kept}")
+    for program in known.programs if known else ():
+        print(f"  inputs incomplete: ran {name_text(program)} (what it reads is not traced)")
     if not job.settings["trace"]:
         print("  not traced (trace: false): static inputs only")
     elif trace is None:

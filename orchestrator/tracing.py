@@ -34,7 +34,13 @@ __all__ = [
 #: The folder whose ``sitecustomize.py`` traces a script.
 BOOT_DIR = Path(__file__).parent / "_boot"
 _HEADER = b"#orchestrator-trace 1"
-_KINDS = {b"r": "reads", b"w": "writes", b"m": "modules", b"l": "listed"}
+_KINDS = {
+    b"r": "reads",
+    b"w": "writes",
+    b"m": "modules",
+    b"l": "listed",
+    b"x": "programs",
+}
 
 
 class TraceError(ValueError):
@@ -54,6 +60,10 @@ class Trace:
     modules: tuple[str, ...] = ()
     #: Folders listed (``os.listdir``, ``os.scandir``, globbing).
     listed: tuple[str, ...] = ()
+    #: Programs it started whose own reads are not traced: anything but Python, and
+    #: Python with ``-I``, ``-E`` or ``-S`` (the bootstrap is off there). Where the
+    #: knowledge ends: their inputs need a ``watch:`` glob.
+    programs: tuple[str, ...] = ()
     #: The largest peak resident memory (KiB) of the processes that exited normally;
     #: what the run cost, not what it used, so never recorded nor compared.
     peak_kib: int | None = field(default=None, compare=False)
@@ -65,6 +75,7 @@ class Trace:
             "writes": list(self.writes),
             "modules": list(self.modules),
             "listed": list(self.listed),
+            "programs": list(self.programs),
         }
 
     @classmethod
@@ -82,7 +93,9 @@ class Trace:
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise TraceError(f"the recorded trace's {name!r} is not a list of paths")
             lists[name] = tuple(value)
-        return cls(lists["reads"], lists["writes"], lists["modules"], lists["listed"])
+        return cls(
+            lists["reads"], lists["writes"], lists["modules"], lists["listed"], lists["programs"]
+        )
 
 
 def trace_fields(trace: Trace | TraceError | None) -> dict[str, Any]:
@@ -128,7 +141,7 @@ def read_trace(path: str | os.PathLike[str], root: str | os.PathLike[str]) -> Tr
     """The trace in ``path``, with paths made relative to ``root``.
 
     Records of every process that wrote to it are merged. A file read and
-    written is an output only.
+    written is in both (an input as the script left it).
 
     Raises:
         TraceError: the file is missing, does not start with the header, or
@@ -156,7 +169,7 @@ def read_trace(path: str | os.PathLike[str], root: str | os.PathLike[str]) -> Tr
         if name is None or len(record) < 2:
             raise TraceError("the trace file is corrupt (an unknown record)")
         value = record[1:]
-        if name != "modules":
+        if name not in ("modules", "programs"):
             if not value.startswith(base):
                 raise TraceError("the trace file is corrupt (a path outside the project)")
             value = value[len(base) :]
@@ -167,5 +180,6 @@ def read_trace(path: str | os.PathLike[str], root: str | os.PathLike[str]) -> Tr
         writes=tuple(sorted(found["writes"])),
         modules=tuple(sorted(found["modules"])),
         listed=tuple(sorted(found["listed"])),
+        programs=tuple(sorted(found["programs"])),
         peak_kib=peak,
     )

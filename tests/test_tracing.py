@@ -402,3 +402,24 @@ def test_a_sqlite_database_a_script_queries_is_an_input(project: Project) -> Non
         db.commit()
     changed = project.orch("run", "--changed", "scripts")
     assert "FAILED query.py" in changed.stdout, changed.stdout
+
+
+def test_where_the_knowledge_ends_is_said(project: Project) -> None:
+    """Programs whose reads are not traced: anything but Python, and Python with -I/-E/-S."""
+    data = project.root / "data.txt"
+    data.write_text("x\n")
+    project.script(
+        "starts.py",
+        f"""
+        import subprocess, sys
+        subprocess.run(["cat", {str(data)!r}], check=True, capture_output=True)
+        subprocess.run([sys.executable, "-I", "-c", "pass"], check=True)
+        subprocess.run([sys.executable, "-c", "pass"], check=True)  # traced itself
+        """,
+    )
+    run = project.orch("run", "scripts")
+    assert run.returncode == 0, run.stdout + run.stderr
+    log = json.loads((project.root / "reports" / "latest" / "logs" / "starts.py.json").read_text())
+    assert log["trace"]["programs"] == sorted(["cat", sys.executable]), log["trace"]
+    deps = project.orch("deps", "scripts/starts.py").stdout
+    assert "  inputs incomplete: ran cat (what it reads is not traced)" in deps, deps

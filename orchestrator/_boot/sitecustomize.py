@@ -112,6 +112,32 @@ def _install() -> None:
             path = getcwd() + "/" + path  # depends on the cwd: not kept
         return judge(path)
 
+    def untraced(event: str, args: "tuple[Any, ...]") -> "str | None":
+        # The program a start runs, unless it is a Python that traces itself.
+        if event == "subprocess.Popen":
+            program, argv = args[0], args[1]
+        elif event == "os.spawn":
+            program, argv = args[1], args[2]
+        else:  # os.exec, os.posix_spawn
+            program, argv = args[0], args[1]
+        argv = [argv] if isinstance(argv, (str, bytes)) else list(argv or ())
+        if program is None:
+            program = argv[0] if argv else None
+        if program is None:
+            return None
+        name = fsdecode(fspath(program))
+        if name.rpartition("/")[2].startswith("python") or name == sys.executable:
+            for word in argv[1:]:
+                word = fsdecode(fspath(word))
+                if not word.startswith("-") or word == "-" or word.startswith("--"):
+                    break  # the script or -c's code: options end here
+                if word in ("-c", "-m"):
+                    break
+                if any(flag in word[1:] for flag in "IES"):
+                    return name  # the bootstrap is off in it
+            return None
+        return name
+
     def hook(event: str, args: "tuple[Any, ...]") -> None:
         if event == "open":
             path, mode = args[0], args[1]
@@ -150,6 +176,13 @@ def _install() -> None:
             key = "m" + name
             if key not in seen:
                 emit(key)
+        elif event in _STARTS:
+            try:  # a hook that raised would fail the start itself
+                program = untraced(event, args)
+            except Exception:
+                program = None
+            if program and "x" + program not in seen:
+                emit("x" + program)
         elif event == "sqlite3.connect":
             # A database is read and written in place: an input as the script left it.
             database = args[0] if args else None
@@ -169,6 +202,7 @@ def _install() -> None:
             if text and "l" + text not in seen:
                 emit("l" + text)
 
+    _STARTS = ("subprocess.Popen", "os.exec", "os.posix_spawn", "os.spawn")
     emit("#orchestrator-trace 1")
     sys.addaudithook(hook)
 
