@@ -260,12 +260,15 @@ victim = start({})  # unrelated: PATH= in its environment, as in every process
 in_value = start({"NOTE": script_var + "=1"})  # the marker in a value, not a name
 other_run = start({f"ORCHESTRATOR_CHILD_{other}_" + "1" * 32: "1"})
 left = start({script_var: "1"})  # a script of the dead run
-def execd(p):  # once it runs sleep, its environment is the one given
-    with open(f"/proc/{p.pid}/comm") as comm:
-        return comm.read().strip() == "sleep"
-deadline = time.monotonic() + 10
-while not all(map(execd, (victim, in_value, other_run, left))) and time.monotonic() < deadline:
-    time.sleep(0.01)
+def execd(*procs):  # once each runs sleep, its environment is the one given
+    def runs_sleep(p):
+        with open(f"/proc/{p.pid}/comm") as comm:
+            return comm.read().strip() == "sleep"
+    deadline = time.monotonic() + 10
+    while not all(map(runs_sleep, procs)):
+        assert time.monotonic() < deadline, "a process never exec'd sleep"
+        time.sleep(0.01)
+execd(victim, in_value, other_run, left)
 entry = {
     "run_id": "forged", "pid": dead.pid, "started": "1", "marker": "PATH=",
     "run_dir": "/tmp/outside", "total": 1, "command": [], "host": "",
@@ -278,9 +281,7 @@ alive = {n: p.poll() is None for n, p in
 # A live orch's token named by a damaged entry, and a run id that climbs out.
 live_token = "abcdefabcdef"
 guarded = start({f"ORCHESTRATOR_CHILD_{live_token}_" + "2" * 32: "1"})
-deadline = time.monotonic() + 10
-while not execd(guarded) and time.monotonic() < deadline:
-    time.sleep(0.01)
+execd(guarded)
 with open("/proc/self/stat", "rb") as handle:
     me_start = handle.read().rsplit(b")", 1)[1].split()[19].decode()
 (runs / f"{live_token}-{os.getpid()}-{me_start}-alive.json").write_text(json.dumps({
@@ -344,7 +345,8 @@ def _daemonizer(pids: Path, then: str = "") -> str:
     """A script whose grandchild double-forks, leaves the session, sends its stdio to
     /dev/null and execs ``sleep`` with an empty environment: no group, marker or pipe
     finds it, and its parent is gone."""
-    return f"""
+    return (
+        textwrap.dedent(f"""
         import os, time
         if os.fork() == 0:
             os.setsid()
@@ -356,8 +358,20 @@ def _daemonizer(pids: Path, then: str = "") -> str:
                 os.execve("/bin/sleep", ["sleep", "100"], {{}})
             os._exit(0)
         os.wait()
-        {then}
-        """
+        """)
+        + then
+        + "\n"
+    )
+
+
+def _until_two_in(folder: Path) -> str:
+    """Script lines that wait, 20 s at most, until ``folder`` holds two files."""
+    return (
+        f"deadline = time.monotonic() + 20\n"
+        f"while len(os.listdir({str(folder)!r})) < 2:\n"
+        f"    assert time.monotonic() < deadline, 'the other script never came'\n"
+        f"    time.sleep(0.01)\n"
+    )
 
 
 def _results(project: Project) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
@@ -393,18 +407,13 @@ def test_daemons_of_scripts_running_at_once_are_stopped_at_the_end_and_counted_i
     started.mkdir()
     # Each waits until both run, starts its daemon, and waits until both daemons are up:
     # either daemon could be either script's.
-    both = f"""
-        import os, time
-        open(os.path.join({str(started)!r}, str(os.getpid())), "w").close()
-        while len(os.listdir({str(started)!r})) < 2:
-            time.sleep(0.01)
-        """
-    wait = f"""
-        while len(os.listdir({str(pids)!r})) < 2:
-            time.sleep(0.01)
-        """
+    both = (
+        "import os, time\n"
+        f"open(os.path.join({str(started)!r}, str(os.getpid())), 'w').close()\n"
+        + _until_two_in(started)
+    )
     for name in ("a.py", "b.py"):
-        project.script(name, textwrap.dedent(both) + textwrap.dedent(_daemonizer(pids, wait)))
+        project.script(name, both + _daemonizer(pids, _until_two_in(pids)))
     done = project.orch("run", "-j2", "scripts")
     assert done.returncode == 0, done.stdout + done.stderr
     daemons = [int(p.name) for p in pids.iterdir()]
