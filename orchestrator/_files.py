@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import itertools
-import logging
 import os
 import shutil
 from collections.abc import Iterator
@@ -17,7 +16,6 @@ _SERIAL = itertools.count()
 _IGNORE = "# Made by orchestrator: its caches and run record.\n*\n"
 _checked: set[Path] = set()  # state folders whose .gitignore was found whole
 _warned: set[str] = set()
-logger = logging.getLogger("orchestrator")
 
 
 def state_hint(path: str | os.PathLike[str]) -> str:
@@ -63,7 +61,11 @@ def warn_damaged(path: str | os.PathLike[str], why: str) -> None:
     name = os.fspath(path)
     if name not in _warned:
         _warned.add(name)
-        logger.warning("%s is damaged (%s): ignored, and written anew on the next write", name, why)
+        import logging  # only with something to say: not on every command's start-up
+
+        logging.getLogger("orchestrator").warning(
+            "%s is damaged (%s): ignored, and written anew on the next write", name, why
+        )
 
 
 def clear_damaged(path: str | os.PathLike[str]) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import logging
 import os
 import signal
 import sys
@@ -628,20 +627,24 @@ _COMMANDS = {
 }
 
 
-class _WarningLine(logging.Handler):
-    """orch's warnings (a damaged state file) as one ``orch: warning:`` line on stderr."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        from .reporting import name_text
-
-        with contextlib.suppress(OSError):
-            print(f"orch: warning: {name_text(record.getMessage())}", file=sys.stderr)
-
-
 def _say_warnings() -> None:
+    """orch's warnings (a damaged state file) as one ``orch: warning:`` line on stderr.
+
+    Set up once a command has been parsed: ``orch --version`` and ``--help``
+    never import :mod:`logging` (about 6 ms).
+    """
+    import logging
+
+    class WarningLine(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            from .reporting import name_text
+
+            with contextlib.suppress(OSError):
+                print(f"orch: warning: {name_text(record.getMessage())}", file=sys.stderr)
+
     logger = logging.getLogger("orchestrator")
-    if not any(isinstance(h, _WarningLine) for h in logger.handlers):
-        logger.addHandler(_WarningLine(logging.WARNING))
+    if not any(type(h).__name__ == "WarningLine" for h in logger.handlers):
+        logger.addHandler(WarningLine(logging.WARNING))
 
 
 def _silence_stdout() -> None:
@@ -655,7 +658,6 @@ def _silence_stdout() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``orch`` with ``argv`` (default: ``sys.argv[1:]``) and return the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    _say_warnings()
     parser = build_parser()
     try:
         args, extra = parser.parse_known_args(argv)
@@ -671,6 +673,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return ExitCode.USAGE
+    _say_warnings()
     try:
         if hasattr(args, "scripts_dir"):
             _sweep(args)
