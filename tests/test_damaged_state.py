@@ -104,3 +104,13 @@ def test_random_bytes_in_the_record_never_crash_and_never_give_a_stale_pass(
     assert entries == {} or "scripts/a.py" in entries
     record.update(project.scripts / "a.py", "g", "passed")
     assert Record(OrchProject.locate(project.scripts)).load()["scripts/a.py"]["fingerprint"] == "g"
+
+
+def test_a_gitignore_that_still_ignores_everything_is_left_as_the_user_wrote_it(
+    ran_once: Project,
+) -> None:
+    ignore = ran_once.root / ".orchestrator" / ".gitignore"
+    ignore.write_text("*\n!notes.txt\n")
+    run = ran_once.orch("run", "scripts")
+    assert run.returncode == 0 and _warnings(run.stderr) == [], run.stderr
+    assert ignore.read_text() == "*\n!notes.txt\n"

@@ -425,3 +425,38 @@ def test_daemons_of_scripts_running_at_once_are_stopped_at_the_end_and_counted_i
     assert "escaped: 2 processes left by scripts that ran at once" in done.stdout
     report = (project.root / "reports" / "latest" / "report.md").read_text()
     assert "cannot be told apart: 2" in report
+
+
+def test_a_library_caller_running_scripts_at_once_is_left_no_daemon(project: Project) -> None:
+    """Without a run around them, the daemons no script could claim are stopped once
+    the last script ends."""
+    import threading
+
+    from orchestrator import run_script
+
+    pids = project.root / "pids"
+    pids.mkdir()
+    started = project.root / "started"
+    started.mkdir()
+    both = (
+        "import os, time\n"
+        f"open(os.path.join({str(started)!r}, str(os.getpid())), 'w').close()\n"
+        + _until_two_in(started)
+    )
+    scripts = [
+        project.script(name, both + _daemonizer(pids, _until_two_in(pids)))
+        for name in ("a.py", "b.py")
+    ]
+    results: list[dict[str, Any]] = []
+    threads = [
+        threading.Thread(target=lambda s=s: results.append(run_script(s, root=project.root)))
+        for s in scripts
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert [r["status"] for r in results] == ["passed", "passed"], results
+    daemons = [int(p.name) for p in pids.iterdir()]
+    assert len(daemons) == 2
+    assert not any(pid_alive(p) for p in daemons), "a daemon outlived the library calls"
