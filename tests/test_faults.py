@@ -374,6 +374,22 @@ def _until_two_in(folder: Path) -> str:
     )
 
 
+def _daemonizers_at_once(project: Project) -> tuple[Path, list[Path]]:
+    """``a.py`` and ``b.py``: each waits until both run, starts its daemon, and waits until
+    both daemons are up, so either daemon could be either script's. Returns the folder
+    their daemons note their PIDs in, and the scripts."""
+    pids, started = project.root / "pids", project.root / "started"
+    pids.mkdir()
+    started.mkdir()
+    both = (
+        "import os, time\n"
+        f"open(os.path.join({str(started)!r}, str(os.getpid())), 'w').close()\n"
+        + _until_two_in(started)
+    )
+    body = both + _daemonizer(pids, _until_two_in(pids))
+    return pids, [project.script(name, body) for name in ("a.py", "b.py")]
+
+
 def _results(project: Project) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     summary = json.loads((project.root / "reports" / "latest" / "summary.json").read_text())
     return summary, {r["path"]: r for r in summary["results"]}
@@ -401,19 +417,7 @@ def test_a_double_forked_daemon_without_environment_or_output_is_stopped_and_cou
 def test_daemons_of_scripts_running_at_once_are_stopped_at_the_end_and_counted_in_the_summary(
     project: Project,
 ) -> None:
-    pids = project.root / "pids"
-    pids.mkdir()
-    started = project.root / "started"
-    started.mkdir()
-    # Each waits until both run, starts its daemon, and waits until both daemons are up:
-    # either daemon could be either script's.
-    both = (
-        "import os, time\n"
-        f"open(os.path.join({str(started)!r}, str(os.getpid())), 'w').close()\n"
-        + _until_two_in(started)
-    )
-    for name in ("a.py", "b.py"):
-        project.script(name, both + _daemonizer(pids, _until_two_in(pids)))
+    pids, _ = _daemonizers_at_once(project)
     done = project.orch("run", "-j2", "scripts")
     assert done.returncode == 0, done.stdout + done.stderr
     daemons = [int(p.name) for p in pids.iterdir()]
@@ -434,19 +438,7 @@ def test_a_library_caller_running_scripts_at_once_is_left_no_daemon(project: Pro
 
     from orchestrator import run_script
 
-    pids = project.root / "pids"
-    pids.mkdir()
-    started = project.root / "started"
-    started.mkdir()
-    both = (
-        "import os, time\n"
-        f"open(os.path.join({str(started)!r}, str(os.getpid())), 'w').close()\n"
-        + _until_two_in(started)
-    )
-    scripts = [
-        project.script(name, both + _daemonizer(pids, _until_two_in(pids)))
-        for name in ("a.py", "b.py")
-    ]
+    pids, scripts = _daemonizers_at_once(project)
     results: list[dict[str, Any]] = []
     threads = [
         threading.Thread(target=lambda s=s: results.append(run_script(s, root=project.root)))
