@@ -139,7 +139,7 @@ def soundness(name: str, root: Path) -> list[str]:
         raise SystemExit(f"{name}: the run failed:\n{result.stdout}{result.stderr}")
     plan = build_plan(RunOptions(scripts_dir=root / "scripts"))
     tracking = Tracking(plan.project)
-    fingerprints = tracking.fingerprints(plan)
+    snapshots = tracking.snapshots(plan)
     graph = tracking.graph
     counts = {"static": [0, 0, 0], "union": [0, 0, 0]}  # hits, claimed, truth
     reruns = {"static": [0, 0], "union": [0, 0]}  # false, missed
@@ -147,7 +147,7 @@ def soundness(name: str, root: Path) -> list[str]:
     for job in plan.jobs:
         if job.settings["skip"]:
             continue  # never run: nothing to compare
-        trace = fingerprints.trace(job)
+        trace = snapshots.trace(job)
         if not isinstance(trace, Trace):
             raise SystemExit(f"{name}: {job.rel} has no trace: {trace}")
         used = {p for p in graph.traced(job.path, trace) if p.is_file()}

@@ -220,6 +220,22 @@ def build_parser() -> argparse.ArgumentParser:
         help=_DEPTH_HELP,
     )
 
+    why = commands.add_parser(
+        "why", help="whether each script would run under --changed, and why; runs nothing"
+    )
+    why.add_argument(
+        "targets", nargs="*", type=Path, metavar="SCRIPT", help="default: every script"
+    )
+    why.add_argument(
+        "-d",
+        "--scripts-dir",
+        type=Path,
+        help="the scripts directory (default: scripts/ under the project root)",
+    )
+    why.add_argument("--python", metavar="PATH", help="as orch run --python")
+    why.add_argument("--json", action="store_true", help="print JSON instead of text")
+    why.add_argument("--max-depth", type=_depth, default=MAX_DEPTH, help=_DEPTH_HELP)
+
     envs = commands.add_parser("envs", help="the cache of isolated environments")
     envs.add_argument("action", choices=("list", "clean"), help="list them, or remove them")
     envs.add_argument(
@@ -396,16 +412,22 @@ def _environments_of(plan: Any) -> dict[str, str]:
 
 def _cmd_list(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from .plan import build_plan
+    from .reporting import name_text
 
     options = _options(args, argv)
     plan = build_plan(options, count_left_out=not (args.graph or args.json))
     jobs = plan.jobs
     if args.graph:
-        from .changes import Record, estimates
+        from .changes import Tracking, estimates, infer_order
         from .console import render_graph
 
-        record = Record(plan.project)
-        expected = estimates(plan, record.load(), record)
+        tracking = Tracking(plan.project)
+        snapshots = tracking.snapshots(plan)
+        said = len(plan.notes)
+        plan = infer_order(plan, snapshots.traces(plan.jobs))
+        for note in plan.notes[said:]:  # a cycle it broke
+            print(name_text(plan.masker.mask(note)), file=sys.stderr)
+        expected = estimates(plan, snapshots.entries(), tracking.record)
         sys.stdout.write(plan.masker.mask(render_graph(plan, args.format, expected, options.jobs)))
         return ExitCode.OK
     if args.json:
@@ -422,7 +444,6 @@ def _cmd_list(args: argparse.Namespace, argv: Sequence[str]) -> int:
         print(plan.masker.mask(json.dumps(data, indent=2)))
         return ExitCode.OK
     from .console import render_plan
-    from .reporting import name_text
 
     sys.stdout.write(render_plan(plan, envs=_environments_of(plan)))
     print(f"\n{len(jobs)} scripts in {name_text(plan.masker.mask(str(options.scripts_dir)))}")
@@ -521,6 +542,62 @@ def _cmd_watch(args: argparse.Namespace, argv: Sequence[str]) -> int:
         )
 
 
+def _target(project: Any, target: Path) -> Path:
+    """The file a command-line name means: relative to ., the scripts folder or the root."""
+    scripts_dir, root = project.scripts_dir, project.root
+    candidates = [Path.cwd() / target, scripts_dir / target, root / target]
+    path = next((Path(os.path.abspath(c)) for c in candidates if c.exists()), None)
+    if path is None:
+        raise OrchestratorError(f"{target}: no such file (looked in ., {scripts_dir}, {root})")
+    return path
+
+
+def _cmd_why(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from .changes import Tracking, stale
+    from .plan import build_plan
+    from .reporting import name_text
+
+    options = _options(args, argv)
+    plan = build_plan(options)
+    project = plan.project
+    jobs = {job.path: job for job in plan.jobs}
+    wanted = [job.rel for job in plan.jobs]
+    if args.targets:
+        wanted = []
+        for target in args.targets:
+            job = jobs.get(_target(project, target))
+            if job is None:
+                raise OrchestratorError(
+                    f"{target} is not a script in {project.rel(project.scripts_dir)}/"
+                )
+            wanted.append(job.rel)
+    tracking = Tracking(project, options.python)
+    snapshots = tracking.snapshots(plan)
+    why = stale(plan, snapshots)  # over the whole plan: a dependency's rerun counts
+    by_rel = {job.rel: job for job in plan.jobs}
+    answers = []
+    for rel in dict.fromkeys(wanted):
+        entry = snapshots.entry(by_rel[rel]) or {}
+        since = None if rel in why else entry.get("time")
+        answers.append(
+            {"script": rel, "runs": rel in why, "why": list(why.get(rel, ())), "since": since}
+        )
+    tracking.graph.save()
+    mask = plan.masker.mask_data
+    if args.json:
+        print(json.dumps(mask(answers), indent=2))
+        return ExitCode.OK
+    for answer in mask(answers):
+        name = name_text(answer["script"])
+        if answer["runs"]:
+            print(f"{name} runs:")
+            for reason in answer["why"]:
+                print(f"  {name_text(reason)}")
+        else:
+            print(f"{name} is up to date: passed with the same inputs at {answer['since']}")
+    return ExitCode.OK
+
+
 def _cmd_deps(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from .changes import Tracking
     from .config import sets_settings
@@ -531,22 +608,18 @@ def _cmd_deps(args: argparse.Namespace, argv: Sequence[str]) -> int:
     options = _options(args, argv)
     plan = build_plan(options)
     project = plan.project
-    scripts_dir, root = project.scripts_dir, project.root
+    scripts_dir = project.scripts_dir
     tracking = Tracking(project)
-    graph, fingerprints = tracking.graph, tracking.fingerprints(plan)
+    graph, snapshots = tracking.graph, tracking.snapshots(plan)
     jobs = {job.path: job for job in plan.jobs}
-    target = args.target
-    candidates = [Path.cwd() / target, scripts_dir / target, root / target]
-    path = next((Path(os.path.abspath(c)) for c in candidates if c.exists()), None)
-    if path is None:
-        raise OrchestratorError(f"{target}: no such file (looked in ., {scripts_dir}, {root})")
+    path = _target(project, args.target)
     config, rel = project.config_file, project.rel
 
     if args.reverse:
         if config is not None and path.resolve() == config:
             hits = {script for script, job in jobs.items() if sets_settings(job.settings)}
         else:
-            traces = fingerprints.traces(plan.jobs)
+            traces = snapshots.traces(plan.jobs)
             hits = set(graph.affected([path], plan.settings_by_path(), traces))
         for script in sorted(hits, key=lambda p: jobs[p].rel.split("/")):
             print(name_text(jobs[script].rel))
@@ -558,7 +631,7 @@ def _cmd_deps(args: argparse.Namespace, argv: Sequence[str]) -> int:
     if job is None:
         raise OrchestratorError(f"{rel(path)} is not a script in {rel(scripts_dir)}/")
     print(name_text(job.rel))
-    trace = fingerprints.trace(job)
+    trace = snapshots.trace(job)
     known = trace if isinstance(trace, Trace) else None
     attempts = frozenset(known.reads) if known else frozenset()
     for file, origin in graph.sources(path, job.settings, known).items():
@@ -623,6 +696,7 @@ _COMMANDS = {
     "docs": _cmd_docs,
     "report": _cmd_report,
     "deps": _cmd_deps,
+    "why": _cmd_why,
     "envs": _cmd_envs,
 }
 

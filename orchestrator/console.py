@@ -25,6 +25,7 @@ from .reporting import (
     tail,
     totals_line,
     visible,
+    why_text,
 )
 from .results import NOT_OK, ScriptResult
 
@@ -215,9 +216,11 @@ class ConsoleReporter(Reporter):
             self._draw()
         elif self.verbosity >= 0 and self.run is not None:
             status = _paint(result.status.value, result.status.value.upper(), self.color)
+            why = why_text(result.why)
+            because = f" ({name_text(why)})" if why else ""
             self._write(
                 f"[{self.done}/{self.run.total}] {status} {name_text(result.path)} "
-                f"{result.execution_time or 0.0:.2f}s\n"
+                f"{result.execution_time or 0.0:.2f}s{because}\n"
             )
 
     def script_retrying(self, result: ScriptResult, attempt: int, delay: float) -> None:
@@ -298,6 +301,9 @@ def render_graph(
 ) -> str:
     """The start order with dependencies, as text or as a Mermaid flowchart.
 
+    An order inferred from traces (:attr:`Plan.after`) is marked ``(inferred)``,
+    or drawn dotted.
+
     With ``jobs`` above 1 and ``expected`` durations (from the run record), the
     order is the one ``orch run -j N`` starts them in, longest remaining chain
     first, and the text ends with the estimated makespan; otherwise it is
@@ -305,7 +311,8 @@ def render_graph(
     """
     from .dag import remaining_chains, schedule
 
-    graph = plan.graph()
+    graph = plan.order()
+    declared = plan.graph()
     # A skipped script is no step: it is shown as skipped, and costs nothing.
     skipped = {
         job.rel: job.settings["skip_reason"] or "yes" for job in plan.jobs if job.settings["skip"]
@@ -321,12 +328,19 @@ def render_graph(
             f'    {ids[rel]}["{mermaid_label(rel)}{" (skipped)" if rel in skipped else ""}"]'
             for rel in order
         ]
-        lines += [f"    {ids[dep]} --> {ids[rel]}" for rel in order for dep in graph[rel]]
+        # An inferred order (one script reads what another writes) is a dotted arrow.
+        lines += [
+            f"    {ids[dep]} {'-->' if dep in declared[rel] else '-.->'} {ids[rel]}"
+            for rel in order
+            for dep in graph[rel]
+        ]
         return "\n".join(lines) + "\n"
     width = len(str(len(order)))
     lines = []
     for i, rel in enumerate(order, 1):
-        after = f"  (after {', '.join(map(name_text, graph[rel]))})" if graph[rel] else ""
+        inferred = [d for d in graph[rel] if d not in declared[rel]]
+        waits = [*map(name_text, declared[rel]), *(f"{name_text(d)} (inferred)" for d in inferred)]
+        after = f"  (after {', '.join(waits)})" if waits else ""
         if rel in skipped:
             after += f"  (skipped: {name_text(skipped[rel])})"
         lines.append(f"{i:>{width}}. {name_text(rel)}{after}")

@@ -81,9 +81,13 @@ class ReadyQueue:
     def done(self, node: str) -> None:
         """``node`` succeeded: the dependents it was the last to wait for become ready."""
         for dependent in self._dependents[node]:
-            self._waiting[dependent] -= 1
-            if self._waiting[dependent] == 0:
-                heapq.heappush(self._ready, (self._order[dependent], dependent))
+            self.release(node, dependent)
+
+    def release(self, node: str, dependent: str) -> None:
+        """``dependent`` waits for ``node`` no more (of ``node``'s dependents, that one only)."""
+        self._waiting[dependent] -= 1
+        if self._waiting[dependent] == 0:
+            heapq.heappush(self._ready, (self._order[dependent], dependent))
 
     def dependents(self, node: str) -> list[str]:
         """The nodes that depend on ``node`` directly, in declaration order."""

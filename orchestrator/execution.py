@@ -4,7 +4,7 @@ Each script is a task named by its relative path; ``depends_on`` gives its
 dependencies, ``-j`` the workflow's ``max_concurrency``, and ``retries`` its
 retry policy. The task's action, in a worker thread, hands the script to an
 executor (:mod:`orchestrator.executors`: a child of this process, or a Dask
-worker), records its fingerprint and writes its JSON log as soon as it ends, so
+worker), records what it ran with and writes its JSON log as soon as it ends, so
 a result is on disk before anyone is told about it. Workflow events are turned
 into reporter calls in the main thread; the engine itself never prints.
 
@@ -31,7 +31,15 @@ from typing import Any
 
 from . import ledger
 from ._files import ensure_state_dir
-from .changes import Fingerprints, Tracking, expected_chains, select_changed
+from .changes import (
+    Snapshot,
+    Snapshots,
+    Tracking,
+    expected_chains,
+    file_clock_ns,
+    infer_order,
+    select_changed,
+)
 from .environments import EnvBuildError
 from .errors import ExitCode, OrchestratorError, WriteError
 from .executors import Executor, LocalExecutor, ScriptCall, make_executor
@@ -129,6 +137,8 @@ class _ScriptRun:
         self.jobs = {job.rel: job for job in plan.jobs}
         self.attempts = dict.fromkeys(self.jobs, 0)
         self.results: dict[str, ScriptResult] = {}
+        #: Reasons decided during the run (see :meth:`stale_now`), over the plan's.
+        self.why: dict[str, tuple[str, ...]] = {}
         self.stopping = False
         # The first file orchestrator could not write: the run stops and execute() raises it.
         self.fault: OrchestratorError | None = None
@@ -137,7 +147,7 @@ class _ScriptRun:
         self.envs = self.tracking.environments(plan)
         self.executor = executor or LocalExecutor()
         self.force = force
-        self.fingerprints = self.tracking.fingerprints(plan, self.envs)
+        self.snapshots = self.tracking.snapshots(plan, self.envs)
         self.workflow = Workflow(
             f"orch run {run.run_id}", max_concurrency=options.jobs, listener=self.on_event
         )
@@ -153,15 +163,19 @@ class _ScriptRun:
                 failed_if=_failed,
             )
 
-    def prioritize(self) -> None:
-        """In parallel, start the longest remaining chain of recorded durations first.
+    def schedule(self) -> None:
+        """Order each script after those it reads from, and start the longest chain first.
 
-        Critical-path list scheduling; called once the plan knows which scripts
-        are up to date (they take no time). One at a time, the declared order stays.
+        The inferred order (:attr:`Plan.after`) and, in parallel, critical-path
+        list scheduling by recorded durations; called once the plan knows which
+        scripts are up to date (they take no time). One at a time, the
+        declared order stays.
         """
+        for rel, writers in self.plan.after.items():
+            self.workflow.tasks[rel].after = writers
         if self.options.jobs > 1:
-            # The record as the fingerprints read it: the journal is not read twice.
-            entries = self.fingerprints.entries()
+            # The record as the snapshots read it: the journal is not read twice.
+            entries = self.snapshots.entries()
             for rel, chain in expected_chains(self.plan, entries, self.record).items():
                 self.workflow.tasks[rel].priority = chain
 
@@ -201,13 +215,22 @@ class _ScriptRun:
             masked["trace"] = self.plan.masker.mask_data(result["trace"])
         result = {**result, **masked}
         value = ScriptResult.from_dict(result)
+        # A script that was not run has no reason to; one that was, says why it was.
+        why = () if value.status is Status.SKIPPED else self.reasons(job.rel)
         value = replace(
-            value, attempts=attempts, flaky=value.status is Status.PASSED and attempts > 1
+            value,
+            attempts=attempts,
+            flaky=value.status is Status.PASSED and attempts > 1,
+            why=tuple(map(self.plan.masker.mask, why)),
         )
         if self.run.run_dir is not None:
             with self.writing():
                 save_log(value.to_dict(), self.run.run_dir / "logs", self.plan.shown_settings(job))
         return value
+
+    def reasons(self, rel: str) -> tuple[str, ...]:
+        """Why a script runs: decided during the run, or by the plan."""
+        return self.why.get(rel) or self.plan.reasons(rel)
 
     def not_started(self, job: ScriptJob) -> ScriptResult:
         """The run was interrupted before this script could start."""
@@ -218,12 +241,14 @@ class _ScriptRun:
     def action(self, job: ScriptJob) -> ScriptResult:
         if self.stop.is_set():  # dispatched just before the ticker saw the interrupt
             return self.not_started(job)
-        if job.rel in self.plan.fresh:  # passed, as far as its dependents are concerned
+        if job.rel in self.plan.fresh and not self.stale_now(job):
+            # Passed, as far as its dependents are concerned.
             return self.finish(job, skipped_result(job.path, self.scripts_dir, "up-to-date"), 0)
         self.attempts[job.rel] += 1
         settings = job.settings
         # Taken as the script starts: what it ran with, whatever it writes.
-        before = self.fingerprints.hashes(job)
+        started_ns = file_clock_ns()
+        before = self.snapshots.now(job)
         try:
             python = self.interpreter(job)
         except EnvBuildError as exc:
@@ -264,8 +289,34 @@ class _ScriptRun:
             self.cannot_write(OrchestratorError(result.extra["write_error"]))
         if result.recorded:
             with self.writing():
-                self.remember(job, result, before, trace)
+                self.remember(job, result, before, trace, started_ns)
         return result
+
+    def stale_now(self, job: ScriptJob) -> bool:
+        """Whether an up-to-date script must run after all: decided again, now.
+
+        Its check waits for what it is ordered after: a script that ran in this
+        run may have rewritten a file it reads (inferred order), or may itself
+        have been found stale only now (``depends_on``). What it says joins the
+        plan's reasons.
+        """
+        ran = {
+            rel
+            for rel in (*self.plan.graph()[job.rel], *self.plan.after.get(job.rel, ()))
+            if (done := self.results.get(rel)) is not None and done.status is not Status.SKIPPED
+        }
+        if not ran:
+            return False
+        declared = [rel for rel in self.plan.graph()[job.rel] if rel in ran]
+        if declared:
+            why: tuple[str, ...] = (f"depends on {declared[0]}, which ran",)
+        else:
+            decision = self.snapshots.decide(job)
+            if not decision.runs:
+                return False
+            why = decision.why
+        self.why[job.rel] = why
+        return True
 
     def explained(self, job: ScriptJob, result: dict[str, Any]) -> dict[str, Any]:
         """A failure for want of a module, in an isolated environment, says which and where."""
@@ -294,14 +345,15 @@ class _ScriptRun:
         self,
         job: ScriptJob,
         result: ScriptResult,
-        before: Mapping[Path, str | None],
+        before: Snapshot,
         trace: Trace | TraceError | None,
+        started_ns: int,
     ) -> None:
-        """Record the result's fingerprint, with the trace it covers when the script was traced."""
+        """Record what the script ran with, and the trace that names it when it was traced."""
         known = trace if isinstance(trace, Trace) else None
-        fingerprint = self.fingerprints.after(job, before, known)
+        snapshot = self.snapshots.after(job, before, known, started_ns)
         self.record.update(
-            job.path, fingerprint, result.status.value, trace=trace, duration=result.execution_time
+            job.path, snapshot, result.status.value, trace=trace, duration=result.execution_time
         )
 
     def interpreter(self, job: ScriptJob) -> str | None:
@@ -387,16 +439,20 @@ def select(
     plan: Plan,
     options: RunOptions,
     tracking: Tracking | None = None,
-    fingerprints: Fingerprints | None = None,
+    snapshots: Snapshots | None = None,
 ) -> Plan:
-    """The plan with what ``--changed`` leaves out marked fresh (the plan itself without it).
+    """The plan with what ``--changed`` leaves out marked fresh, and why the rest run.
 
-    ``fingerprints``: the run's own, so that each script is fingerprinted once.
+    Without ``--changed`` the plan itself (every script: ``full run``); with
+    ``--force`` every script runs, ``forced``. ``snapshots``: the run's own, so
+    that the record is read once.
     """
-    if not options.changed or options.force:
+    if not options.changed:
         return plan
+    if options.force:
+        return replace(plan, why=dict.fromkeys((job.rel for job in plan.jobs), ("forced",)))
     tracking = tracking or Tracking(plan.project, options.python)
-    return select_changed(plan, fingerprints or tracking.fingerprints(plan), tracking.record)
+    return select_changed(plan, snapshots or tracking.snapshots(plan))
 
 
 def execute(
@@ -453,12 +509,13 @@ def execute(
     ensure_state_dir(plan.project.state_dir)
     bridge = _ScriptRun(plan, options, reporters, run, stop, graph, executor, force)
     bridge.record.compact()
-    bridge.plan = plan = select(plan, options, bridge.tracking, bridge.fingerprints)
-    bridge.prioritize()
+    plan = select(plan, options, bridge.tracking, bridge.snapshots)
+    bridge.plan = plan = infer_order(plan, bridge.snapshots.traces(plan.jobs))
+    bridge.schedule()
     run.notes = [plan.masker.mask(note) for note in plan.notes]  # with what the selection says
     mask = plan.masker.mask
     run.jobs = options.jobs
-    run.depends_on = {mask(rel): [mask(d) for d in deps] for rel, deps in plan.graph().items()}
+    run.depends_on = {mask(rel): [mask(d) for d in deps] for rel, deps in plan.order().items()}
     # Kept until the reports are written: a run killed before has no summary, and
     # the next orch command finds its leftovers by the marker.
     live = LiveRun.of_this_process(

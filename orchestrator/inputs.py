@@ -291,7 +291,7 @@ def _valid_hash(value: Any) -> bool:
 class InputGraph:
     """The inputs of every script of a project, and the reverse: who is affected by a file.
 
-    Thread-safe: workers ask for fingerprints while the main thread plans.
+    Thread-safe: workers take snapshots while the main thread plans.
     """
 
     def __init__(self, project: Project) -> None:
@@ -606,7 +606,7 @@ class InputGraph:
             for module in trace.modules:
                 found.update(dict.fromkeys(map(self._path, self._absent(folder, module))))
         # Outputs are never inputs (rerunning for them would loop); a file it also read (a
-        # state file it loads and saves) is one, as the script left it (Fingerprints.after).
+        # state file it loads and saves) is one, as the script left it (Snapshots.after).
         for path in set(trace.writes) - set(trace.reads):
             found.pop(root / path, None)
         return list(found)
@@ -645,27 +645,6 @@ class InputGraph:
         """The content hash of each path as of now (None: missing)."""
         return {path: self.file_hash(path) for path in paths}
 
-    def digest(
-        self, hashes: Mapping[Path, str | None], settings: Mapping[str, Any], interpreter: str
-    ) -> str:
-        """A fingerprint: the inputs' hashes, the effective settings and the interpreter."""
-        digest = hashlib.sha256()
-        for rel, value in sorted((os.path.relpath(p, self.root), h) for p, h in hashes.items()):
-            digest.update(f"{rel}\0{value}\n".encode("utf-8", "surrogateescape"))
-        digest.update(json.dumps(dict(settings), sort_keys=True, default=str).encode())
-        digest.update(interpreter.encode())
-        return digest.hexdigest()
-
-    def fingerprint(
-        self,
-        script: Path,
-        settings: Mapping[str, Any],
-        interpreter: str,
-        trace: Trace | None = None,
-    ) -> str:
-        """A content hash of the script's inputs, its effective settings and the interpreter."""
-        return self.digest(self.hashes(self.inputs(script, settings, trace)), settings, interpreter)
-
     def affected(
         self,
         changed: Iterable[Path],
@@ -675,11 +654,20 @@ class InputGraph:
         """``{script: [changed files among its inputs]}`` for the scripts that ``changed`` touches.
 
         ``scripts`` maps each script to its settings (for ``watch:``); ``traces``
-        each script to its last run's trace, whose inputs count too.
+        each script to its last run's trace, whose inputs count too, and so
+        does any path in a folder it listed (an entry added or deleted changes
+        the listing). An input that is a symlink changes when its target does,
+        and is named in the target's place.
         """
         changed = list(changed)
         importers: dict[Path, list[Path]] = {}
         with self._lock:
+            # Each traced script's inputs, and the folders among them it listed.
+            mine = {
+                script: (set(self.traced(script, trace)), {self.root / p for p in trace.listed})
+                for script, trace in (traces or {}).items()
+                if script in scripts
+            }
             self._begin()
             # Reverse edges of every file reachable from a script, level by level
             # so that each level's unparsed files are parsed together.
@@ -695,26 +683,45 @@ class InputGraph:
                         importers.setdefault(dep, []).append(file)
                         following.append(dep)
                 level = following
+            links = self._links([*seen, *(p for found, _ in mine.values() for p in found)])
         watching = {script: s for script, s in scripts.items() if s.get("watch")}
         hits: dict[Path, list[Path]] = {}
+
+        def hit(script: Path, file: Path) -> None:
+            files = hits.setdefault(script, [])
+            if file not in files:
+                files.append(file)
+
         for path in changed:
-            queue, reached = deque([path]), {path}
-            while queue:
-                file = queue.popleft()
-                for importer in importers.get(file, ()):
-                    if importer not in reached:
-                        reached.add(importer)
-                        queue.append(importer)
-            for script in reached:
-                if script in scripts:
-                    hits.setdefault(script, []).append(path)
-            for script, settings in watching.items():
-                if self.watches(settings, path):
-                    hits.setdefault(script, []).append(path)
-        for script, trace in (traces or {}).items():
-            if script in scripts:
-                mine = set(self.traced(script, trace))
-                for path in changed:
-                    if path in mine and path not in hits.get(script, ()):
-                        hits.setdefault(script, []).append(path)
+            # The inputs this path is: itself, a symlink to it, one in a symlink to its folder.
+            aliases = [path, *links.get(path, ())]
+            aliases += [link / path.name for link in links.get(path.parent, ())]
+            for file in aliases:
+                queue, reached = deque([file]), {file}
+                while queue:
+                    for importer in importers.get(queue.popleft(), ()):
+                        if importer not in reached:
+                            reached.add(importer)
+                            queue.append(importer)
+                for script in reached:
+                    if script in scripts:
+                        hit(script, file)
+                for script, settings in watching.items():
+                    if self.watches(settings, file):
+                        hit(script, file)
+                for script, (inputs, listed) in mine.items():
+                    if file in inputs or file.parent in listed:
+                        hit(script, file)
         return hits
+
+    def _links(self, paths: Iterable[Path]) -> dict[Path, list[Path]]:
+        """``{resolved target: [paths]}`` of the ``paths`` that are symlinks.
+
+        Their folders' cached listings tell which are: only those are resolved.
+        """
+        links: dict[Path, list[Path]] = {}
+        for path in dict.fromkeys(paths):
+            folder, _, name = str(path).rpartition("/")
+            if self._entry_is(folder or "/", name, os.DirEntry.is_symlink):
+                links.setdefault(Path(os.path.realpath(path)), []).append(path)
+        return links

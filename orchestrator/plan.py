@@ -23,11 +23,16 @@ from .masking import Masker
 from .project import Project
 
 __all__ = [
+    "FULL_RUN",
     "Plan",
     "RunOptions",
     "ScriptJob",
     "build_plan",
 ]
+
+
+#: Why a script runs when nothing was compared: every script of the plan runs.
+FULL_RUN = ("full run",)
 
 
 @dataclass(frozen=True)
@@ -85,6 +90,11 @@ class Plan:
     notes: list[str] = field(default_factory=list)
     #: Scripts that are up to date (``--changed``): reported ``skipped``, never run.
     fresh: frozenset[str] = frozenset()
+    #: Why each script that runs does (``--changed``, ``orch watch``); see :data:`FULL_RUN`.
+    why: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    #: Inferred order: ``{script: scripts that write a file it reads}``, from their traces.
+    #: It starts after them, whatever their outcome (see :func:`~.changes.infer_order`).
+    after: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     #: The config's ``environments:`` groups.
     groups: dict[str, Any] = field(default_factory=dict)
     #: One line on the ``.py`` files discovery's rules left out (``count_left_out`` only).
@@ -117,6 +127,14 @@ class Plan:
         rels = {job.rel for job in self.jobs}
         return {job.rel: [d for d in job.settings["depends_on"] if d in rels] for job in self.jobs}
 
+    def order(self) -> dict[str, list[str]]:
+        """:meth:`graph` with the inferred order added: what the run waits for."""
+        graph = self.graph()
+        for rel, writers in self.after.items():
+            if rel in graph:
+                graph[rel] += [w for w in writers if w in graph and w not in graph[rel]]
+        return graph
+
     def subset(self, rels: Iterable[str]) -> Plan:
         """The plan narrowed to ``rels`` (``orch watch`` reruns a few scripts).
 
@@ -125,12 +143,21 @@ class Plan:
         """
         wanted = set(rels)
         return replace(
-            self, jobs=[job for job in self.jobs if job.rel in wanted], notes=[], fresh=frozenset()
+            self,
+            jobs=[job for job in self.jobs if job.rel in wanted],
+            notes=[],
+            fresh=frozenset(),
+            why={rel: why for rel, why in self.why.items() if rel in wanted},
+            after={rel: w for rel, w in self.after.items() if rel in wanted},
         )
+
+    def reasons(self, rel: str) -> tuple[str, ...]:
+        """Why ``rel`` runs: what its decision said, or :data:`FULL_RUN` with none made."""
+        return self.why.get(rel, FULL_RUN)
 
     def start_order(self) -> list[str]:
         """The scripts in the order ``orch run -j1`` starts them (the workflow's ready queue)."""
-        return start_order(self.graph())
+        return start_order(self.order())
 
     def dependents_of(self, rels: Iterable[str]) -> dict[str, str]:
         """The scripts that depend on any of ``rels``, transitively, and not in it.

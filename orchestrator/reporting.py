@@ -39,6 +39,7 @@ __all__ = [
     "tail",
     "totals_line",
     "visible",
+    "why_text",
 ]
 
 TAIL_LINES = 20
@@ -99,6 +100,20 @@ class Reporter:
 
 
 # -- summaries -----------------------------------------------------------------------------
+
+
+def why_text(why: Sequence[str], limit: int = 2) -> str:
+    """Why a script ran, in a few words: its first ``limit`` reasons, the rest counted.
+
+    Empty for ``full run`` (every script ran: saying so on each line is noise)
+    and for a script that did not run.
+    """
+    if not why or list(why) == ["full run"]:
+        return ""
+    shown = list(why[:limit])
+    if len(why) > limit:
+        shown.append(f"{len(why) - limit} more")
+    return "; ".join(shown)
 
 
 def memory_text(megabytes: float | None) -> str:

@@ -40,6 +40,7 @@ from .reporting import (
     plain,
     summarize,
     tail,
+    why_text,
 )
 from .results import NOT_OK, STATUSES, ScriptResult, exit_code_for
 
@@ -79,6 +80,10 @@ def save_log(
     return target
 
 
+#: Reasons a report lists per script (the result holds them all).
+MAX_WHY = 5
+
+
 def render_markdown(summary: Mapping[str, Any], results: Sequence[Mapping[str, Any]]) -> str:
     """The Markdown report: totals, all scripts, slowest 10, per subdirectory, failures."""
     from tabulate import tabulate
@@ -110,8 +115,15 @@ def render_markdown(summary: Mapping[str, Any], results: Sequence[Mapping[str, A
         ]
 
     headers = ["Script", "Status", "Exit", "Time (s)", "Memory", "CPU (s)", "Note"]
+    # Why each ran, when a decision was made (--changed, watch): a full run says nothing.
+    whys = [why_text(r.get("why") or (), limit=MAX_WHY) for r in results]
+    table = [row(r) for r in results]
+    if any(whys):
+        headers.append("Why it ran")
+        for line, why in zip(table, whys, strict=True):
+            line.append(md_cell(why))
     out.write("## Scripts\n\n")
-    out.write(tabulate([row(r) for r in results], headers=headers, tablefmt="github"))
+    out.write(tabulate(table, headers=headers, tablefmt="github"))
     out.write("\n\n## Slowest\n\n")
     slowest = sorted(results, key=lambda r: -(r.get("execution_time") or 0.0))[:10]
     out.write(tabulate([row(r)[:6] for r in slowest], headers=headers[:6], tablefmt="github"))

@@ -104,6 +104,9 @@ class ScriptResult:
     attempts: int | None = None
     #: Passed, but only after a retry.
     flaky: bool | None = None
+    #: Why it ran: what differed from its last recorded run (``--changed``, ``orch watch``),
+    #: or ``full run``; empty for a script that did not run.
+    why: tuple[str, ...] = ()
     #: Other keys: ``stdout_path``/``stderr_path``, ``skip_reason``, ``worker``, ``result``.
     extra: Mapping[str, Any] = field(default_factory=dict)
 
@@ -124,7 +127,11 @@ class ScriptResult:
             value = getattr(self, f)
             if f in _OPTIONAL and value is None:
                 continue
-            data[f] = value.value if isinstance(value, enum.Enum) else value
+            if isinstance(value, enum.Enum):
+                value = value.value
+            elif isinstance(value, tuple):
+                value = list(value)
+            data[f] = value
         data.update(self.extra)
         return data
 
@@ -135,6 +142,7 @@ class ScriptResult:
         known["status"] = Status(known.get("status", Status.ERROR))
         if known.get("stopped") is not None:
             known["stopped"] = StopReason(known["stopped"])
+        known["why"] = tuple(map(str, known.get("why") or ()))
         extra = {k: v for k, v in data.items() if k not in _FIELDS}
         return cls(**known, extra=extra)
 

@@ -4,9 +4,10 @@ A traced script runs with ``orchestrator/_boot`` first on ``PYTHONPATH``;
 Python imports the ``sitecustomize`` there at start-up, which installs an
 audit hook and appends every local file the script (or a Python child of it)
 imports, opens or lists to a trace file as it goes (see that file for the
-format). :func:`trace_env` sets a child's environment up for it and
-:func:`read_trace` turns the file into a :class:`Trace` of paths relative to
-the project root.
+format), with the names of the environment variables it reads and, at its
+exit, where the third-party packages it imported live. :func:`trace_env`
+sets a child's environment up for it and :func:`read_trace` turns the file
+into a :class:`Trace` of paths relative to the project root.
 
 Not traced: programs other than Python that a script starts, Python started
 with ``-I``, ``-E`` or ``-S`` or with an environment that drops our
@@ -40,7 +41,11 @@ _KINDS = {
     b"m": "modules",
     b"l": "listed",
     b"x": "programs",
+    b"v": "environ",
+    b"e": "packages",
 }
+# Kinds whose values are kept as recorded: names, and paths that live outside the root.
+_VERBATIM = frozenset({"modules", "programs", "environ", "packages"})
 
 
 class TraceError(ValueError):
@@ -49,7 +54,8 @@ class TraceError(ValueError):
 
 @dataclass(frozen=True)
 class Trace:
-    """The local files a script used, as POSIX paths relative to the project root."""
+    """What a script used: local files as POSIX paths relative to the project root, and
+    the module names, programs, variable names and package locations it left."""
 
     #: Files opened for reading, imported modules among them; some may not exist.
     reads: tuple[str, ...] = ()
@@ -64,6 +70,13 @@ class Trace:
     #: Python with ``-I``, ``-E`` or ``-S`` (the bootstrap is off there). Where the
     #: knowledge ends: their inputs need a ``watch:`` glob.
     programs: tuple[str, ...] = ()
+    #: Names (never values) of the environment variables it read through ``os.environ``,
+    #: orchestrator's own ``ORCHESTRATOR_*`` left out; a bulk copy reads none.
+    environ: tuple[str, ...] = ()
+    #: Where the third-party top-level modules it imported live, absolute: a module's
+    #: file or a package's folder directly in ``site-packages`` or ``dist-packages``
+    #: (:func:`orchestrator.distributions.installed` names their distributions).
+    packages: tuple[str, ...] = ()
     #: The largest peak resident memory (KiB) of the processes that exited normally;
     #: what the run cost, not what it used, so never recorded nor compared.
     peak_kib: int | None = field(default=None, compare=False)
@@ -76,11 +89,13 @@ class Trace:
             "modules": list(self.modules),
             "listed": list(self.listed),
             "programs": list(self.programs),
+            "environ": list(self.environ),
+            "packages": list(self.packages),
         }
 
     @classmethod
     def from_dict(cls, data: Any) -> Trace:
-        """Read :meth:`to_dict`'s output back.
+        """Read :meth:`to_dict`'s output back; a missing key is empty (older records).
 
         Raises:
             TraceError: ``data`` is not such a mapping of string lists.
@@ -94,7 +109,13 @@ class Trace:
                 raise TraceError(f"the recorded trace's {name!r} is not a list of paths")
             lists[name] = tuple(value)
         return cls(
-            lists["reads"], lists["writes"], lists["modules"], lists["listed"], lists["programs"]
+            reads=lists["reads"],
+            writes=lists["writes"],
+            modules=lists["modules"],
+            listed=lists["listed"],
+            programs=lists["programs"],
+            environ=lists["environ"],
+            packages=lists["packages"],
         )
 
 
@@ -141,7 +162,8 @@ def read_trace(path: str | os.PathLike[str], root: str | os.PathLike[str]) -> Tr
     """The trace in ``path``, with paths made relative to ``root``.
 
     Records of every process that wrote to it are merged. A file read and
-    written is in both (an input as the script left it).
+    written is in both (an input as the script left it). Module names, programs,
+    variable names and package locations (absolute) are kept as recorded.
 
     Raises:
         TraceError: the file is missing, does not start with the header, or
@@ -169,7 +191,10 @@ def read_trace(path: str | os.PathLike[str], root: str | os.PathLike[str]) -> Tr
         if name is None or len(record) < 2:
             raise TraceError("the trace file is corrupt (an unknown record)")
         value = record[1:]
-        if name not in ("modules", "programs"):
+        if name == "packages":
+            if not value.startswith(b"/"):
+                raise TraceError("the trace file is corrupt (a relative package location)")
+        elif name not in _VERBATIM:
             if not value.startswith(base):
                 raise TraceError("the trace file is corrupt (a path outside the project)")
             value = value[len(base) :]
@@ -181,5 +206,7 @@ def read_trace(path: str | os.PathLike[str], root: str | os.PathLike[str]) -> Tr
         modules=tuple(sorted(found["modules"])),
         listed=tuple(sorted(found["listed"])),
         programs=tuple(sorted(found["programs"])),
+        environ=tuple(sorted(found["environ"])),
+        packages=tuple(sorted(found["packages"])),
         peak_kib=peak,
     )

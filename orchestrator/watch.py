@@ -29,12 +29,12 @@ import os
 import queue
 import sys
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, NamedTuple, TextIO
 
-from .changes import Tracking
+from .changes import Tracking, stale
 from .console import ConsoleReporter
 from .discovery import skipped_dir
 from .errors import ExitCode, OrchestratorError
@@ -42,7 +42,7 @@ from .execution import execute
 from .executors import Executor, Restarting, make_executor
 from .patterns import Glob
 from .plan import Plan, RunOptions, build_plan
-from .reporting import Reporter, name_text
+from .reporting import Reporter, name_text, why_text
 from .reports import FileReporter
 from .results import StopReason
 from .runner import children
@@ -182,11 +182,16 @@ class Batch:
     """What a batch of changes means: scripts to run and why, and what to say."""
 
     plan: Plan  # the plan from now on (a config edit or a new script makes a new one)
-    why: dict[str, list[str]] = field(default_factory=dict)  # cause -> scripts
-    scripts: set[str] = field(default_factory=set)
+    #: The scripts to run, each with its decision's reasons.
+    why: dict[str, tuple[str, ...]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     #: Config errors: printed, and watching goes on with the last good config.
     errors: list[str] = field(default_factory=list)
+
+    @property
+    def scripts(self) -> set[str]:
+        """The scripts the batch runs."""
+        return set(self.why)
 
 
 def plan_batch(
@@ -194,10 +199,11 @@ def plan_batch(
 ) -> Batch:
     """Turn a batch of edits into the scripts to rerun: no watcher, no process, no output.
 
-    The scripts with a changed file among their inputs (static or traced by
-    their last run), new scripts, the scripts whose effective settings a
-    config edit changed, then their ``depends_on`` dependents; only those
-    whose fingerprint differs from their last recorded run.
+    The candidates are the scripts with a changed file among their inputs
+    (static or traced by their last run), new scripts and the scripts whose
+    effective settings a config edit changed; each runs when its decision
+    (:meth:`Snapshots.decide`) says something differs from its last run, and
+    then its ``depends_on`` dependents.
     """
     graph, project = tracking.graph, tracking.project
     edits = list(edits)
@@ -224,37 +230,16 @@ def plan_batch(
     new_jobs = {job.rel: job for job in plan.jobs}
     for rel in old_settings.keys() - new_jobs.keys():
         batch.notes.append(f"{rel} is gone: dropped")
-    causes: dict[str, set[str]] = {}
-    for rel, job in new_jobs.items():
-        if rel not in old_settings:
-            causes.setdefault(f"new script {rel}", set()).add(rel)
-        elif old_settings[rel] != job.settings:
-            config = project.rel(plan.config_file) if plan.config_file else "config"
-            causes.setdefault(f"{config} changed", set()).add(rel)
+    candidates = {
+        rel
+        for rel, job in new_jobs.items()
+        if rel not in old_settings or old_settings[rel] != job.settings
+    }
     by_path = {job.path: job.rel for job in plan.jobs}
-    fingerprints = tracking.fingerprints(plan)
-    traces = fingerprints.traces(plan.jobs)
-    for script, files in graph.affected(paths, plan.settings_by_path(), traces).items():
-        if by_path[script] not in old_settings:
-            continue  # a new script: said so already
-        for file in files:
-            # A script is named as everywhere else; other files from the project root.
-            name = by_path.get(file) or project.rel(file)
-            causes.setdefault(f"{name} changed", set()).add(by_path[script])
-
+    traces = tracking.traces(plan)
+    candidates.update(by_path[s] for s in graph.affected(paths, plan.settings_by_path(), traces))
     # Only what differs from what it last ran with: a save without a change reruns nothing.
-    record = tracking.record
-    entries = fingerprints.entries()
-    candidates = set().union(*causes.values()) if causes else set()
-    stale = {rel for rel in candidates if record.differs(new_jobs[rel], fingerprints, entries)}
-    for dependent, via in plan.dependents_of(stale).items():
-        stale.add(dependent)
-        causes.setdefault(f"{via} reruns (depends_on)", set()).add(dependent)
-    for cause, rels in causes.items():
-        chosen = sorted(rels & stale)
-        if chosen:
-            batch.why[cause] = chosen
-    batch.scripts = stale
+    batch.why = stale(plan, tracking.snapshots(plan), candidates, unpassed=False)
     return batch
 
 
@@ -293,17 +278,31 @@ class _Session:
         self.out.flush()
 
     def watch_dirs(self) -> set[Path]:
-        """The folders that hold inputs now, never the excluded ones."""
+        """The folders that hold inputs now, never the excluded ones.
+
+        Also the folders a script listed (an entry added there changes what it
+        saw), except below folders discovery skips (``os.walk`` lists all of
+        ``.git``), and the folder of the target of each input that is a symlink.
+        """
         project = self.project
         dirs = _pruned_dirs(project.scripts_dir, self.options.max_depth, self.excluded)
         dirs.update(p.parent for p in project.config_candidates())
         traces = self.tracking.traces(self.state.plan)
         for job in self.state.plan.jobs:
-            for path in self.graph.inputs(job.path, job.settings, traces.get(job.path)):
+            trace = traces.get(job.path)
+            for path in self.graph.inputs(job.path, job.settings, trace):
                 folder = path.parent
                 while not folder.is_dir() and project.root in folder.parents:
                     folder = folder.parent  # a file not made yet, in a folder not made yet
                 dirs.add(folder)
+                if path.is_symlink():  # an edit of the target is an edit of the input
+                    target = Path(os.path.realpath(path)).parent
+                    if target.is_dir():
+                        dirs.add(target)
+            for rel in trace.listed if trace is not None else ():
+                listed = project.root / rel
+                if listed.is_dir() and not any(map(skipped_dir, Path(rel).parts)):
+                    dirs.add(listed)
             for glob in map(Glob.of, job.settings["watch"]):
                 base = project.root / glob.fixed
                 depth = 64 if glob.depth is None else glob.depth
@@ -330,9 +329,11 @@ class _Session:
         if victims:
             self.restarting.restart(victims)
 
-    def run(self, rels: set[str] | None) -> None:
-        """Run the plan (or the scripts ``rels`` of it) with the console and file reports."""
-        plan = self.state.plan if rels is None else self.state.plan.subset(rels)
+    def run(self, why: Mapping[str, tuple[str, ...]] | None) -> None:
+        """Run the plan (or the scripts ``why`` names, for its reasons) and report them."""
+        plan = self.state.plan
+        if why is not None:
+            plan = replace(plan.subset(why), why=dict(why))
         if not plan.jobs:
             return
         reporters: list[Reporter] = [
@@ -379,11 +380,14 @@ class _Session:
             self.say("orch: still watching, with the last good config")
         for note in batch.notes:
             self.say(note)
-        for cause, rels in batch.why.items():
-            self.say(f"{cause} -> {', '.join(rels)}")
+        grouped: dict[str, list[str]] = {}
+        for rel, why in batch.why.items():
+            grouped.setdefault(why_text(why) or "full run", []).append(rel)
+        for text, rels in grouped.items():
+            self.say(f"{text} -> {', '.join(sorted(rels))}")
 
-    def catch_up(self, new_dirs: set[Path]) -> set[str]:
-        """What changed while folders were re-registered: scripts to run.
+    def catch_up(self, new_dirs: set[Path]) -> dict[str, tuple[str, ...]]:
+        """What changed while folders were re-registered: scripts to run, and why.
 
         A new folder may have got its files before it was watched (``mkdir``,
         then a script written at once): it counts as added, so its scripts
@@ -395,13 +399,9 @@ class _Session:
         )
         self.tell(gap)
         plan = self.state.plan
-        fingerprints = self.tracking.fingerprints(plan)
-        entries = fingerprints.entries()
-        return gap.scripts | {
-            job.rel
-            for job in plan.jobs
-            if self.record.differs(job, fingerprints, entries, unrecorded=False)
-        }
+        rest = [job.rel for job in plan.jobs if job.rel not in gap.why]
+        snapshots = self.tracking.snapshots(plan)
+        return {**gap.why, **stale(plan, snapshots, rest, unpassed=False, recorded_only=True)}
 
     def loop(self) -> None:
         """Run, then rerun what each batch of edits affects, until ``stop`` is set."""
@@ -411,7 +411,7 @@ class _Session:
         if self.initial:
             self.run(None)
         self.say(f"watching {self.project.rel(self.project.scripts_dir)}/ (Ctrl-C to stop)")
-        missed: set[str] = set()
+        missed: dict[str, tuple[str, ...]] = {}
         while not self.stop.is_set():
             if self.watcher.failure is not None:
                 raise self.watcher.failure
@@ -423,14 +423,14 @@ class _Session:
             else:
                 batch = Batch(self.state.plan)
             self.tell(batch)
-            if missed - batch.scripts:
+            if missed.keys() - batch.why.keys():
                 self.say(f"changed while re-registering folders -> {', '.join(sorted(missed))}")
-            scripts, missed = batch.scripts | missed, set()
+            why, missed = {**missed, **batch.why}, {}
             new_dirs = self.rewatch()  # new folders are watched before anything runs
             if new_dirs:
-                scripts |= self.catch_up(new_dirs)
-            if scripts:
-                self.run(scripts)
+                why.update(self.catch_up(new_dirs))
+            if why:
+                self.run(why)
             new_dirs = self.rewatch()
             if new_dirs:
                 missed = self.catch_up(new_dirs)

@@ -21,6 +21,7 @@ Failures
     ``fail_fast=True``, nothing new starts after the first failure, running
     tasks are cancelled, and the rest are ``cancelled``. A task whose
     ``condition(results)`` is false is ``skipped``, and so are its dependents.
+    A task only ordered ``after`` another starts once that one ended, however.
 
 Timeouts
     ``timeout`` on a task bounds each attempt; ``timeout`` on the workflow
@@ -206,6 +207,8 @@ class Task:
     name: str
     action: Callable[..., Any]
     dependencies: tuple[str, ...] = ()
+    #: Tasks it only starts after, whatever their outcome: an order, not a need.
+    after: tuple[str, ...] = ()
     args: tuple[Any, ...] = ()
     kwargs: dict[str, Any] = field(default_factory=dict)
     timeout: float | None = None
@@ -374,11 +377,14 @@ class Workflow:
         tags: Iterable[str] = (),
         failed_if: Callable[[Any], bool] | None = None,
         priority: float = 0.0,
+        after: Collection[str] = (),
     ) -> Workflow:
         """Add a task and return the workflow, so that calls chain.
 
         Of the tasks whose dependencies are done, the one of highest
         ``priority`` starts first; equal ones in the order they were added.
+        ``after``: tasks it starts after, whatever their outcome (an order,
+        not a need: their failure does not skip it).
 
         ``failed_if`` is for actions that return their failures as values
         rather than raising them: an attempt whose return value it holds true
@@ -405,6 +411,7 @@ class Workflow:
             name=name,
             action=action,
             dependencies=tuple(dict.fromkeys(dependencies or ())),
+            after=tuple(dict.fromkeys(after)),
             args=tuple(args),
             kwargs=dict(kwargs or {}),
             timeout=timeout,
@@ -425,7 +432,7 @@ class Workflow:
             CycleError: the dependencies form a cycle; ``.cycle`` is its path.
         """
         for task in self.tasks.values():
-            for dep in task.dependencies:
+            for dep in (*task.dependencies, *task.after):
                 if dep not in self.tasks:
                     known = ", ".join(sorted(self.tasks)[:10])
                     raise WorkflowError(
@@ -433,7 +440,8 @@ class Workflow:
                         f"task {dep!r} (known: {known})"
                     )
         check_acyclic(
-            {t.name: t.dependencies for t in self.tasks.values()}, f"workflow {self.name!r}"
+            {t.name: (*t.dependencies, *t.after) for t in self.tasks.values()},
+            f"workflow {self.name!r}",
         )
 
     def stop(self, reason: str) -> None:
@@ -474,7 +482,7 @@ class _Run:
         self.loop = loop
         self.tasks = workflow.tasks
         self.queue = ReadyQueue(
-            {name: t.dependencies for name, t in self.tasks.items()},
+            {name: dict.fromkeys((*t.dependencies, *t.after)) for name, t in self.tasks.items()},
             {name: t.priority for name, t in self.tasks.items() if t.priority},
         )
         self.results: dict[str, TaskResult] = {}
@@ -543,7 +551,9 @@ class _Run:
                 else (TaskStatus.SKIPPED)
             )
             for dependent in reversed(self.queue.dependents(name)):
-                if dependent not in self.results:
+                if name not in self.tasks[dependent].dependencies:
+                    self.queue.release(name, dependent)  # only ordered after it: may start
+                elif dependent not in self.results:
                     stack.append(
                         self.final(
                             dependent, status, reason=cause, by_condition=result.by_condition

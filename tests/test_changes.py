@@ -295,14 +295,14 @@ def test_the_record_is_valid_json_after_every_run_and_git_ignores_it(sample: Sam
     first = sample.record()
     assert set(first) == paths
     assert {e["status"] for e in first.values()} == {"passed"}
-    assert all(len(e["fingerprint"]) == 64 for e in first.values())
+    assert all(e["v"] == 2 and key in e["inputs"] for key, e in first.items())
     sample.run()
     assert sample.record() == first, "skipped scripts keep their entries"
     sample.util.write_text("VALUE = 3\n")
     sample.run()
     second = sample.record()
     assert set(second) == paths
-    changed = {k for k in paths if second[k]["fingerprint"] != first[k]["fingerprint"]}
+    changed = {k for k in paths if second[k]["inputs"] != first[k]["inputs"]}
     assert changed == {"scripts/a/x.py", "scripts/b/y.py"}
     sample.add("boom.py", tail="raise SystemExit(3)")
     sample.run(code=1)
@@ -426,19 +426,19 @@ def test_deps_of_a_file_that_is_not_a_script_is_one_line_and_exit_2(sample: Samp
 
 
 def test_a_torn_journal_line_is_skipped_and_compaction_keeps_the_latest(tmp_path: Path) -> None:
-    from orchestrator.changes import Record
+    from orchestrator.changes import Record, Snapshot
     from orchestrator.project import Project as Located
 
     (tmp_path / "pyproject.toml").write_text("")
     (tmp_path / "scripts").mkdir()
     record = Record(Located.locate(tmp_path / "scripts"))
     for i in range(100):
-        record.update(tmp_path / "scripts" / "a.py", f"fp{i}", "passed")
-    record.update(tmp_path / "scripts" / "b.py", "fpb", "failed")
+        record.update(tmp_path / "scripts" / "a.py", Snapshot({"a": f"h{i}"}, {}, {}), "passed")
+    record.update(tmp_path / "scripts" / "b.py", Snapshot({"b": "h"}, {}, {}), "failed")
     with open(record.path, "a") as journal:
         journal.write('{"script": "scripts/c.py", "fingerp')  # a crash mid-write
     assert set(record.load()) == {"scripts/a.py", "scripts/b.py"}
     record.compact()
     lines = record.path.read_text().splitlines()
     assert len(lines) == 2
-    assert record.load()["scripts/a.py"]["fingerprint"] == "fp99"
+    assert record.load()["scripts/a.py"]["inputs"] == {"a": "h99"}

@@ -40,7 +40,7 @@ def test_a_damaged_record_is_one_warning_reruns_everything_and_is_repaired(
     if damage == "bytes":
         record.write_bytes(record.read_bytes() + b"\xff\xfe{\n")
     elif damage == "wrong types":
-        record.write_text(json.dumps({"script": "scripts/a.py", "fingerprint": 7}) + "\n")
+        record.write_text(json.dumps({"v": 2, "script": "scripts/a.py", "inputs": 7}) + "\n")
     else:
         record.unlink()
         (record / "inner").mkdir(parents=True)
@@ -54,6 +54,21 @@ def test_a_damaged_record_is_one_warning_reruns_everything_and_is_repaired(
     assert len(warnings) == 1 and str(record) in warnings[0], run.stderr
     assert _ran(run.stdout), "a damaged record must never give a stale pass"
     assert record.is_file()
+    again = ran_once.orch("run", "--changed", "scripts")
+    assert _warnings(again.stderr) == [] and not _ran(again.stdout), again.stdout + again.stderr
+
+
+def test_an_older_orch_s_record_is_one_line_and_each_script_runs_once_to_record_anew(
+    ran_once: Project,
+) -> None:
+    record = ran_once.root / ".orchestrator" / "record.jsonl"
+    older = {"script": "scripts/a.py", "fingerprint": "0" * 64, "status": "passed"}
+    record.write_text(json.dumps(older) + "\n")
+    run = ran_once.orch("run", "--changed", "scripts", "--no-color")
+    assert run.returncode == 0, run.stdout + run.stderr
+    warnings = _warnings(run.stderr)
+    assert len(warnings) == 1 and "older orch" in warnings[0], run.stderr
+    assert "(recorded by an older orch)" in run.stdout, run.stdout
     again = ran_once.orch("run", "--changed", "scripts")
     assert _warnings(again.stderr) == [] and not _ran(again.stdout), again.stdout + again.stderr
 
@@ -90,20 +105,23 @@ def test_a_state_folder_that_cannot_be_written_names_the_fix(project: Project) -
 def test_random_bytes_in_the_record_never_crash_and_never_give_a_stale_pass(
     project: Project, junk: bytes
 ) -> None:
-    from orchestrator.changes import Record
+    from orchestrator.changes import Record, Snapshot
     from orchestrator.project import Project as OrchProject
 
     state = project.root / ".orchestrator"
     shutil.rmtree(state, ignore_errors=True)
     state.mkdir()
-    good = json.dumps({"script": "scripts/a.py", "fingerprint": "f", "status": "passed"})
-    (state / "record.jsonl").write_bytes(good.encode() + b"\n" + junk + b"\n")
+    first = Record(OrchProject.locate(project.scripts))
+    first.update(project.scripts / "a.py", Snapshot({"scripts/a.py": "f"}, {}, {}), "passed")
+    good = (state / "record.jsonl").read_bytes()
+    (state / "record.jsonl").write_bytes(good + junk + b"\n")
     record = Record(OrchProject.locate(project.scripts))
     entries = record.load()
     # Either the junk parses as whole entries, or the record counts as absent.
     assert entries == {} or "scripts/a.py" in entries
-    record.update(project.scripts / "a.py", "g", "passed")
-    assert Record(OrchProject.locate(project.scripts)).load()["scripts/a.py"]["fingerprint"] == "g"
+    record.update(project.scripts / "a.py", Snapshot({"scripts/a.py": "g"}, {}, {}), "passed")
+    entry = Record(OrchProject.locate(project.scripts)).load()["scripts/a.py"]
+    assert entry["inputs"] == {"scripts/a.py": "g"}
 
 
 def test_a_gitignore_that_still_ignores_everything_is_left_as_the_user_wrote_it(

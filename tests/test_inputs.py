@@ -1,4 +1,4 @@
-"""InputGraph: a script's inputs, their fingerprint, the parse cache, and who a file affects."""
+"""InputGraph: a script's inputs, their hashes, the parse cache, and who a file affects."""
 
 from __future__ import annotations
 
@@ -15,8 +15,6 @@ from conftest import Project
 
 from orchestrator.inputs import STATE_DIR, InputGraph
 from orchestrator.project import Project as Located
-
-INTERPRETER = "cpython 3.x /usr/bin/python"
 
 
 def write(root: Path, rel: str, body: str | bytes = "") -> Path:
@@ -39,8 +37,12 @@ def rels(project: Project, paths: list[Path]) -> set[str]:
     return {p.relative_to(project.root).as_posix() for p in paths}
 
 
-def fingerprint(project: Project, script: Path, settings: Mapping[str, Any] | None = None) -> str:
-    return graph_of(project).fingerprint(script, settings or {}, INTERPRETER)
+def input_hashes(
+    project: Project, script: Path, settings: Mapping[str, Any] | None = None
+) -> dict[Path, str | None]:
+    """The content hash of each of the script's inputs, from a new graph."""
+    graph = graph_of(project)
+    return graph.hashes(graph.inputs(script, settings or {}))
 
 
 # -- which files are inputs -------------------------------------------------------------
@@ -239,7 +241,8 @@ def test_a_module_with_a_syntax_error_is_still_an_input(
     error = graph.syntax_error(bad)
     assert error is not None and error.split(":", 1)[0] in ("SyntaxError", "ValueError")
     assert graph.syntax_error(script) is None
-    assert len(graph.fingerprint(script, {}, INTERPRETER)) == 64
+    hashes = graph.hashes(graph.inputs(script, {}))
+    assert len(hashes) == 3 and all(hashes.values()), "each is hashed, the broken one too"
 
 
 def test_a_script_with_a_syntax_error_depends_on_itself(project: Project) -> None:
@@ -338,48 +341,43 @@ def test_watched_and_watches_agree_on_a_folder_and_a_recursive_glob(
         assert graph.watches(settings, path) == (name in everything), name
 
 
-# -- fingerprints -----------------------------------------------------------------------
+# -- input hashes -----------------------------------------------------------------------
 
 
-def test_fingerprint_follows_content_and_settings_not_mtime(project: Project) -> None:
+def test_input_hashes_follow_content_not_mtime(project: Project) -> None:
     root = project.root
     script = project.script("job.py", "import util\n")
     util = write(root, "src/util.py", "VALUE = 1\n")
     data = write(root, "data/in.csv", "a,b\n")
     settings = {"watch": ["data/*.csv"], "timeout": 60.0}
-    base = fingerprint(project, script, settings)
-    assert fingerprint(project, script, settings) == base
+    base = input_hashes(project, script, settings)
+    assert input_hashes(project, script, settings) == base
 
     stat = util.stat()
     os.utime(util, ns=(stat.st_atime_ns + 5_000_000_000, stat.st_mtime_ns + 5_000_000_000))
     os.utime(script, ns=(stat.st_atime_ns + 7_000_000_000, stat.st_mtime_ns + 7_000_000_000))
-    assert fingerprint(project, script, settings) == base, "a touch is not a change"
+    assert input_hashes(project, script, settings) == base, "a touch is not a change"
 
     util.write_text("VALUE = 22\n")
-    changed = fingerprint(project, script, settings)
+    changed = input_hashes(project, script, settings)
     assert changed != base
     util.write_text("VALUE = 1\n")
-    assert fingerprint(project, script, settings) == base, "content, not history"
+    assert input_hashes(project, script, settings) == base, "content, not history"
 
     data.write_text("a,b\n1,2\n")
-    assert fingerprint(project, script, settings) != base
+    assert input_hashes(project, script, settings) != base
     data.write_text("a,b\n")
-    assert fingerprint(project, script, settings) == base
-
-    assert fingerprint(project, script, {**settings, "timeout": 30.0}) != base
-    assert fingerprint(project, script, {**settings, "env": {"A": "1"}}) != base
-    other = graph_of(project).fingerprint(script, settings, INTERPRETER + " other")
-    assert other != base
+    assert input_hashes(project, script, settings) == base
 
 
-def test_fingerprint_of_one_graph_sees_later_edits(project: Project) -> None:
+def test_input_hashes_of_one_graph_sees_later_edits(project: Project) -> None:
     root = project.root
     script = project.script("job.py", "import util\n")
     util = write(root, "src/util.py", "VALUE = 1\n")
     graph = graph_of(project)
-    base = graph.fingerprint(script, {}, INTERPRETER)
+    base = graph.hashes(graph.inputs(script, {}))
     util.write_text("VALUE = 100\n")
-    assert graph.fingerprint(script, {}, INTERPRETER) != base
+    assert graph.hashes(graph.inputs(script, {})) != base
     # A new import is seen once the graph is told the file changed (as orch watch does).
     write(root, "src/extra.py", "X = 1\n")
     util.write_text("import extra\nVALUE = 1\n")
@@ -387,15 +385,15 @@ def test_fingerprint_of_one_graph_sees_later_edits(project: Project) -> None:
     assert root / "src/extra.py" in graph.modules(script)
 
 
-def test_fingerprint_of_an_unrelated_file_does_not_matter(project: Project) -> None:
+def test_input_hashes_of_an_unrelated_file_does_not_matter(project: Project) -> None:
     root = project.root
     script = project.script("job.py", "import util\n")
     write(root, "src/util.py")
     unrelated = write(root, "src/unrelated.py", "A = 1\n")
-    base = fingerprint(project, script)
+    base = input_hashes(project, script)
     unrelated.write_text("A = 2222\n")
     project.script("other.py", "print('hi')\n")
-    assert fingerprint(project, script) == base
+    assert input_hashes(project, script) == base
 
 
 def test_a_src_folder_created_later_is_searched_after_a_structural_invalidate(
@@ -422,7 +420,7 @@ def test_save_writes_the_caches_and_a_new_graph_reuses_them(project: Project) ->
         os.utime(path, ns=(past, past))
     graph = graph_of(project)
     assert rels(project, graph.modules(script)) == {"scripts/aa.py"}
-    fp = graph.fingerprint(script, {}, INTERPRETER)
+    fp = graph.hashes(graph.inputs(script, {}))
     imports_file = root / STATE_DIR / "imports.json"
     assert not imports_file.exists(), "nothing is written before save()"
     graph.save()
@@ -433,7 +431,7 @@ def test_save_writes_the_caches_and_a_new_graph_reuses_them(project: Project) ->
 
     again = graph_of(project)
     assert again.modules(script) == graph.modules(script)
-    assert again.fingerprint(script, {}, INTERPRETER) == fp
+    assert again.hashes(again.inputs(script, {})) == fp
 
     # Same size and modification time, as cp -p leaves them: the ctime tells, as in git.
     stat = script.stat()
@@ -457,12 +455,12 @@ def test_save_without_changes_does_not_rewrite_the_cache(project: Project) -> No
     for path in (script, project.script("aa.py")):
         os.utime(path, ns=(past, past))
     graph = graph_of(project)
-    graph.fingerprint(script, {}, INTERPRETER)
+    graph.hashes(graph.inputs(script, {}))
     graph.save()
     imports_file = project.root / STATE_DIR / "imports.json"
     inode = imports_file.stat().st_ino
     again = graph_of(project)
-    again.fingerprint(script, {}, INTERPRETER)
+    again.hashes(again.inputs(script, {}))
     again.save()
     assert imports_file.stat().st_ino == inode
 
@@ -479,7 +477,7 @@ def test_a_corrupt_cache_is_ignored(project: Project) -> None:
     (state / "hashes.json").write_text("[1, 2]")
     graph = graph_of(project)
     assert graph.modules(script) == [aa]
-    graph.fingerprint(script, {}, INTERPRETER)
+    graph.hashes(graph.inputs(script, {}))
     graph.save()
     assert str(script) in json.loads((state / "imports.json").read_text())
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from conftest import Project, pid_alive, wait_for
 
-from orchestrator.changes import Tracking
+from orchestrator.changes import Snapshot, Tracking
 from orchestrator.plan import Plan, RunOptions, build_plan
 from orchestrator.tracing import Trace
 from orchestrator.watch import Batch, Edit, WatchState, plan_batch
@@ -253,7 +253,8 @@ def test_no_initial_runs_nothing_until_an_edit(sample: Sample, watch: type[Watch
     pos = w.mark()
     edit(sample.scripts / "w.py")
     out = after_edit(w, sample, pos, {**dict.fromkeys(ALL_ONCE, 0), "w.py": 1})
-    assert re.search(r"^w\.py changed -> w\.py$", out, re.MULTILINE), out
+    # Never run (--no-initial): nothing to compare with.
+    assert re.search(r"^new script -> w\.py$", out, re.MULTILINE), out
 
 
 # -- edits ------------------------------------------------------------------------------
@@ -270,7 +271,7 @@ def test_editing_a_script_reruns_only_it_into_a_new_report(
     pos = w.mark()
     edit(sample.scripts / "b/y.py")
     out = after_edit(w, sample, pos, {**ALL_ONCE, "b/y.py": 2})
-    assert re.search(r"^b/y\.py changed -> b/y\.py$", out, re.MULTILINE), out
+    assert re.search(r"^scripts/b/y\.py changed -> b/y\.py$", out, re.MULTILINE), out
     reported = re.search(r"^reports: (.+)$", out, re.MULTILINE)
     assert reported, out
     second = Path(reported[1])
@@ -317,7 +318,7 @@ def test_a_config_edit_reruns_only_the_script_whose_settings_changed(
         """
     )
     out = after_edit(w, sample, pos, {**ALL_ONCE, "a/x.py": 2})
-    assert re.search(r"^scripts/config\.yaml changed -> a/x\.py$", out, re.MULTILINE), out
+    assert re.search(r"^settings changed: env\.MODE -> a/x\.py$", out, re.MULTILINE), out
 
 
 def test_a_script_rerun_by_watch_is_up_to_date_for_the_next_changed_run(
@@ -372,7 +373,7 @@ def test_a_new_script_runs(sample: Sample, watch: type[Watch]) -> None:
     pos = w.mark()
     sample.add("c/new.py", "import util")
     out = after_edit(w, sample, pos, {**ALL_ONCE, "c/new.py": 1})
-    assert re.search(r"^new script c/new\.py -> c/new\.py$", out, re.MULTILINE), out
+    assert re.search(r"^new script -> c/new\.py$", out, re.MULTILINE), out
     pos = w.mark()
     sample.util.write_text("VALUE = 2\n")
     out = after_edit(w, sample, pos, {**ALL_ONCE, "a/x.py": 2, "b/y.py": 2, "c/new.py": 2})
@@ -388,7 +389,7 @@ def test_a_new_script_in_a_new_folder_runs_and_its_edits_are_seen(
     pos = w.mark()
     fresh = sample.add("d/fresh.py")
     out = after_edit(w, sample, pos, {**ALL_ONCE, "d/fresh.py": 1})
-    assert "new script d/fresh.py" in out, out
+    assert "new script -> d/fresh.py" in out, out
     pos = w.mark()
     edit(fresh)
     after_edit(w, sample, pos, {**ALL_ONCE, "d/fresh.py": 2})
@@ -563,7 +564,7 @@ def test_a_broken_config_is_one_error_line_and_watching_goes_on(
     pos = w.mark()
     sample.project.config(good % "2")
     out = after_edit(w, sample, pos, {**ALL_ONCE, "w.py": 2, "a/x.py": 2})
-    assert re.search(r"^scripts/config\.yaml changed -> a/x\.py$", out, re.MULTILINE), out
+    assert re.search(r"^settings changed: env\.MODE -> a/x\.py$", out, re.MULTILINE), out
     assert "orch: error" not in out
 
 
@@ -611,9 +612,9 @@ class Replay:
         self.state = WatchState(plan)
 
     def record_all(self, plan: Plan) -> None:
-        fingerprints = self.tracking.fingerprints(plan)
+        snapshots = self.tracking.snapshots(plan)
         for job in plan.jobs:
-            self.tracking.record.update(job.path, fingerprints.of(job), "passed")
+            self.tracking.record.update(job.path, snapshots.now(job), "passed")
 
     def feed(self, *edits: tuple[str, Path]) -> Batch:
         batch = plan_batch(
@@ -623,12 +624,11 @@ class Replay:
         return batch
 
     def record_trace(self, rel: str, trace: Trace) -> None:
-        """Record ``rel`` as last run with ``trace``, its fingerprint agreeing with it."""
+        """Record ``rel`` as last run with ``trace``, its inputs as they are now."""
         plan = self.state.plan
         (job,) = [job for job in plan.jobs if job.rel == rel]
-        self.tracking.record.update(job.path, "", "passed", trace=trace)
-        fingerprint = self.tracking.fingerprints(plan).of(job)  # reads the new trace back
-        self.tracking.record.update(job.path, fingerprint, "passed", trace=trace)
+        snapshot = self.tracking.snapshots(plan).after(job, Snapshot({}, {}, {}), trace, 2**62)
+        self.tracking.record.update(job.path, snapshot, "passed", trace=trace)
 
 
 @pytest.fixture
@@ -652,7 +652,7 @@ def test_planner_a_module_edit_reruns_exactly_its_importers(replay: Replay) -> N
     util.write_text("VALUE = 2\n")
     batch = replay.feed(("modified", util))
     assert batch.scripts == {"a/x.py", "b/y.py"}
-    assert batch.why == {"src/util.py changed": ["a/x.py", "b/y.py"]}
+    assert batch.why == dict.fromkeys(["a/x.py", "b/y.py"], ("src/util.py changed",))
     assert batch.notes == [] and batch.errors == []
 
 
@@ -668,8 +668,8 @@ def test_planner_a_data_edit_reruns_its_reader_and_its_dependents(replay: Replay
     batch = replay.feed(("modified", data))
     assert batch.scripts == {"c/z.py", "w.py"}
     assert batch.why == {
-        "data/input.csv changed": ["c/z.py"],
-        "c/z.py reruns (depends_on)": ["w.py"],
+        "c/z.py": ("data/input.csv changed",),
+        "w.py": ("depends on c/z.py, which runs",),
     }
 
 
@@ -685,7 +685,7 @@ def test_planner_a_config_edit_reruns_the_script_whose_settings_changed(
         """
     )
     batch = replay.feed(("modified", config))
-    assert batch.why == {"scripts/config.yaml changed": ["a/x.py"]}
+    assert batch.why == {"a/x.py": ("settings changed: env.MODE",)}
     settings = {job.rel: job.settings for job in batch.plan.jobs}  # the new plan, in force now
     assert settings["a/x.py"]["env"] == {"MODE": "slow"}
 
@@ -695,7 +695,7 @@ def test_planner_new_and_deleted_scripts(replay: Replay) -> None:
     gone = replay.project.scripts / "b" / "y.py"
     gone.unlink()
     batch = replay.feed(("added", new), ("deleted", gone))
-    assert batch.why == {"new script a/new.py": ["a/new.py"]}
+    assert batch.why == {"a/new.py": ("new script",)}
     assert batch.notes == ["b/y.py is gone: dropped"]
     assert "b/y.py" not in {job.rel for job in batch.plan.jobs}
 
@@ -730,7 +730,7 @@ def test_planner_an_addition_then_a_modification_is_still_an_addition(replay: Re
     """Edits queued over several watcher batches: the first kind counts too."""
     new = replay.project.script("a/new.py", "")
     batch = replay.feed(("added", new), ("modified", new))
-    assert batch.why == {"new script a/new.py": ["a/new.py"]}
+    assert batch.why == {"a/new.py": ("new script",)}
 
 
 def test_a_watched_file_registers_its_folder_alone(project: Project) -> None:

@@ -1,4 +1,4 @@
-"""orchestrator's trace bootstrap: records the local files a script imports, reads and writes.
+"""orchestrator's trace bootstrap: records what a script imports, reads and writes.
 
 Python imports ``sitecustomize`` at start-up from the first folder of
 ``sys.path`` that has one; orchestrator puts this folder first on
@@ -18,9 +18,32 @@ kind byte, the path and a NUL:
 * ``r`` a file opened for reading (it may not exist: an attempt counts);
 * ``w`` a file opened for writing;
 * ``m`` a module name the import system loaded (to find local files that did
-  not exist);
+  not exist), a top-level standard-library one among them once start-up is
+  over (a local ``json.py`` would shadow it), but never a built-in or frozen
+  module, which no file can shadow;
 * ``l`` a folder listed (``os.listdir``, ``os.scandir``, globbing);
+* ``x`` a program started whose own reads are not traced;
+* ``v`` the name (never the value) of an environment variable the script read
+  through ``os.environ`` (``[]``, ``get``, ``os.getenv``, ``in``,
+  ``setdefault``, ``pop``), except orchestrator's own ``ORCHESTRATOR_*``;
+* ``e`` at the process's exit, where each third-party top-level module it
+  imported after start-up lives: the module's file, or its package's folder,
+  directly in a ``site-packages`` or ``dist-packages`` folder (absolute,
+  wherever it is);
 * ``p`` at the process's exit, its peak resident memory in KiB (``VmHWM``).
+
+Environment reads are seen by giving ``os.environ`` (the same object) a
+subclass of its class. Copying it whole reads no variable in particular:
+``dict(os.environ)``, ``.copy()``, ``{**os.environ}``, ``.items()``,
+``.values()``, a loop over it and ``env=os.environ`` record nothing. They
+all iterate, then read each key just handed out, in order; so an iteration
+arms its keys, a read of the very next one (the same object) takes it
+silently, and any other read disarms them all and is recorded (a loop over
+``sorted(os.environ)`` that reads each one records every name). Not seen:
+``getenv()`` in C (extensions, the interpreter's own ``PYTHON*``),
+``os.environb``, and reads made while start-up was still running. Threads
+iterating and reading at once can make a read look like part of a copy.
+What a process killed before its exit imported is not recorded (``e``).
 
 Afterwards the next ``sitecustomize`` on the path, if any, runs as usual.
 """
@@ -30,24 +53,30 @@ import sys
 
 MYPY = False
 if MYPY:  # typing costs milliseconds at start-up, in every traced process
+    from collections.abc import Callable
     from typing import Any
 
 # What site.py itself tries to import at start-up.
 _SITE_HOOKS = frozenset({"sitecustomize", "usercustomize"})
 
 
-def _install() -> None:
+def _install() -> "Callable[[], None] | None":
+    """Trace this process into ``$ORCHESTRATOR_TRACE``.
+
+    Returns what to call once start-up is over (None: not traced): from then on
+    environment reads, standard-library imports and packages are the script's.
+    """
     trace = os.environ.get("ORCHESTRATOR_TRACE")
     root = os.environ.get("ORCHESTRATOR_TRACE_ROOT")
     here = os.path.dirname(os.path.abspath(__file__))
     # Leave sys.path as the script would have it without us.
     sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != here]
     if not trace or not root or not hasattr(sys, "addaudithook"):
-        return
+        return None
     try:
         fd = os.open(trace, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
     except OSError:
-        return
+        return None
     inside = root.rstrip("/") + "/"
     # Our own folders, and the interpreter's (a .venv inside the project): never inputs.
     skipped = os.environ.get("ORCHESTRATOR_TRACE_SKIP", "").split(os.pathsep)
@@ -59,7 +88,13 @@ def _install() -> None:
         if q.startswith(inside) or inside.startswith(q)
     )
     # Top-level names that are never local: the standard library, built-ins, site's hooks.
-    foreign = _SITE_HOOKS.union(getattr(sys, "stdlib_module_names", ()), sys.builtin_module_names)
+    # Of those, a local file can still shadow a standard-library module, unless it is
+    # built in or frozen (their importers come first): only that top-level name is kept.
+    unshadowed = _SITE_HOOKS.union(sys.builtin_module_names)
+    foreign = unshadowed.union(getattr(sys, "stdlib_module_names", ()))
+    from _imp import is_frozen  # built in and loaded already: free
+
+    started = False  # what start-up imports and reads is not the script's
     seen = set()
     getcwd, fspath, fsdecode, write = os.getcwd, os.fspath, os.fsdecode, os.write
     modules = sys.modules
@@ -167,6 +202,10 @@ def _install() -> None:
                 return
             top = name.partition(".")[0]
             if top in foreign:
+                if started and top == name and name not in unshadowed:
+                    key = "m" + name
+                    if key not in seen and not is_frozen(name):
+                        emit(key)
                 return
             if top != name:
                 # Below a package loaded from elsewhere nothing can be local.
@@ -218,9 +257,84 @@ def _install() -> None:
         except (OSError, IndexError, ValueError):
             pass
 
+    # Module objects' own namespace: reading __file__ through it runs no lazy loader
+    # or module __getattr__ at exit.
+    namespace = type(sys).__dict__["__dict__"].__get__  # type: ignore[index]
+    at_start: frozenset[str] = frozenset()
+
+    def packages() -> None:
+        # Where each third-party module it imported lives: orchestrator names its
+        # distribution and version from there. Those start-up loaded (.pth files:
+        # setuptools' hack, editable installs' finders) are the environment's, not the script's.
+        for name, module in list(modules.items()):
+            if "." in name or name in at_start:
+                continue
+            try:
+                names = namespace(module)
+                where = names.get("__file__")
+                if type(where) is str:
+                    if "-packages/" not in where:
+                        continue  # most are: local modules, the standard library
+                    if where.rpartition("/")[2].startswith("__init__."):
+                        where = where.rpartition("/")[0]
+                    places = [where]
+                else:  # a namespace package: its folders
+                    places = list(names.get("__path__") or ())
+                for where in places:
+                    if (
+                        where[:1] == "/"
+                        and where.rpartition("/")[0].endswith(("/site-packages", "/dist-packages"))
+                        and "e" + where not in seen
+                    ):
+                        emit("e" + where)
+            except Exception:
+                pass  # not a module, or a strange one: an exit must not fail for it
+
+    def start() -> None:
+        nonlocal started, at_start
+        started = True
+        at_start = frozenset(modules)
+        environ = os.environ
+        base = type(environ)
+        armed: list[str] = []  # the keys an iteration handed out, not read yet, next last
+
+        class Environ(base):  # type: ignore[misc, valid-type]
+            """``os.environ``, recording the name of each variable read (never its value)."""
+
+            __slots__ = ()
+
+            def __iter__(self) -> "Any":
+                keys = list(base.__iter__(self))
+                armed[:] = keys[::-1]
+                return iter(keys)
+
+            def __getitem__(self, key: "Any") -> "Any":
+                if armed:
+                    # The very object an iteration just handed out (a copy reading what
+                    # it listed): no read of that variable in particular.
+                    if armed[-1] is key:
+                        armed.pop()
+                        return base.__getitem__(self, key)
+                    del armed[:]
+                if (
+                    type(key) is str
+                    and "v" + key not in seen
+                    and not key.startswith("ORCHESTRATOR_")
+                ):
+                    emit("v" + key)
+                return base.__getitem__(self, key)
+
+        try:  # noqa: SIM105 (contextlib is one more import at start-up)
+            environ.__class__ = Environ
+        except TypeError:
+            pass  # replaced by something that is no os._Environ: its reads go unseen
+
     import atexit
 
-    atexit.register(peak)  # first registered, so it runs last
+    # First registered, so they run last (after the script's own handlers), peak the very last.
+    atexit.register(peak)
+    atexit.register(packages)
+    return start
 
 
 def _chain() -> None:
@@ -262,6 +376,8 @@ def _compile() -> None:
         pass  # a read-only install: every process compiles, slower but the same
 
 
-_install()
+_start = _install()
 _chain()
 _compile()
+if _start is not None:
+    _start()
