@@ -391,6 +391,15 @@ class Snapshots:
         return Decision(bool(why), tuple(why), None if why else entry.get("time"))
 
 
+def incomplete(job: ScriptJob, trace: Trace | TraceError | None) -> tuple[str, ...]:
+    """Where orchestrator's knowledge of what ``job`` used ends, from ``trace``: the
+    programs it ran whose reads are not traced, the files outside the project it read,
+    or ``not traced (trace: false)``. Empty: every input it used is followed."""
+    if not job.settings["trace"]:
+        return ("not traced (trace: false)",)
+    return trace.gaps() if isinstance(trace, Trace) else ()
+
+
 def _stamped_since(path: Path, started_ns: int) -> bool:
     """Whether ``path`` was modified (content or inode) at or after ``started_ns``."""
     try:

@@ -553,7 +553,7 @@ def _target(project: Any, target: Path) -> Path:
 
 
 def _cmd_why(args: argparse.Namespace, argv: Sequence[str]) -> int:
-    from .changes import Tracking, stale
+    from .changes import Tracking, incomplete, stale
     from .plan import build_plan
     from .reporting import name_text
 
@@ -577,10 +577,17 @@ def _cmd_why(args: argparse.Namespace, argv: Sequence[str]) -> int:
     by_rel = {job.rel: job for job in plan.jobs}
     answers = []
     for rel in dict.fromkeys(wanted):
-        entry = snapshots.entry(by_rel[rel]) or {}
+        job = by_rel[rel]
+        entry = snapshots.entry(job) or {}
         since = None if rel in why else entry.get("time")
         answers.append(
-            {"script": rel, "runs": rel in why, "why": list(why.get(rel, ())), "since": since}
+            {
+                "script": rel,
+                "runs": rel in why,
+                "why": list(why.get(rel, ())),
+                "since": since,
+                "inputs_incomplete": list(incomplete(job, snapshots.trace(job))),
+            }
         )
     tracking.graph.save()
     mask = plan.masker.mask_data
@@ -595,6 +602,8 @@ def _cmd_why(args: argparse.Namespace, argv: Sequence[str]) -> int:
                 print(f"  {name_text(reason)}")
         else:
             print(f"{name} is up to date: passed with the same inputs at {answer['since']}")
+        for gap in answer["inputs_incomplete"]:
+            print(f"  inputs incomplete: {name_text(gap)}")
     return ExitCode.OK
 
 
@@ -648,8 +657,8 @@ def _cmd_deps(args: argparse.Namespace, argv: Sequence[str]) -> int:
     for written in known.writes if known else ():
         kept = "  (it reads it too: an input as it left it)" if written in attempts else ""
         print(f"  output  {name_text(written)}{kept}")
-    for program in known.programs if known else ():
-        print(f"  inputs incomplete: ran {name_text(program)} (what it reads is not traced)")
+    for gap in known.gaps() if known else ():
+        print(f"  inputs incomplete: {name_text(gap)}")
     if not job.settings["trace"]:
         print("  not traced (trace: false): static inputs only")
     elif trace is None:

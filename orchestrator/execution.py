@@ -37,6 +37,7 @@ from .changes import (
     Tracking,
     expected_chains,
     file_clock_ns,
+    incomplete,
     infer_order,
     select_changed,
 )
@@ -211,8 +212,9 @@ class _ScriptRun:
         # An executor's own error may quote the call, and a file may be named after a
         # secret: what every output shows of a result is masked once, here.
         masked = {k: self.plan.masker.mask(result[k]) for k in _SHOWN if result.get(k)}
-        if result.get("trace"):  # the paths a script read or wrote
-            masked["trace"] = self.plan.masker.mask_data(result["trace"])
+        for key in ("trace", "inputs_incomplete"):  # the paths a script read or wrote
+            if result.get(key):
+                masked[key] = self.plan.masker.mask_data(result[key])
         result = {**result, **masked}
         value = ScriptResult.from_dict(result)
         # A script that was not run has no reason to; one that was, says why it was.
@@ -284,6 +286,8 @@ class _ScriptRun:
         )
         raw = self.executor.run(call)
         trace = trace_in(raw)  # as it was: the record keeps real paths, outputs masked ones
+        if gaps := incomplete(job, trace):
+            raw["inputs_incomplete"] = list(gaps)
         result = self.finish(job, self.explained(job, raw), self.attempts[job.rel])
         if "write_error" in result.extra:  # its stream logs: the disk is full
             self.cannot_write(OrchestratorError(result.extra["write_error"]))

@@ -41,11 +41,14 @@ _KINDS = {
     b"m": "modules",
     b"l": "listed",
     b"x": "programs",
+    b"o": "outside",
     b"v": "environ",
     b"e": "packages",
 }
 # Kinds whose values are kept as recorded: names, and paths that live outside the root.
-_VERBATIM = frozenset({"modules", "programs", "environ", "packages"})
+_VERBATIM = frozenset({"modules", "programs", "environ", "packages", "outside"})
+# Kinds whose values are absolute paths.
+_ABSOLUTE = frozenset({"packages", "outside"})
 
 
 class TraceError(ValueError):
@@ -70,6 +73,10 @@ class Trace:
     #: Python with ``-I``, ``-E`` or ``-S`` (the bootstrap is off there). Where the
     #: knowledge ends: their inputs need a ``watch:`` glob.
     programs: tuple[str, ...] = ()
+    #: Files outside the project it opened for reading, absolute (the first 64 of each
+    #: process), but not the interpreter's, a package's, ``/dev``, ``/proc``, ``/sys``
+    #: or one the process wrote itself: inputs orchestrator does not follow.
+    outside: tuple[str, ...] = ()
     #: Names (never values) of the environment variables it read through ``os.environ``,
     #: orchestrator's own ``ORCHESTRATOR_*`` left out; a bulk copy reads none.
     environ: tuple[str, ...] = ()
@@ -81,6 +88,15 @@ class Trace:
     #: what the run cost, not what it used, so never recorded nor compared.
     peak_kib: int | None = field(default=None, compare=False)
 
+    def gaps(self) -> tuple[str, ...]:
+        """Where what the script used is not known: ``ran PROGRAM`` for each program it
+        started whose reads are not traced, ``read PATH (outside the project)`` for each
+        file outside the project it read."""
+        return tuple(
+            [f"ran {program}" for program in self.programs]
+            + [f"read {path} (outside the project)" for path in self.outside]
+        )
+
     def to_dict(self) -> dict[str, list[str]]:
         """The trace as JSON-ready lists."""
         return {
@@ -89,6 +105,7 @@ class Trace:
             "modules": list(self.modules),
             "listed": list(self.listed),
             "programs": list(self.programs),
+            "outside": list(self.outside),
             "environ": list(self.environ),
             "packages": list(self.packages),
         }
@@ -114,6 +131,7 @@ class Trace:
             modules=lists["modules"],
             listed=lists["listed"],
             programs=lists["programs"],
+            outside=lists["outside"],
             environ=lists["environ"],
             packages=lists["packages"],
         )
@@ -191,9 +209,9 @@ def read_trace(path: str | os.PathLike[str], root: str | os.PathLike[str]) -> Tr
         if name is None or len(record) < 2:
             raise TraceError("the trace file is corrupt (an unknown record)")
         value = record[1:]
-        if name == "packages":
+        if name in _ABSOLUTE:
             if not value.startswith(b"/"):
-                raise TraceError("the trace file is corrupt (a relative package location)")
+                raise TraceError("the trace file is corrupt (a relative path)")
         elif name not in _VERBATIM:
             if not value.startswith(base):
                 raise TraceError("the trace file is corrupt (a path outside the project)")
@@ -206,6 +224,7 @@ def read_trace(path: str | os.PathLike[str], root: str | os.PathLike[str]) -> Tr
         modules=tuple(sorted(found["modules"])),
         listed=tuple(sorted(found["listed"])),
         programs=tuple(sorted(found["programs"])),
+        outside=tuple(sorted(found["outside"])),
         environ=tuple(sorted(found["environ"])),
         packages=tuple(sorted(found["packages"])),
         peak_kib=peak,

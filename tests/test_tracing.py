@@ -422,5 +422,39 @@ def test_where_the_knowledge_ends_is_said(project: Project) -> None:
     assert run.returncode == 0, run.stdout + run.stderr
     log = json.loads((project.root / "reports" / "latest" / "logs" / "starts.py.json").read_text())
     assert log["trace"]["programs"] == sorted(["cat", sys.executable]), log["trace"]
+    assert log["inputs_incomplete"] == [f"ran {p}" for p in log["trace"]["programs"]], log
     deps = project.orch("deps", "scripts/starts.py").stdout
-    assert "  inputs incomplete: ran cat (what it reads is not traced)" in deps, deps
+    assert "  inputs incomplete: ran cat\n" in deps, deps
+    why = project.orch("why", "scripts/starts.py").stdout
+    assert "  inputs incomplete: ran cat\n" in why, why
+
+
+def test_a_read_outside_the_project_is_named_where_the_knowledge_ends(
+    project: Project, tmp_path: Path
+) -> None:
+    outside = tmp_path / "elsewhere" / "data.txt"
+    outside.parent.mkdir()
+    outside.write_text("x\n")
+    project.script(
+        "away.py",
+        f"""
+        import json, os, tempfile
+        open({str(outside)!r}).read()
+        open(os.devnull).read()           # a device: no one's data
+        open(json.__file__).read()        # the interpreter's own files
+        fd, own = tempfile.mkstemp()      # what it wrote itself, then read back
+        os.write(fd, b"y"); os.close(fd)
+        open(own).read(); os.unlink(own)
+        """,
+    )
+    project.script("inside.py", "open('pyproject.toml').read()\n")
+    assert project.orch("run", "scripts").returncode == 0
+    logs = project.root / "reports" / "latest" / "logs"
+    log = json.loads((logs / "away.py.json").read_text())
+    gap = f"read {outside} (outside the project)"
+    assert log["trace"]["outside"] == [str(outside)], log["trace"]
+    assert log["inputs_incomplete"] == [gap], log
+    assert "inputs_incomplete" not in json.loads((logs / "inside.py.json").read_text())
+    assert f"  inputs incomplete: {gap}\n" in project.orch("deps", "scripts/away.py").stdout
+    why = project.orch("why", "--json", "scripts/away.py", "scripts/inside.py").stdout
+    assert [a["inputs_incomplete"] for a in json.loads(why)] == [[gap], []], why

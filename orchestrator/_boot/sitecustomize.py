@@ -22,6 +22,10 @@ kind byte, the path and a NUL:
   over (a local ``json.py`` would shadow it), but never a built-in or frozen
   module, which no file can shadow;
 * ``l`` a folder listed (``os.listdir``, ``os.scandir``, globbing);
+* ``o`` a file outside the project opened for reading (absolute), unless the
+  process wrote it itself or it belongs to the interpreter, a package, or
+  ``/dev``, ``/proc``, ``/sys``: what orchestrator does not follow, named
+  (the first 64 of a process);
 * ``x`` a program started whose own reads are not traced;
 * ``v`` the name (never the value) of an environment variable the script read
   through ``os.environ`` (``[]``, ``get``, ``os.getenv``, ``in``,
@@ -80,13 +84,16 @@ def _install() -> "Callable[[], None] | None":
     inside = root.rstrip("/") + "/"
     # Our own folders, and the interpreter's (a .venv inside the project): never inputs.
     skipped = os.environ.get("ORCHESTRATOR_TRACE_SKIP", "").split(os.pathsep)
-    skipped += [sys.prefix, sys.exec_prefix, sys.base_prefix]
+    skipped += [sys.prefix, sys.exec_prefix, sys.base_prefix, sys.base_exec_prefix]
     # Only those that can match a path under the root: one startswith() per open.
     skip = tuple(
         q
         for q in (p.rstrip("/") + "/" for p in skipped if p)
         if q.startswith(inside) or inside.startswith(q)
     )
+    # Outside the root, what is no script's data: the interpreter's and our own
+    # folders, devices and the kernel's files.
+    system = (*(p.rstrip("/") + "/" for p in skipped if p), "/dev/", "/proc/", "/sys/")
     # Top-level names that are never local: the standard library, built-ins, site's hooks.
     # Of those, a local file can still shadow a standard-library module, unless it is
     # built in or frozen (their importers come first): only that top-level name is kept.
@@ -106,6 +113,8 @@ def _install() -> "Callable[[], None] | None":
     # local) and a second look at it, the import system's habit, costs a lookup.
     reads: dict[str, str] = {}
     writers: dict[str, bool] = {}
+    wrote = set()  # absolute paths outside the root this process opened for writing
+    away_left = [64]  # how many more outside reads are named
 
     def emit(key: str) -> None:
         seen.add(key)
@@ -134,7 +143,25 @@ def _install() -> "Callable[[], None] | None":
             text = folder + "/" + name.partition(".")[0] + ".py"
         return text
 
-    def local(path: "Any") -> str:
+    def away(text: str) -> str:
+        # The record of a read outside the root ("" for none): where knowledge ends.
+        if "//" in text or "/." in text or text.endswith("/"):
+            text = normpath(text)
+        if (
+            text.startswith(inside)  # a skipped folder of the project
+            or text.startswith(system)
+            or "-packages/" in text
+            or "/__pycache__/" in text
+            or text in wrote
+        ):
+            return ""
+        key = "o" + text
+        if key in seen or not away_left[0]:
+            return key if key in seen else ""
+        away_left[0] -= 1
+        return key
+
+    def absolute(path: "Any") -> str:
         # The uncommon paths: bytes, path-likes, descriptors and relative names.
         if type(path) is not str:
             if isinstance(path, int):
@@ -143,9 +170,14 @@ def _install() -> "Callable[[], None] | None":
                 path = fsdecode(fspath(path))
             except TypeError:
                 return ""
-        if path[:1] != "/":
-            path = getcwd() + "/" + path  # depends on the cwd: not kept
-        return judge(path)
+        text: str = path
+        if text[:1] != "/":
+            text = getcwd() + "/" + text  # depends on the cwd: not kept
+        return text
+
+    def local(path: "Any") -> str:
+        text = absolute(path)
+        return judge(text) if text else ""
 
     def untraced(event: str, args: "tuple[Any, ...]") -> "str | None":
         # The program a start runs, unless it is a Python that traces itself.
@@ -187,15 +219,23 @@ def _install() -> "Callable[[], None] | None":
                 key = reads.get(path)
                 if key is None:
                     text = judge(path)
-                    key = reads[path] = "r" + text if text else ""
+                    key = reads[path] = "r" + text if text else away(path)
                     if key and key not in seen:
                         emit(key)
                 return
-            text = local(path)
+            whole = absolute(path)
+            text = judge(whole) if whole else ""
             if text:
                 key = ("w" if writes else "r") + text
-                if key not in seen:
-                    emit(key)
+            elif not whole:
+                return
+            elif writes:
+                wrote.add(normpath(whole))
+                return
+            else:
+                key = reads.get(whole) or away(whole)
+            if key and key not in seen:
+                emit(key)
         elif event == "import":
             name = args[0]
             if type(name) is not str:
