@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import Project
 from test_changes import edit, orch, ran, summary_of, write
+from test_watch import watched_dirs
 
 from orchestrator.changes import Tracking
 from orchestrator.plan import Plan, RunOptions, build_plan
@@ -320,22 +321,12 @@ def test_watch_registers_the_nearest_folder_of_a_traced_file_not_made_yet(
     project: Project,
 ) -> None:
     """An attempt on data/later/x.txt, in folders not made yet: watching the root sees it made."""
-    import io
-    import threading
-
-    from orchestrator.watch import WatchOptions, _Session
 
     project.script(
         "hopeful.py", "import os\ntry:\n    open('data/later/x.txt')\nexcept OSError:\n    pass\n"
     )
     assert orch("run", "scripts", "--no-color", cwd=project.root).returncode == 0
-    session = _Session(
-        RunOptions(scripts_dir=project.scripts), WatchOptions(), io.StringIO(), threading.Event()
-    )
-    try:
-        dirs = session.watch_dirs()
-    finally:
-        session.executor.close()
+    dirs = watched_dirs(project)
     assert project.root in dirs
     assert not any(
         d.relative_to(project.root).parts[:1] == ("data",) for d in dirs if d != project.root

@@ -733,23 +733,28 @@ def test_planner_an_addition_then_a_modification_is_still_an_addition(replay: Re
     assert batch.why == {"a/new.py": ("new script",)}
 
 
-def test_a_watched_file_registers_its_folder_alone(project: Project) -> None:
-    """`watch: [data/in.csv]` needs data/, not the tree below it (watch limits are finite)."""
+def watched_dirs(project: Project) -> set[Path]:
+    """The folders `orch watch` on ``project``'s scripts registers, without watching."""
     import io
 
     from orchestrator.watch import WatchOptions, _Session
 
+    session = _Session(
+        RunOptions(scripts_dir=project.scripts), WatchOptions(), io.StringIO(), threading.Event()
+    )
+    try:
+        return session.watch_dirs()
+    finally:
+        session.executor.close()
+
+
+def test_a_watched_file_registers_its_folder_alone(project: Project) -> None:
+    """`watch: [data/in.csv]` needs data/, not the tree below it (watch limits are finite)."""
     (project.root / "data" / "deep" / "deeper").mkdir(parents=True)
     (project.root / "data" / "in.csv").write_text("1\n")
     (project.root / "logs" / "old").mkdir(parents=True)
     project.script("x.py", "")
     project.config('scripts:\n  x.py: {watch: ["data/in.csv", "logs"]}\n')
-    session = _Session(
-        RunOptions(scripts_dir=project.scripts), WatchOptions(), io.StringIO(), threading.Event()
-    )
-    try:
-        dirs = {d.relative_to(project.root).as_posix() for d in session.watch_dirs()}
-    finally:
-        session.executor.close()
+    dirs = {d.relative_to(project.root).as_posix() for d in watched_dirs(project)}
     assert "data" in dirs and "data/deep" not in dirs
     assert {"logs", "logs/old"} <= dirs  # a folder named: all below it

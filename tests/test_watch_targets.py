@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import io
 import os
-import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -12,11 +10,9 @@ from typing import Any
 import pytest
 from conftest import Project
 from test_inputs import graph_of, write
-from test_watch import Sample, Watch, after_edit, edit, sample, watch
+from test_watch import Sample, Watch, after_edit, edit, sample, watch, watched_dirs
 
-from orchestrator.plan import RunOptions
 from orchestrator.tracing import Trace
-from orchestrator.watch import WatchOptions, _Session
 
 __all__ = ["sample", "watch"]  # the fixtures, shared with test_watch
 
@@ -146,13 +142,7 @@ def test_watch_registers_listed_folders_and_symlink_targets(
     project.script("reader.py", "open('links/near.csv').read()\nopen('links/far.csv').read()\n")
     result = project.orch("run", "scripts")
     assert result.returncode == 0, result.stdout + result.stderr
-    session = _Session(
-        RunOptions(scripts_dir=project.scripts), WatchOptions(), io.StringIO(), threading.Event()
-    )
-    try:
-        dirs = session.watch_dirs()
-    finally:
-        session.executor.close()
+    dirs = watched_dirs(project)
     assert {root / "data", root / "data/sub", root / "shared", tmp_path / "outside"} <= dirs
     assert root / "node_modules/pkg" not in dirs  # listed, but below a folder never watched
 
