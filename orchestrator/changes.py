@@ -277,6 +277,7 @@ class Snapshots:
         self.record = record
         self._entries: dict[str, dict[str, Any]] | None = None
         self._traces: dict[Path, Trace | TraceError | None] = {}  # parsed once per script
+        self._inside = str(graph.root).rstrip("/") + "/"
 
     def entries(self) -> dict[str, dict[str, Any]]:
         """The run record, read once (what the traces come from)."""
@@ -313,6 +314,9 @@ class Snapshots:
         return {**interpreter_identity(self.python), "env": env}
 
     def _rel(self, path: Path) -> str:
+        text = str(path)
+        if text.startswith(self._inside):
+            return text[len(self._inside) :]  # the common case, without relpath's work
         return Path(os.path.relpath(path, self.graph.root)).as_posix()
 
     def _environ(self, job: ScriptJob, names: Iterable[str]) -> dict[str, str | None]:
@@ -637,13 +641,14 @@ def stale(
     """
     jobs = {job.rel: job for job in plan.jobs}
     why: dict[str, tuple[str, ...]] = {}
-    for rel in sorted(jobs if candidates is None else candidates):
-        job = jobs[rel]
-        if recorded_only and snapshots.entry(job) is None:
-            continue
-        decision = snapshots.decide(job, unpassed=unpassed)
-        if decision.runs:
-            why[rel] = decision.why
+    with snapshots.graph.batch():
+        for rel in sorted(jobs if candidates is None else candidates):
+            job = jobs[rel]
+            if recorded_only and snapshots.entry(job) is None:
+                continue
+            decision = snapshots.decide(job, unpassed=unpassed)
+            if decision.runs:
+                why[rel] = decision.why
     for dependent, via in plan.dependents_of(why).items():
         why[dependent] = (f"depends on {via}, which runs",)
     return why

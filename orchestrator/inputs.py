@@ -31,7 +31,8 @@ import stat
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -312,6 +313,9 @@ class InputGraph:
         self._checked: dict[str, dict[str, os.DirEntry[str]]] = {}
         self._bases: dict[tuple[str, str, int], str | None] = {}
         self._resolved: dict[tuple[str, str, tuple[str, ...]], list[str]] = {}
+        self._absents: dict[tuple[str, str], list[Path]] = {}
+        self._batch: int | None = None  # the thread whose queries are one (see batch)
+        self._batch_hashes: dict[Path, str | None] = {}
 
     def _roots(self) -> list[str]:
         """The shared import roots that exist now (see :attr:`Project.search_path`)."""
@@ -349,6 +353,26 @@ class InputGraph:
         A folder's is that of its sorted entry names; a FIFO's, socket's or
         device's that of its type and identity (see :func:`_content_hash`).
         """
+        if self._batch is not None and path in self._batch_hashes:
+            return self._batch_hashes[path]
+        digest = self._file_hash(path)
+        if self._batch == threading.get_ident():
+            self._batch_hashes[path] = digest
+        return digest
+
+    def _missing(self, path: Path) -> bool:
+        """Whether this query's view of the folders says ``path`` is missing (no stat)."""
+        folder, _, name = str(path).rpartition("/")
+        listed = self._checked.get(folder or "/")
+        if listed is not None:
+            return name not in listed
+        parent, _, name = folder.rpartition("/")  # a candidate package folder that is not there
+        listed = self._checked.get(parent or "/")
+        return listed is not None and name not in listed
+
+    def _file_hash(self, path: Path) -> str | None:
+        if self._missing(path):
+            return None
         key = _stat_key(path)
         if key is None:
             return None
@@ -404,9 +428,25 @@ class InputGraph:
 
     def _begin(self) -> None:
         """Start a query: folders are checked again (once each), imports resolved again."""
+        if self._batch == threading.get_ident():
+            return  # one query for the whole batch
         self._checked.clear()
         self._bases.clear()
         self._resolved.clear()
+        self._absents.clear()
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Make this thread's queries within the block one query: each folder is checked
+        once, each module's candidates found once, for many scripts decided together."""
+        with self._lock:
+            self._begin()
+            self._batch = threading.get_ident()
+        try:
+            yield
+        finally:
+            self._batch = None
+            self._batch_hashes.clear()
 
     def _entries(self, folder: str) -> dict[str, os.DirEntry[str]]:
         entries = self._checked.get(folder)
@@ -572,39 +612,50 @@ class InputGraph:
 
     # -- traced inputs ---------------------------------------------------------------
 
-    def _absent(self, folder: str, module: str) -> list[str]:
-        """The local files that would shadow or provide ``module`` if they existed.
+    def _absent(self, folder: str, module: str) -> list[Path]:
+        """The local files that decide what ``module`` is: those that would shadow or
+        provide it if they existed, and the one that provides it now.
 
         ``module`` was loaded (or tried) at run time; where it is not found in a
         search root before the one that has it, its ``.py`` and package files
-        there are absent inputs: making one changes what the script imports.
+        there are absent inputs: making one changes what the script imports. The
+        file found is named too, so one that appeared since the trace (a module
+        looked for by a computed name, a shadow of a standard one) is an input.
         """
+        key = (folder, module)
+        found = self._absents.get(key)
+        if found is None:
+            found = self._absents[key] = list(map(self._path, self._find_absent(folder, module)))
+        return found
+
+    def _find_absent(self, folder: str, module: str) -> list[str]:
         parts = module.split(".")
         missing: list[str] = []
         for root in (folder, *self._shared_roots):
             base = root
             for depth, part in enumerate(parts):
                 if self._is_file(base, f"{part}.py") and (depth == len(parts) - 1 or not depth):
-                    return missing  # the module itself, or a top-level module in its way
+                    # The module itself, or a top-level module in its way.
+                    return [*missing, _join(base, f"{part}.py")]
                 if not self._is_dir(base, part):
                     missing += [_join(base, f"{part}.py"), _join(_join(base, part), "__init__.py")]
                     break
                 base = _join(base, part)
-            else:
-                return missing  # a package, regular or namespace
+            else:  # a package, regular or namespace
+                return [*missing, _join(base, "__init__.py")]
             if depth:  # the top-level package is here: Python looks no further
                 return missing
         return missing
 
     def traced(self, script: Path, trace: Trace) -> list[Path]:
         """The inputs a script's trace adds: files read, folders listed, absent modules."""
-        root = self.root
-        found = dict.fromkeys(root / p for p in (*trace.reads, *trace.listed))
+        root, inside = self.root, f"{self.root}/"
+        found = dict.fromkeys(self._path(inside + p) for p in (*trace.reads, *trace.listed))
         folder = str(script.parent)
         with self._lock:
             self._begin()
             for module in trace.modules:
-                found.update(dict.fromkeys(map(self._path, self._absent(folder, module))))
+                found.update(dict.fromkeys(self._absent(folder, module)))
         # Outputs are never inputs (rerunning for them would loop); a file it also read (a
         # state file it loads and saves) is one, as the script left it (Snapshots.after).
         for path in set(trace.writes) - set(trace.reads):

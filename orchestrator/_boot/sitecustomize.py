@@ -17,10 +17,13 @@ kind byte, the path and a NUL:
 
 * ``r`` a file opened for reading (it may not exist: an attempt counts);
 * ``w`` a file opened for writing;
-* ``m`` a module name the import system loaded (to find local files that did
-  not exist), a top-level standard-library one among them once start-up is
-  over (a local ``json.py`` would shadow it), but never a built-in or frozen
-  module, which no file can shadow;
+* ``m`` a module name the import system loaded or looked for (to find local
+  files that did not exist, or that would shadow it), a top-level
+  standard-library one among them once start-up is over (a local ``json.py``
+  would shadow it), but never a built-in or frozen module, which no file can
+  shadow; ``importlib.import_module`` raises no ``import`` audit event, so a
+  finder last on ``sys.meta_path`` names the modules it did not find (those
+  it found are files read);
 * ``l`` a folder listed (``os.listdir``, ``os.scandir``, globbing);
 * ``o`` a file outside the project opened for reading (absolute), unless the
   process wrote it itself or it belongs to the interpreter, a package, or
@@ -205,6 +208,25 @@ def _install() -> "Callable[[], None] | None":
             return None
         return name
 
+    def imported(name: "Any") -> None:
+        if type(name) is not str:
+            return
+        top = name.partition(".")[0]
+        if top in foreign:
+            if started and top == name and name not in unshadowed:
+                key = "m" + name
+                if key not in seen and not is_frozen(name):
+                    emit(key)
+            return
+        if top != name:
+            # Below a package loaded from elsewhere nothing can be local.
+            where = getattr(modules.get(top), "__file__", None)
+            if where and not where.startswith(inside):
+                return
+        key = "m" + name
+        if key not in seen:
+            emit(key)
+
     def hook(event: str, args: "tuple[Any, ...]") -> None:
         if event == "open":
             path, mode = args[0], args[1]
@@ -237,24 +259,7 @@ def _install() -> "Callable[[], None] | None":
             if key and key not in seen:
                 emit(key)
         elif event == "import":
-            name = args[0]
-            if type(name) is not str:
-                return
-            top = name.partition(".")[0]
-            if top in foreign:
-                if started and top == name and name not in unshadowed:
-                    key = "m" + name
-                    if key not in seen and not is_frozen(name):
-                        emit(key)
-                return
-            if top != name:
-                # Below a package loaded from elsewhere nothing can be local.
-                where = getattr(modules.get(top), "__file__", None)
-                if where and not where.startswith(inside):
-                    return
-            key = "m" + name
-            if key not in seen:
-                emit(key)
+            imported(args[0])
         elif event in _STARTS:
             try:  # a hook that raised would fail the start itself
                 program = untraced(event, args)
@@ -368,6 +373,17 @@ def _install() -> "Callable[[], None] | None":
             environ.__class__ = Environ
         except TypeError:
             pass  # replaced by something that is no os._Environ: its reads go unseen
+
+        class Lookout:
+            """Last on ``sys.meta_path``: asked only for what no finder found, even where
+            no ``import`` audit event was raised (``importlib.import_module``)."""
+
+            @staticmethod
+            def find_spec(name: str, path: "Any" = None, target: "Any" = None) -> None:
+                imported(name)
+
+        # Last, so an import that succeeds never pays for it.
+        sys.meta_path.append(Lookout)
 
     import atexit
 
