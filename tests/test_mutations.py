@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 from conftest import Project, wait_for
-from test_watch import SENTINEL, TIMEOUT, Sample, Watch, edit
+from test_watch import SENTINEL, TIMEOUT, Sample, Watch
 
 
 @dataclass
@@ -552,21 +552,6 @@ def _statuses(output: str) -> dict[str, str]:
     return {script: status.lower() for status, script in lines}
 
 
-def _settle(sample: Sample, session: Watch) -> None:
-    """Wait until whatever the edits so far cause has run: :meth:`Sample.settled`'s sentinel,
-    without its expectation of exact counts (here they are what is measured)."""
-    before = sample.count(SENTINEL)
-    pos = session.mark()
-    sentinel = sample.scripts / SENTINEL
-    if sentinel.exists():
-        edit(sentinel)
-    else:
-        sample.add(SENTINEL)
-    if not wait_for(lambda: sample.count(SENTINEL) > before, TIMEOUT):
-        raise AssertionError(f"the sentinel never ran; runs {sample.counts()}")
-    session.wait(rf"{re.escape(SENTINEL)}(?:.*\n)+?reports: ", after=pos)
-
-
 @pytest.fixture(scope="module")
 def watched(tmp_path_factory: pytest.TempPathFactory) -> Outcome:
     """``orch watch``: its initial run, then every mutation at once, then a sentinel's run.
@@ -580,7 +565,7 @@ def watched(tmp_path_factory: pytest.TempPathFactory) -> Outcome:
     once = dict.fromkeys(tree.scripts(), 1)
     session = sample.session = Watch(sample.root)
     try:
-        _settle(sample, session)
+        sample.settle()
         assert sample.counts() == once, "the initial run runs each script once"
         assert set(_statuses(session.output).values()) == {"passed"}, session.output
         pos = session.mark()
@@ -589,7 +574,7 @@ def watched(tmp_path_factory: pytest.TempPathFactory) -> Outcome:
         # A stale pass fails the test later, by name: the deadline here only bounds the wait.
         expected = tree.expected()
         wait_for(lambda: all(sample.count(s) > 1 for s in expected), TIMEOUT)
-        _settle(sample, session)
+        sample.settle()
         output = session.since(pos)
     finally:
         session.close()

@@ -176,6 +176,11 @@ class Sample:
         so once the sentinel has run, every run caused before it has too.
         """
         self.reached(expected)
+        self.settle()
+        assert self.counts() == dict(expected)
+
+    def settle(self) -> None:
+        """Wait until whatever the edits so far cause has run (see :meth:`settled`)."""
         before = self.count(SENTINEL)
         pos = self.session.mark() if self.session is not None else 0
         sentinel = self.scripts / SENTINEL
@@ -185,7 +190,6 @@ class Sample:
             self.add(SENTINEL)
         if not wait_for(lambda: self.count(SENTINEL) > before, TIMEOUT):
             raise AssertionError(f"the sentinel never ran; runs {self.counts()}")
-        assert self.counts() == dict(expected)
         if self.session is not None:  # and its batch has ended: what follows is new
             self.session.wait(rf"{re.escape(SENTINEL)}(?:.*\n)+?reports: ", after=pos)
 
