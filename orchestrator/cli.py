@@ -23,13 +23,12 @@ from types import FrameType
 from typing import Any
 
 from ._version import __version__
-from .discovery import MAX_DEPTH
 from .errors import ExitCode, OrchestratorError
 
 __all__ = ["main", "run_orchestrator"]
 
 
-_DEPTH_HELP = f"deepest folder level searched (default: {MAX_DEPTH})"
+_DEPTH_HELP = "deepest folder level searched (default: %(default)s)"
 _EPILOG = "exit codes:\n" + "".join(f"  {code.value:<4} {code.meaning}\n" for code in ExitCode)
 
 
@@ -77,6 +76,8 @@ def _depth(value: str) -> int:
 
 
 def _selection_options(parser: argparse.ArgumentParser) -> None:
+    from .discovery import MAX_DEPTH
+
     parser.add_argument(
         "scripts_dir",
         nargs="?",
@@ -146,6 +147,8 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``orch`` and its subcommands."""
+    from .discovery import MAX_DEPTH
+
     parser = _Parser(
         prog="orch",
         description="Find, run and report on a repository's scripts.",
@@ -741,6 +744,9 @@ def _silence_stdout() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``orch`` with ``argv`` (default: ``sys.argv[1:]``) and return the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv == ["--version"]:  # what scripts probe: answered before any parser or import
+        print(f"orch {__version__}")
+        return ExitCode.OK
     parser = build_parser()
     try:
         args, extra = parser.parse_known_args(argv)

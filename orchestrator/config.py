@@ -24,6 +24,7 @@ directory name covers everything below it: ``x.py`` is only the top-level
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 import math
 import os
@@ -31,8 +32,6 @@ import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
-
-import yaml
 
 from ._files import relative_posix
 from .errors import ConfigError
@@ -412,35 +411,39 @@ def _validate_environments(source: str, data: Any) -> dict[str, dict[str, Any]]:
 # -- YAML ---------------------------------------------------------------------------
 
 
-# libyaml's parser when PyYAML has it (its wheels do): about 10x faster on a big config,
-# with the same safe constructors.
-_SafeBase: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+@functools.cache
+def _loader() -> Any:
+    """PyYAML's safe loader that refuses duplicate keys instead of silently keeping the last.
 
+    Built on first use: a project without a config never imports PyYAML (about 9 ms).
+    libyaml's parser is taken when PyYAML has it (its wheels do): about 10x faster
+    on a big config, with the same safe constructors.
+    """
+    import yaml
 
-class _StrictLoader(_SafeBase):  # type: ignore[misc]
-    """SafeLoader that refuses duplicate keys instead of silently keeping the last."""
+    class StrictLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+        pass
 
+    def construct_mapping(loader: Any, node: yaml.MappingNode) -> dict[Any, Any]:
+        seen: dict[Any, Any] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # keys given explicitly may override merged ones
+            key = loader.construct_object(key_node, deep=True)
+            try:
+                hash(key)
+            except TypeError:
+                continue  # construct_mapping reports it, with its position
+            if key in seen:
+                mark = key_node.start_mark
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", mark)
+            seen[key] = None
+        loader.flatten_mapping(node)
+        mapping: dict[Any, Any] = loader.construct_mapping(node, deep=True)
+        return mapping
 
-def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    seen: dict[Any, Any] = {}
-    for key_node, _ in node.value:
-        if key_node.tag == "tag:yaml.org,2002:merge":
-            continue  # keys given explicitly may override merged ones
-        key = loader.construct_object(key_node, deep=True)
-        try:
-            hash(key)
-        except TypeError:
-            continue  # construct_mapping reports it, with its position
-        if key in seen:
-            mark = key_node.start_mark
-            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", mark)
-        seen[key] = None
-    loader.flatten_mapping(node)
-    mapping: dict[Any, Any] = loader.construct_mapping(node, deep=True)
-    return mapping
-
-
-_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+    StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
+    return StrictLoader
 
 
 #: The largest config file read: parsing 50 MB of YAML takes minutes and gigabytes.
@@ -457,8 +460,10 @@ def _parse_yaml(path: Path) -> Any:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read the config file: {exc}") from None
+    import yaml
+
     try:
-        return yaml.load(text, Loader=_StrictLoader)
+        return yaml.load(text, Loader=_loader())
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
-import secrets
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -62,7 +62,7 @@ _TICK = 0.1
 def new_run_id(now: datetime | None = None) -> str:
     """A UTC timestamp plus a random suffix: sortable, and unique for runs in the same second."""
     stamp = (now or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
-    return f"{stamp}-{secrets.token_hex(3)}"
+    return f"{stamp}-{os.urandom(3).hex()}"
 
 
 _MISSING = re.compile(r"ModuleNotFoundError: No module named '([^']+)'")

@@ -25,7 +25,6 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
-import multiprocessing
 import os
 import stat
 import threading
@@ -121,6 +120,8 @@ def _parse_in_parallel(files: list[str]) -> list[Any] | None:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     if len(files) < _PARALLEL_MIN or (cores or 1) < 2 or threading.active_count() > 1:
         return None
+    import multiprocessing
+
     try:
         context = multiprocessing.get_context("fork")
     except ValueError:  # no fork on this platform

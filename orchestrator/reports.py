@@ -17,7 +17,6 @@ import logging
 import os
 import re
 import time
-import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -303,6 +302,8 @@ def _xml_text(text: str | None) -> str:
 
 def render_junit(summary: Mapping[str, Any], results: Sequence[Mapping[str, Any]]) -> str:
     """JUnit XML: a testsuite per subdirectory, a testcase per script."""
+    import xml.etree.ElementTree as ET
+
     suites = ET.Element("testsuites", name="orchestrator")
     by_dir: dict[str, list[Mapping[str, Any]]] = {}
     for r in results:

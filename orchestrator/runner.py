@@ -299,7 +299,11 @@ class Registry:
         with self._spawn:
             if self._prepared != os.getpid():  # once per process
                 self._prepare()
-            yield self._admit
+            # The window opens before the fork, so at or before the child's own start:
+            # reading that from /proc would wait for the child's exec to finish (the
+            # kernel locks a process's stat while it execs), on every script's start.
+            opened = _tick()
+            yield functools.partial(self._admit, opened=opened)
 
     def _prepare(self) -> None:
         if self._prepared is not None:  # a forked copy of a process that had children
@@ -330,13 +334,12 @@ class Registry:
         finally:
             self._adopt(-1)
 
-    def _admit(self, pid: int) -> None:
+    def _admit(self, pid: int, opened: int) -> None:
         self._own.add(pid)
         self._adopt(1)
-        proc = Proc.read(pid)
-        self._open[pid] = proc.start if proc is not None else _tick()
+        self._open[pid] = opened
         if self._since is None:
-            self._since = self._open[pid]
+            self._since = opened
 
     def _forget(self, pid: int) -> None:
         """``pid`` was reaped: its window closes, and its number may be someone else's.
