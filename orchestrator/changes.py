@@ -458,6 +458,8 @@ class Record:
         self._lock = self.state / "record.lock"
         self._damaged = False  # found damaged: the next write starts it anew
         self._older = False  # holds an older orch's lines (said once)
+        # The entries last read, and the file they were read from (inode, size, mtime).
+        self._parsed: tuple[tuple[int, int, int], list[dict[str, Any]]] | None = None
 
     def key(self, script: Path) -> str:
         """The record's key for a script: its path relative to the project root."""
@@ -471,11 +473,22 @@ class Record:
         whole record count as absent, so every script reruns: never a stale pass.
         """
         try:
-            data = self.path.read_bytes()
+            with open(self.path, "rb") as handle:
+                st = os.fstat(handle.fileno())
+                key = (st.st_ino, st.st_size, st.st_mtime_ns)
+                if self._parsed is not None and self._parsed[0] == key:
+                    return self._parsed[1]  # compact() read it, and the run reads it again
+                data = handle.read()
         except FileNotFoundError:
             return []
         except OSError as exc:
             return self._damage(exc.strerror or type(exc).__name__)
+        entries = self._parse(data)
+        if not self._damaged:
+            self._parsed = (key, entries)
+        return entries
+
+    def _parse(self, data: bytes) -> list[dict[str, Any]]:
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError:

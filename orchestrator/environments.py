@@ -38,8 +38,8 @@ from typing import Any
 
 from ._files import ensure_state_dir, locked
 from .errors import OrchestratorError
+from .processes import children
 from .project import Project
-from .runner import children
 
 __all__ = ["EnvBuildError", "EnvSpec", "Environments", "inline_metadata", "satisfies"]
 

@@ -47,10 +47,10 @@ from .executors import Executor, LocalExecutor, ScriptCall, make_executor
 from .inputs import InputGraph
 from .ledger import LiveRun
 from .plan import Plan, RunOptions, ScriptJob
+from .processes import children
 from .reporting import Reporter, RunInfo, ScriptStarted
 from .reports import save_log
 from .results import ScriptResult, Status, StopReason, exit_code_for, skipped_result, unrun_result
-from .runner import children
 from .tracing import Trace, TraceError, trace_in
 from .workflow import RetryPolicy, TaskResult, TaskStatus, Workflow, WorkflowEvent
 

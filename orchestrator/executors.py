@@ -32,8 +32,9 @@ from typing import Any, Protocol
 
 from .errors import OrchestratorError
 from .masking import Masker
+from .processes import KILL_GRACE, children
 from .results import Status, StopReason, mark_stopped, unrun_result
-from .runner import KILL_GRACE, children, run_script
+from .runner import run_script
 
 __all__ = ["DaskExecutor", "Executor", "LocalExecutor", "ScriptCall", "make_executor"]
 

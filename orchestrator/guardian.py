@@ -5,7 +5,7 @@ of what it starts. What leaves both (a daemon's ``setsid``) is still found by
 the private marker variable in its environment, by descent from a process of
 the run, or, when it cleared its environment, by the script's output pipes
 it holds (``/proc/*/fd``); an orphan that did all that and closed them is
-found by :mod:`orchestrator.runner`, whose process adopts orphans (a child
+found by :mod:`orchestrator.processes`, whose process adopts orphans (a child
 subreaper). What left the group is *escaped*: the result counts it. Nothing
 else is ever signalled: not orch, its threads, its guardian or another script.
 

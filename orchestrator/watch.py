@@ -42,10 +42,10 @@ from .execution import execute
 from .executors import Executor, Restarting, make_executor
 from .patterns import Glob
 from .plan import Plan, RunOptions, build_plan
+from .processes import children
 from .reporting import Reporter, name_text, why_text
 from .reports import FileReporter
 from .results import StopReason
-from .runner import children
 
 __all__ = ["Batch", "Edit", "WatchOptions", "WatchState", "plan_batch", "watch"]
 

@@ -17,7 +17,7 @@ import pytest
 from conftest import RESULT_KEYS, Project, pid_alive, wait_for
 
 from orchestrator import run_function, run_script
-from orchestrator.runner import children
+from orchestrator.processes import children
 
 
 def test_passing_script_result_shape(project: Project) -> None:
