@@ -474,7 +474,7 @@ def _cmd_docs(args: argparse.Namespace, argv: Sequence[str]) -> int:
 def _cmd_report(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from .console import render_console_summary, use_color
     from .reporting import name_text
-    from .reports import load_run
+    from .reports import as_results, load_run
 
     summary, results = load_run(args.run_dir)
     color = use_color(sys.stdout, False if args.no_color else None)
@@ -490,7 +490,7 @@ def _cmd_report(args: argparse.Namespace, argv: Sequence[str]) -> int:
         print(f"incomplete: {why}; {len(results)}{of} scripts have a result")
     sys.stdout.write(
         render_console_summary(
-            results,
+            as_results(results),
             color=color,
             verbosity=args.verbose,
             wall_time=summary.get("wall_time"),

@@ -27,7 +27,7 @@ from .reporting import (
     visible,
     why_text,
 )
-from .results import NOT_OK, ScriptResult
+from .results import ScriptResult, Status
 
 __all__ = [
     "ConsoleReporter",
@@ -39,17 +39,23 @@ __all__ = [
 ]
 
 
-def _display_path(result: Mapping[str, Any]) -> str:
+def _display_path(result: ScriptResult) -> str:
     # One form in every output: the path relative to the scripts directory, the one
     # `-k` and config.yaml keys take.
     # A file name may hold control characters, and bytes that are not UTF-8.
-    return name_text(str(result.get("path") or result["script"]))
+    return name_text(result.path or result.script)
 
 
 # -- console -----------------------------------------------------------------------------------
 
 
-_COLORS = {"passed": "32", "failed": "31", "timeout": "33", "error": "35", "skipped": "36"}
+_COLORS = {
+    Status.PASSED: "32",
+    Status.FAILED: "31",
+    Status.TIMEOUT: "33",
+    Status.ERROR: "35",
+    Status.SKIPPED: "36",
+}
 
 
 def use_color(stream: TextIO, requested: bool | None) -> bool:
@@ -59,12 +65,12 @@ def use_color(stream: TextIO, requested: bool | None) -> bool:
     return bool(getattr(stream, "isatty", lambda: False)())
 
 
-def _paint(status: str, text: str, color: bool) -> str:
-    return f"\x1b[{_COLORS[status]}m{text}\x1b[0m" if color and status in _COLORS else text
+def _paint(status: Status, text: str, color: bool) -> str:
+    return f"\x1b[{_COLORS[status]}m{text}\x1b[0m" if color else text
 
 
 def render_console_summary(
-    results: Sequence[Mapping[str, Any]],
+    results: Sequence[ScriptResult],
     *,
     color: bool = False,
     verbosity: int = 0,
@@ -83,10 +89,10 @@ def render_console_summary(
         rows = [
             [
                 _display_path(r),
-                _paint(r["status"], r["status"].upper(), color),
-                "" if r.get("exit_code") is None else r["exit_code"],
-                f"{r.get('execution_time') or 0.0:.2f}s",
-                memory_text(r.get("peak_memory_mb")),
+                _paint(r.status, r.status.value.upper(), color),
+                "" if r.exit_code is None else r.exit_code,
+                f"{r.execution_time or 0.0:.2f}s",
+                memory_text(r.peak_memory_mb),
             ]
             for r in results
         ]
@@ -100,26 +106,27 @@ def render_console_summary(
         )
         out.write("\n")
     for r in results:
-        if r["status"] not in NOT_OK:
+        if r.ok:
             continue
-        header = f"{r['status'].upper()}: {_display_path(r)}"
-        if r.get("error"):
-            header += f" ({visible(r['error'])})"
-        out.write("\n" + _paint(r["status"], header, color) + "\n")
+        header = f"{r.status.value.upper()}: {_display_path(r)}"
+        if r.error:
+            header += f" ({visible(r.error)})"
+        out.write("\n" + _paint(r.status, header, color) + "\n")
         lines = None if verbosity > 0 else TAIL_LINES
-        for stream in ("stderr", "stdout"):
-            text = tail(r.get(stream) or "", lines)
+        streams = {"stderr": r.stderr, "stdout": r.stdout}
+        for stream, captured in streams.items():
+            text = tail(captured, lines)
             if text.strip():
                 label = f"--- {stream}" + ("" if lines is None else f" (last {lines} lines)")
                 out.write(f"{label} ---\n{visible(text)}")
-        for stream in ("stderr", "stdout"):
-            if r.get(f"{stream}_path") and (r.get(stream) or "").strip():
-                out.write(f"full {stream}: {r[f'{stream}_path']}\n")
+        for stream, captured in streams.items():
+            if (where := r.extra.get(f"{stream}_path")) and captured.strip():
+                out.write(f"full {stream}: {where}\n")
     if verbosity >= 0:
         by_reason: dict[str, list[str]] = {}
         for r in results:
-            if r["status"] == "skipped":
-                by_reason.setdefault(r.get("skip_reason") or "", []).append(_display_path(r))
+            if r.status is Status.SKIPPED:
+                by_reason.setdefault(r.skip_reason or "", []).append(_display_path(r))
         shown = None if verbosity > 0 else 5
         for reason, paths in by_reason.items():
             listed = ", ".join(paths[:shown])
@@ -215,7 +222,7 @@ class ConsoleReporter(Reporter):
         if self.live:
             self._draw()
         elif self.verbosity >= 0 and self.run is not None:
-            status = _paint(result.status.value, result.status.value.upper(), self.color)
+            status = _paint(result.status, result.status.value.upper(), self.color)
             why = why_text(result.why)
             because = f" ({name_text(why)})" if why else ""
             self._write(
@@ -241,7 +248,7 @@ class ConsoleReporter(Reporter):
             self._write("\n")
         self._write(
             render_console_summary(
-                [result.to_dict() for result in results],
+                results,
                 color=self.color,
                 verbosity=self.verbosity,
                 wall_time=run.wall_time,

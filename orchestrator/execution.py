@@ -66,18 +66,11 @@ def new_run_id(now: datetime | None = None) -> str:
 
 
 _MISSING = re.compile(r"ModuleNotFoundError: No module named '([^']+)'")
-#: The fields of a result that outputs show as text: masked before anything sees them.
-_SHOWN = (
-    "script",
-    "name",
-    "path",
-    "subdirectory",
-    "stdout_path",
-    "stderr_path",
-    "error",
-    "skip_reason",
-    "trace_error",
-)
+#: The fields, and extra keys, of a result that outputs show as text: masked before
+#: anything sees them; and the extra keys that hold paths a script read or wrote.
+_SHOWN = ("script", "name", "path", "subdirectory", "error", "skip_reason")
+_SHOWN_EXTRA = ("stdout_path", "stderr_path", "trace_error")
+_SHOWN_DATA = ("trace",)
 
 
 @dataclass
@@ -207,23 +200,28 @@ class _ScriptRun:
         children.terminate(StopReason.UNWRITABLE, tag=self.run.run_id)
         self.halt(f"not started: {StopReason.UNWRITABLE}")
 
-    def finish(self, job: ScriptJob, result: dict[str, Any], attempts: int) -> ScriptResult:
-        """The attempt's result as a value, its log on disk before anyone is told."""
+    def finish(self, job: ScriptJob, result: ScriptResult, attempts: int) -> ScriptResult:
+        """The attempt's result, masked, its log on disk before anyone is told."""
         # An executor's own error may quote the call, and a file may be named after a
         # secret: what every output shows of a result is masked once, here.
-        masked = {k: self.plan.masker.mask(result[k]) for k in _SHOWN if result.get(k)}
-        for key in ("trace", "inputs_incomplete"):  # the paths a script read or wrote
-            if result.get(key):
-                masked[key] = self.plan.masker.mask_data(result[key])
-        result = {**result, **masked}
-        value = ScriptResult.from_dict(result)
+        mask, extra = self.plan.masker.mask, dict(result.extra)
+        for key in _SHOWN_EXTRA:
+            if extra.get(key):
+                extra[key] = mask(extra[key])
+        for key in _SHOWN_DATA:  # the paths a script read or wrote
+            if extra.get(key):
+                extra[key] = self.plan.masker.mask_data(extra[key])
         # A script that was not run has no reason to; one that was, says why it was.
-        why = () if value.status is Status.SKIPPED else self.reasons(job.rel)
+        why = () if result.status is Status.SKIPPED else self.reasons(job.rel)
+        shown: dict[str, Any] = {k: mask(v) for k in _SHOWN if (v := getattr(result, k))}
         value = replace(
-            value,
+            result,
+            **shown,
+            inputs_incomplete=tuple(map(mask, result.inputs_incomplete)),
+            extra=extra,
             attempts=attempts,
-            flaky=value.status is Status.PASSED and attempts > 1,
-            why=tuple(map(self.plan.masker.mask, why)),
+            flaky=result.status is Status.PASSED and attempts > 1,
+            why=tuple(map(mask, why)),
         )
         if self.run.run_dir is not None:
             with self.writing():
@@ -285,9 +283,8 @@ class _ScriptRun:
             memory_limit_mb=settings["memory_limit_mb"],
         )
         raw = self.executor.run(call)
-        trace = trace_in(raw)  # as it was: the record keeps real paths, outputs masked ones
-        if gaps := incomplete(job, trace):
-            raw["inputs_incomplete"] = list(gaps)
+        trace = trace_in(raw.extra)  # as it was: the record keeps real paths, outputs masked
+        raw = replace(raw, inputs_incomplete=incomplete(job, trace))
         result = self.finish(job, self.explained(job, raw), self.attempts[job.rel])
         if "write_error" in result.extra:  # its stream logs: the disk is full
             self.cannot_write(OrchestratorError(result.extra["write_error"]))
@@ -322,11 +319,10 @@ class _ScriptRun:
         self.why[job.rel] = why
         return True
 
-    def explained(self, job: ScriptJob, result: dict[str, Any]) -> dict[str, Any]:
+    def explained(self, job: ScriptJob, result: ScriptResult) -> ScriptResult:
         """A failure for want of a module, in an isolated environment, says which and where."""
-        stderr = result.get("stderr") or ""
-        missing = _MISSING.search(stderr[-4096:])
-        if result.get("status") != Status.FAILED.value or missing is None:
+        missing = _MISSING.search(result.stderr[-4096:])
+        if result.status is not Status.FAILED or missing is None:
             return result
         try:
             spec = self.envs.spec_for(job.path, job.settings)
@@ -343,7 +339,7 @@ class _ScriptRun:
             f"it runs in an isolated environment ({spec.name}), without module "
             f"{missing[1]!r}: add its distribution to {where}"
         )
-        return {**result, "error": f"{result.get('error') or 'failed'}; {hint}"}
+        return replace(result, error=f"{result.error or 'failed'}; {hint}")
 
     def remember(
         self,

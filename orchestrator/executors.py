@@ -5,7 +5,7 @@ returns the script's result dict, blocking; the workflow engine calls it from
 its worker threads, and ``-j`` bounds how many calls are in flight. The engine,
 the reporters and the CLI never know which executor runs.
 
-On a worker, a script runs through the same :func:`~orchestrator.runner.run_script`,
+On a worker, a script runs through the same :func:`~orchestrator.runner.script_result`,
 so process groups, timeouts, bounded output and every status behave exactly as
 locally; results gain a ``worker`` field. Before running, the worker checks the
 content hash of the script and of every local module it imports against the
@@ -26,15 +26,15 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from .errors import OrchestratorError
 from .masking import Masker
 from .processes import KILL_GRACE, children
-from .results import Status, StopReason, mark_stopped, unrun_result
-from .runner import run_script
+from .results import ScriptResult, Status, StopReason, unrun_result
+from .runner import script_result
 
 __all__ = ["DaskExecutor", "Executor", "LocalExecutor", "ScriptCall", "make_executor"]
 
@@ -71,12 +71,26 @@ class ScriptCall:
     masker: Masker = field(default_factory=Masker, repr=False)
     secret_names: list[str] = field(default_factory=list)
 
-    def run(self) -> dict[str, Any]:
+    def run(self) -> ScriptResult:
         """Run the script here."""
-        kwargs = asdict(self)
-        kwargs.pop("inputs")
-        script = kwargs.pop("script")
-        return run_script(script, **kwargs)
+        return script_result(
+            self.script,
+            self.timeout,
+            self.env,
+            self.cwd,
+            self.args,
+            self.allowed_exit_codes,
+            self.python,
+            self.log_dir,
+            scripts_dir=self.scripts_dir,
+            root=self.root,
+            tag=self.tag,
+            trace=self.trace,
+            trace_skip=self.trace_skip,
+            masker=self.masker,
+            memory_limit_mb=self.memory_limit_mb,
+            secret_names=self.secret_names,
+        )
 
 
 class Executor(Protocol):
@@ -85,8 +99,8 @@ class Executor(Protocol):
     #: Whether calls carry input hashes to check (another machine may run them).
     verifies: bool
 
-    def run(self, call: ScriptCall) -> dict[str, Any]:
-        """Run one script and return its result dict; never raises for the script."""
+    def run(self, call: ScriptCall) -> ScriptResult:
+        """Run one script and return its result; never raises for the script."""
 
     def stop_all(self, reason: StopReason) -> None:
         """Kill every running script's process group; pending ones end ``error``."""
@@ -100,7 +114,7 @@ class LocalExecutor:
 
     verifies = False
 
-    def run(self, call: ScriptCall) -> dict[str, Any]:
+    def run(self, call: ScriptCall) -> ScriptResult:
         """Run the script in a child process of this one."""
         return call.run()
 
@@ -126,7 +140,7 @@ class Restarting:
         self._running: dict[str, int] = {}
         self._lock = threading.Lock()
 
-    def run(self, call: ScriptCall) -> dict[str, Any]:
+    def run(self, call: ScriptCall) -> ScriptResult:
         """Run the call, known as running until it returns."""
         with self._lock:
             self._running[call.script] = self._running.get(call.script, 0) + 1
@@ -164,7 +178,7 @@ def _hash(path: str) -> str | None:
         return None
 
 
-def _remote_run(call: ScriptCall) -> dict[str, Any]:
+def _remote_run(call: ScriptCall) -> ScriptResult:
     """On a worker: check the checkout, then run the script as locally."""
     from distributed import get_worker
 
@@ -175,18 +189,14 @@ def _remote_run(call: ScriptCall) -> dict[str, Any]:
     for path, digest in call.inputs.items():
         if _hash(path) != digest:
             what = "is missing" if os.path.exists(path) is False else "differs"
-            result = unrun_result(
+            return unrun_result(
                 call.script,
                 call.scripts_dir,
                 Status.ERROR,
                 error=f"worker {worker}: {path} {what} from the submitting checkout; "
                 "workers must see the same files",
-            )
-            result["worker"] = worker
-            return result
-    result = call.run()
-    result["worker"] = worker
-    return result
+            ).with_extra(worker=worker)
+    return call.run().with_extra(worker=worker)
 
 
 def _stop_here(reason: StopReason, tag: str | None) -> int:
@@ -263,7 +273,7 @@ class DaskExecutor:
                 )
             self.client = Client(self._cluster)
 
-    def run(self, call: ScriptCall) -> dict[str, Any]:
+    def run(self, call: ScriptCall) -> ScriptResult:
         """Submit the script, wait for its result; on a lost worker, submit once more."""
         from distributed import CancelledError
 
@@ -278,9 +288,9 @@ class DaskExecutor:
                 self._futures.add(future)
                 self._tag = call.tag
             try:
-                result = dict(self._wait(future))
+                result: ScriptResult = self._wait(future)
                 if reason:  # it may have run before: the result says why it ran again
-                    result["resubmitted"] = reason
+                    result = result.with_extra(resubmitted=reason)
                 return result
             except CancelledError:
                 break
@@ -290,8 +300,9 @@ class DaskExecutor:
                 with self._lock:
                     self._futures.discard(future)
         if self._stopped is not None:  # stopped from here: says nothing about the script
-            result = unrun_result(call.script, call.scripts_dir, Status.ERROR)
-            return mark_stopped(result, self._stopped)
+            return unrun_result(call.script, call.scripts_dir, Status.ERROR).stopped_by(
+                self._stopped
+            )
         error = f"the worker running it died, twice ({reason})"
         return unrun_result(call.script, call.scripts_dir, Status.ERROR, error=error)
 

@@ -15,7 +15,7 @@ A new format is a new reporter, not a branch in the engine.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -121,26 +121,26 @@ def memory_text(megabytes: float | None) -> str:
     return "" if megabytes is None else f"{megabytes:.1f} MB"
 
 
-def summarize(results: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+def summarize(results: Iterable[ScriptResult]) -> dict[str, Any]:
     """Totals by status (every status present, zero included) and per subdirectory."""
     results = list(results)
     totals = {status: 0 for status in STATUSES}
     per_dir: dict[str, dict[str, int]] = {}
     for result in results:
-        totals[result["status"]] += 1
-        counts = per_dir.setdefault(result["subdirectory"], {s: 0 for s in STATUSES})
-        counts[result["status"]] += 1
+        totals[result.status.value] += 1
+        counts = per_dir.setdefault(result.subdirectory, {s: 0 for s in STATUSES})
+        counts[result.status.value] += 1
     for counts in per_dir.values():
         counts["total"] = sum(counts[s] for s in STATUSES)
     return {
         "total": len(results),
         "totals": totals,
         "subdirectories": dict(sorted(per_dir.items())),
-        "total_time": round(sum(r.get("execution_time") or 0.0 for r in results), 6),
+        "total_time": round(sum(r.execution_time or 0.0 for r in results), 6),
     }
 
 
-def totals_line(results: Sequence[Mapping[str, Any]], wall_time: float | None = None) -> str:
+def totals_line(results: Sequence[ScriptResult], wall_time: float | None = None) -> str:
     """``3 passed, 1 failed in 2.31 s`` (zero counts left out)."""
     summary = summarize(results)
     parts = [f"{n} {status}" for status, n in summary["totals"].items() if n]

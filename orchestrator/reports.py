@@ -18,7 +18,7 @@ import os
 import re
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -41,16 +41,18 @@ from .reporting import (
     tail,
     why_text,
 )
-from .results import NOT_OK, STATUSES, ScriptResult, exit_code_for
+from .results import STATUSES, ScriptResult, Status, exit_code_for
 
 __all__ = [
     "FileReporter",
+    "as_results",
     "generate_report",
     "load_run",
     "point_latest",
     "render_junit",
     "render_markdown",
     "save_log",
+    "write_reports",
 ]
 
 logger = logging.getLogger("orchestrator")
@@ -83,7 +85,7 @@ def save_log(
 MAX_WHY = 5
 
 
-def render_markdown(summary: Mapping[str, Any], results: Sequence[Mapping[str, Any]]) -> str:
+def render_markdown(summary: Mapping[str, Any], results: Sequence[ScriptResult]) -> str:
     """The Markdown report: totals, all scripts, slowest 10, per subdirectory, failures."""
     from tabulate import tabulate
 
@@ -102,20 +104,20 @@ def render_markdown(summary: Mapping[str, Any], results: Sequence[Mapping[str, A
     for note in summary.get("notes", []):
         out.write(f"> {md_cell(note)}\n\n")
 
-    def row(r: Mapping[str, Any]) -> list[Any]:
+    def row(r: ScriptResult) -> list[Any]:
         return [
-            md_code(str(r["path"])),
-            r["status"],
-            "" if r.get("exit_code") is None else r["exit_code"],
-            f"{r.get('execution_time') or 0.0:.2f}",
-            memory_text(r.get("peak_memory_mb")),
-            "" if r.get("cpu_time") is None else f"{r['cpu_time']:.2f}",
-            md_cell(r.get("error") or r.get("skip_reason") or ""),
+            md_code(r.path),
+            r.status.value,
+            "" if r.exit_code is None else r.exit_code,
+            f"{r.execution_time or 0.0:.2f}",
+            memory_text(r.peak_memory_mb),
+            "" if r.cpu_time is None else f"{r.cpu_time:.2f}",
+            md_cell(r.error or r.skip_reason or ""),
         ]
 
     headers = ["Script", "Status", "Exit", "Time (s)", "Memory", "CPU (s)", "Note"]
     # Why each ran, when a decision was made (--changed, watch): a full run says nothing.
-    whys = [why_text(r.get("why") or (), limit=MAX_WHY) for r in results]
+    whys = [why_text(r.why, limit=MAX_WHY) for r in results]
     table = [row(r) for r in results]
     if any(whys):
         headers.append("Why it ran")
@@ -124,11 +126,11 @@ def render_markdown(summary: Mapping[str, Any], results: Sequence[Mapping[str, A
     out.write("## Scripts\n\n")
     out.write(tabulate(table, headers=headers, tablefmt="github"))
     out.write("\n\n## Slowest\n\n")
-    slowest = sorted(results, key=lambda r: -(r.get("execution_time") or 0.0))[:10]
+    slowest = sorted(results, key=lambda r: -(r.execution_time or 0.0))[:10]
     out.write(tabulate([row(r)[:6] for r in slowest], headers=headers[:6], tablefmt="github"))
     heaviest = sorted(
-        (r for r in results if r.get("peak_memory_mb") is not None),
-        key=lambda r: -r["peak_memory_mb"],
+        (r for r in results if r.peak_memory_mb is not None),
+        key=lambda r: -(r.peak_memory_mb or 0.0),
     )[:10]
     if heaviest:
         out.write("\n\n## Heaviest\n\n")
@@ -147,37 +149,37 @@ def render_markdown(summary: Mapping[str, Any], results: Sequence[Mapping[str, A
         )
     )
     out.write("\n")
-    failing = [r for r in results if r["status"] in NOT_OK]
+    failing = [r for r in results if not r.ok]
     if failing:
         out.write("\n## Failures\n")
     for r in failing:
-        out.write(f"\n### {md_code(str(r['path']))}: {r['status']}\n\n")
-        if r.get("error"):
-            out.write(f"{md_cell(r['error'])}\n\n")
-        for stream in ("stderr", "stdout"):
-            text = plain(tail(r.get(stream) or "", TAIL_LINES))
+        out.write(f"\n### {md_code(r.path)}: {r.status}\n\n")
+        if r.error:
+            out.write(f"{md_cell(r.error)}\n\n")
+        for stream, captured in (("stderr", r.stderr), ("stdout", r.stdout)):
+            text = plain(tail(captured, TAIL_LINES))
             if text.strip():
                 fence = md_fence(text)
                 out.write(f"{stream} (last {TAIL_LINES} lines):\n\n{fence}text\n{text}")
                 out.write(("" if text.endswith("\n") else "\n") + f"{fence}\n\n")
-    escaped = [r for r in results if r.get("escaped")]
+    escaped = [r for r in results if r.escaped]
     unclaimed = int(summary.get("escaped") or 0)
     if escaped or unclaimed:
         out.write("\n## Escaped processes\n\nLeft their script's process group; killed:\n\n")
         for r in escaped:
-            out.write(f"- {md_code(str(r['path']))}: {int(r['escaped'])}\n")
+            out.write(f"- {md_code(r.path)}: {r.escaped}\n")
         if unclaimed:
             out.write(f"- from scripts that ran at once and cannot be told apart: {unclaimed}\n")
-    flaky = [r for r in results if r.get("flaky")]
+    flaky = [r for r in results if r.flaky]
     if flaky:
         out.write("\n## Flaky\n\nPassed only after a retry:\n\n")
         for r in flaky:
-            out.write(f"- {md_code(str(r['path']))}: passed on attempt {r.get('attempts')}\n")
-    skipped = [r for r in results if r["status"] == "skipped"]
+            out.write(f"- {md_code(r.path)}: passed on attempt {r.attempts}\n")
+    skipped = [r for r in results if r.status is Status.SKIPPED]
     if skipped:
         out.write("\n## Skipped\n\n")
         for r in skipped:
-            out.write(f"- {md_code(str(r['path']))}: {md_cell(r.get('skip_reason') or '')}\n")
+            out.write(f"- {md_code(r.path)}: {md_cell(r.skip_reason or '')}\n")
     return out.getvalue()
 
 
@@ -185,26 +187,26 @@ def render_markdown(summary: Mapping[str, Any], results: Sequence[Mapping[str, A
 GANTT_BARS = 30
 
 
-def _starts(results: Sequence[Mapping[str, Any]]) -> tuple[datetime | None, dict[str, Any]]:
+def _starts(results: Sequence[ScriptResult]) -> tuple[datetime | None, dict[str, Any]]:
     """The earliest start, and each started result's (start, end) datetimes by path."""
     spans: dict[str, Any] = {}
     for r in results:
-        if r["status"] == "skipped" or not r.get("start_time") or not r.get("end_time"):
+        if r.status is Status.SKIPPED or not r.start_time or not r.end_time:
             continue
         with contextlib.suppress(ValueError, TypeError):
-            start = datetime.fromisoformat(r["start_time"])
-            spans[str(r["path"])] = (start, datetime.fromisoformat(r["end_time"]))
+            start = datetime.fromisoformat(r.start_time)
+            spans[r.path] = (start, datetime.fromisoformat(r.end_time))
     first = min((start for start, _ in spans.values()), default=None)
     return first, spans
 
 
-def _gantt(summary: Mapping[str, Any], results: Sequence[Mapping[str, Any]]) -> str:
+def _gantt(summary: Mapping[str, Any], results: Sequence[ScriptResult]) -> str:
     """A Mermaid gantt chart of the run's longest chain, as it ran."""
     first, spans = _starts(results)
     chain = [path for path in summary.get("longest_chain") or () if path in spans]
     if first is None or not chain:
         return ""
-    status = {str(r["path"]): r["status"] for r in results}
+    ok = {r.path: r.ok for r in results}
     shown = chain[:GANTT_BARS]
     seconds = sum(float((spans[p][1] - spans[p][0]).total_seconds()) for p in chain)
     lines = [
@@ -223,7 +225,7 @@ def _gantt(summary: Mapping[str, Any], results: Sequence[Mapping[str, Any]]) -> 
         # Absolute times: Mermaid shows them in the reader's time zone, as the run's clock.
         begin = int(start.timestamp() * 1000)
         finish = max(begin + 1, int(end.timestamp() * 1000))
-        tag = "done" if status[path] in ("passed", "skipped") else "crit"
+        tag = "done" if ok[path] else "crit"
         lines.append(f"    {_mermaid_name(path)} : {tag}, {begin}, {finish}")
     lines.append("```")
     return "\n".join(lines)
@@ -234,9 +236,7 @@ def _mermaid_name(text: str) -> str:
     return re.sub(r"[:#;`<>]", "_", name_text(text)).strip() or "_"
 
 
-def render_trace(
-    summary: Mapping[str, Any], results: Sequence[Mapping[str, Any]]
-) -> dict[str, Any]:
+def render_trace(summary: Mapping[str, Any], results: Sequence[ScriptResult]) -> dict[str, Any]:
     """The run as Chrome trace events (Perfetto, ``chrome://tracing``): a bar per script.
 
     Lanes are the run's slots, found again from the times: each script goes to
@@ -244,7 +244,7 @@ def render_trace(
     there are never more lanes than scripts ran at once.
     """
     first, spans = _starts(results)
-    by_path = {str(r["path"]): r for r in results}
+    by_path = {r.path: r for r in results}
     events: list[dict[str, Any]] = [
         {
             "name": "process_name",
@@ -271,18 +271,18 @@ def render_trace(
         events.append(
             {
                 "name": plain(path),
-                "cat": r["status"],
+                "cat": r.status.value,
                 "ph": "X",
                 "pid": 1,
                 "tid": lane,
                 "ts": round((start - first).total_seconds() * 1e6),
                 "dur": max(0, round((end - start).total_seconds() * 1e6)),
                 "args": {
-                    "status": r["status"],
-                    "exit_code": r.get("exit_code"),
-                    "peak_memory_mb": r.get("peak_memory_mb"),
-                    "cpu_time": r.get("cpu_time"),
-                    "attempts": r.get("attempts"),
+                    "status": r.status.value,
+                    "exit_code": r.exit_code,
+                    "peak_memory_mb": r.peak_memory_mb,
+                    "cpu_time": r.cpu_time,
+                    "attempts": r.attempts,
                 },
             }
         )
@@ -300,60 +300,60 @@ def _xml_text(text: str | None) -> str:
     return _XML_ILLEGAL.sub("\ufffd", plain(text or ""))
 
 
-def render_junit(summary: Mapping[str, Any], results: Sequence[Mapping[str, Any]]) -> str:
+def render_junit(summary: Mapping[str, Any], results: Sequence[ScriptResult]) -> str:
     """JUnit XML: a testsuite per subdirectory, a testcase per script."""
     import xml.etree.ElementTree as ET
 
     suites = ET.Element("testsuites", name="orchestrator")
-    by_dir: dict[str, list[Mapping[str, Any]]] = {}
+    by_dir: dict[str, list[ScriptResult]] = {}
     for r in results:
-        by_dir.setdefault(r["subdirectory"], []).append(r)
-    all_counts: Counter[str] = Counter()
+        by_dir.setdefault(r.subdirectory, []).append(r)
+    all_counts: Counter[Status] = Counter()
     for directory, group in by_dir.items():
-        counts = Counter(r["status"] for r in group)
-        failures = counts["failed"] + counts["timeout"]
+        counts = Counter(r.status for r in group)
+        failures = sum(counts[s] for s in Status if s.retryable)  # failed and timed out
         suite = ET.SubElement(
             suites,
             "testsuite",
             name=_xml_text(name_text(directory)),
             tests=str(len(group)),
             failures=str(failures),
-            errors=str(counts["error"]),
-            skipped=str(counts["skipped"]),
-            time=f"{sum(r.get('execution_time') or 0.0 for r in group):.3f}",
-            timestamp=str(group[0].get("start_time") or summary.get("start_time") or ""),
+            errors=str(counts[Status.ERROR]),
+            skipped=str(counts[Status.SKIPPED]),
+            time=f"{sum(r.execution_time or 0.0 for r in group):.3f}",
+            timestamp=str(group[0].start_time or summary.get("start_time") or ""),
         )
         all_counts.update(counts)
         for r in group:
             case = ET.SubElement(
                 suite,
                 "testcase",
-                name=_xml_text(name_text(str(r["path"]))),
+                name=_xml_text(name_text(r.path)),
                 classname=_xml_text(name_text(directory)).replace("/", "."),
-                time=f"{r.get('execution_time') or 0.0:.3f}",
+                time=f"{r.execution_time or 0.0:.3f}",
             )
-            costs = {"peak_memory_mb": r.get("peak_memory_mb"), "cpu_time": r.get("cpu_time")}
+            costs = {"peak_memory_mb": r.peak_memory_mb, "cpu_time": r.cpu_time}
             if any(value is not None for value in costs.values()):
                 properties = ET.SubElement(case, "properties")
                 for key, value in costs.items():
                     if value is not None:
                         ET.SubElement(properties, "property", name=key, value=str(value))
-            message = _xml_text(r.get("error") or "")
-            if r["status"] in ("failed", "timeout"):
-                node = ET.SubElement(case, "failure", message=message, type=r["status"])
-                node.text = _xml_text(tail(r.get("stderr") or "", TAIL_LINES))
-            elif r["status"] == "error":
+            message = _xml_text(r.error or "")
+            if r.status.retryable:  # failed, or timed out
+                node = ET.SubElement(case, "failure", message=message, type=r.status.value)
+                node.text = _xml_text(tail(r.stderr, TAIL_LINES))
+            elif r.status is Status.ERROR:
                 node = ET.SubElement(case, "error", message=message, type="error")
-            elif r["status"] == "skipped":
-                ET.SubElement(case, "skipped", message=_xml_text(r.get("skip_reason") or ""))
-            if r.get("stdout"):
-                ET.SubElement(case, "system-out").text = _xml_text(r["stdout"])
-            if r.get("stderr"):
-                ET.SubElement(case, "system-err").text = _xml_text(r["stderr"])
+            elif r.status is Status.SKIPPED:
+                ET.SubElement(case, "skipped", message=_xml_text(r.skip_reason or ""))
+            if r.stdout:
+                ET.SubElement(case, "system-out").text = _xml_text(r.stdout)
+            if r.stderr:
+                ET.SubElement(case, "system-err").text = _xml_text(r.stderr)
     suites.set("tests", str(len(results)))
-    suites.set("failures", str(all_counts["failed"] + all_counts["timeout"]))
-    suites.set("errors", str(all_counts["error"]))
-    suites.set("skipped", str(all_counts["skipped"]))
+    suites.set("failures", str(sum(all_counts[s] for s in Status if s.retryable)))
+    suites.set("errors", str(all_counts[Status.ERROR]))
+    suites.set("skipped", str(all_counts[Status.SKIPPED]))
     suites.set("time", f"{summary.get('wall_time', 0.0):.3f}")
     ET.indent(suites)
     return (
@@ -399,25 +399,62 @@ def generate_report(
 ) -> dict[str, Path]:
     """Write ``summary.json``, ``report.md``, ``junit.xml`` and ``trace.json``, atomically.
 
-    ``jobs`` (the run's ``-j``) gives the parallel efficiency; ``depends_on``
-    (``{path: its dependencies}``) the longest chain drawn in the Markdown;
-    ``escaped`` counts processes stopped as the run ended that no one script
-    could be credited with.
+    ``results`` are result dicts (``run_script``'s; a library caller's may
+    have only some keys). ``jobs`` (the run's ``-j``) gives the parallel
+    efficiency; ``depends_on`` (``{path: its dependencies}``) the longest chain
+    drawn in the Markdown; ``escaped`` counts processes stopped as the run ended
+    that no one script could be credited with.
     When ``GITHUB_STEP_SUMMARY`` is set, the Markdown is appended to that file.
     Returns the written paths by kind (``summary``, ``markdown``, ``junit``, ``trace``).
     """
+    return write_reports(
+        as_results(results),
+        output_dir,
+        run_id=run_id,
+        command=command,
+        start_time=start_time,
+        end_time=end_time,
+        wall_time=wall_time,
+        interrupted=interrupted,
+        notes=notes,
+        jobs=jobs,
+        depends_on=depends_on,
+        escaped=escaped,
+    )
+
+
+def as_results(results: Iterable[Mapping[str, Any]]) -> list[ScriptResult]:
+    """Result dicts (read from logs, or a library caller's) as values, missing keys filled."""
+    return [ScriptResult.from_dict(_complete(r)) for r in results]
+
+
+def write_reports(
+    results: Sequence[ScriptResult],
+    output_dir: str | os.PathLike[str],
+    *,
+    run_id: str | None = None,
+    command: Sequence[str] = (),
+    start_time: str = "",
+    end_time: str = "",
+    wall_time: float = 0.0,
+    interrupted: bool = False,
+    notes: Sequence[str] = (),
+    jobs: int = 1,
+    depends_on: Mapping[str, Sequence[str]] | None = None,
+    escaped: int = 0,
+) -> dict[str, Path]:
+    """:func:`generate_report` of result values: what a run writes."""
     out = Path(output_dir)
-    results = [_complete(r) for r in results]
     totals = summarize(results)
     summed = float(totals["total_time"])
-    known = {str(r["path"]) for r in results}
+    known = {r.path for r in results}
     graph = {
-        str(r["path"]): [d for d in (depends_on or {}).get(str(r["path"]), ()) if d in known]
+        r.path: [d for d in (depends_on or {}).get(r.path, ()) if d in known]
         for r in results
-        if r["status"] != "skipped"
+        if r.status is not Status.SKIPPED
     }
     graph = {path: [d for d in deps if d in graph] for path, deps in graph.items()}
-    cost = {str(r["path"]): float(r.get("execution_time") or 0.0) for r in results}
+    cost = {r.path: float(r.execution_time or 0.0) for r in results}
     summary: dict[str, Any] = {
         "run_id": run_id or out.name,
         "start_time": start_time,
@@ -430,10 +467,10 @@ def generate_report(
         "parallel_efficiency": round(summed / (wall_time * jobs), 3) if wall_time > 0 else None,
         "longest_chain": critical_path(graph, cost),
         "interrupted": interrupted,
-        "exit_code": exit_code_for((r["status"] for r in results), interrupted),
+        "exit_code": exit_code_for((r.status.value for r in results), interrupted),
         "notes": list(notes),
         "escaped": escaped,
-        "results": [{k: v for k, v in r.items() if k not in ("stdout", "stderr")} for r in results],
+        "results": [_without_streams(r) for r in results],
     }
     markdown = render_markdown(summary, results)
     paths = {
@@ -456,6 +493,13 @@ def generate_report(
             # The CI job summary is a courtesy; the run's own reports are written.
             logger.warning("cannot append to GITHUB_STEP_SUMMARY %s: %s", step_summary, exc)
     return paths
+
+
+def _without_streams(result: ScriptResult) -> dict[str, Any]:
+    """A result as ``summary.json`` lists it: its log holds the output tails."""
+    data = result.to_dict()
+    del data["stdout"], data["stderr"]
+    return data
 
 
 def point_latest(reports_dir: Path, run_dir: Path) -> None:
@@ -482,18 +526,18 @@ class FileReporter(Reporter):
         assert run.run_dir is not None
         start_time, wall_time, notes = run.start_time, run.wall_time, list(run.notes)
         escaped = run.escaped
-        merged = [result.to_dict() for result in results]
+        merged = list(results)
         if (run.run_dir / "summary.json").is_file():
             # A run id given again (one nox session per environment): one report for all.
             summary, earlier = load_run(run.run_dir)
             now = {r.path for r in results}
-            merged += [r for r in earlier if r["path"] not in now]
-            merged.sort(key=lambda r: str(r["path"]).split("/"))
+            merged += as_results(r for r in earlier if r["path"] not in now)
+            merged.sort(key=lambda r: r.path.split("/"))
             start_time = summary.get("start_time") or start_time
             wall_time += float(summary.get("wall_time") or 0.0)
             notes = [n for n in summary.get("notes", []) if n not in notes] + notes
             escaped += int(summary.get("escaped") or 0)
-        generate_report(
+        write_reports(
             merged,
             run.run_dir,
             run_id=run.run_id,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import enum
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,6 @@ __all__ = [
     "Status",
     "StopReason",
     "exit_code_for",
-    "mark_stopped",
     "skipped_result",
     "unrun_result",
 ]
@@ -107,7 +106,14 @@ class ScriptResult:
     #: Why it ran: what differed from its last recorded run (``--changed``, ``orch watch``),
     #: or ``full run``; empty for a script that did not run.
     why: tuple[str, ...] = ()
-    #: Other keys: ``stdout_path``/``stderr_path``, ``skip_reason``, ``worker``, ``result``.
+    #: Why a skipped script did not run (``up-to-date``, ``skipped by config``, ...).
+    skip_reason: str | None = None
+    #: Processes that left the script's group and were killed with it.
+    escaped: int | None = None
+    #: Where what orch knows of its inputs ends (``ran /bin/cat``); empty: nowhere.
+    inputs_incomplete: tuple[str, ...] = ()
+    #: Other keys: ``stdout_path``/``stderr_path``, ``trace``/``trace_error``, ``worker``,
+    #: ``write_error``, and a function's ``result`` and ``type``.
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -120,12 +126,20 @@ class ScriptResult:
         """Whether the result tells something about the script (so ``--changed`` keeps it)."""
         return self.stopped is None
 
+    def with_extra(self, **keys: Any) -> ScriptResult:
+        """This result with more keys beyond the fields (``worker``, ``resubmitted``)."""
+        return replace(self, extra={**self.extra, **keys})
+
+    def stopped_by(self, reason: StopReason) -> ScriptResult:
+        """This result, stopped from outside: ``error`` says why; it is never recorded."""
+        return replace(self, status=Status.ERROR, error=reason.value, stopped=reason)
+
     def to_dict(self) -> dict[str, Any]:
         """The result as the public dict: ``script, name, ..., error`` and the extra keys."""
         data: dict[str, Any] = {}
         for f in _FIELDS:
             value = getattr(self, f)
-            if f in _OPTIONAL and value is None:
+            if f in _OPTIONAL and (value is None or value == ()):
                 continue
             if isinstance(value, enum.Enum):
                 value = value.value
@@ -143,14 +157,9 @@ class ScriptResult:
         if known.get("stopped") is not None:
             known["stopped"] = StopReason(known["stopped"])
         known["why"] = tuple(map(str, known.get("why") or ()))
+        known["inputs_incomplete"] = tuple(map(str, known.get("inputs_incomplete") or ()))
         extra = {k: v for k, v in data.items() if k not in _FIELDS}
         return cls(**known, extra=extra)
-
-
-def mark_stopped(result: dict[str, Any], reason: StopReason) -> dict[str, Any]:
-    """Mark a result dict stopped from outside: ``error`` says why; it is never recorded."""
-    result["error"] = result["stopped"] = reason.value
-    return result
 
 
 def exit_code_for(statuses: Iterable[str], interrupted: bool = False) -> ExitCode:
@@ -161,15 +170,18 @@ def exit_code_for(statuses: Iterable[str], interrupted: bool = False) -> ExitCod
 
 
 _FIELDS = tuple(f.name for f in fields(ScriptResult) if f.name != "extra")
-_OPTIONAL = frozenset({"stopped", "attempts", "flaky"})
+#: Left out of the dict when None (or empty): a result has them only where they apply.
+_OPTIONAL = frozenset(
+    {"stopped", "attempts", "flaky", "skip_reason", "escaped", "inputs_incomplete"}
+)
 
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat()
 
 
-def base_result(script: Path, scripts_dir: Path | None) -> dict[str, Any]:
-    """The result dict of ``script`` before it runs: ``error``, no times, no output."""
+def base_result(script: Path, scripts_dir: Path | None) -> ScriptResult:
+    """The result of ``script`` before it runs: ``error``, no times, no output."""
     rel_path = relative_posix(script, scripts_dir) if scripts_dir is not None else None
     rel_parent = None if rel_path is None else Path(rel_path).parent.as_posix()
     return ScriptResult(
@@ -178,7 +190,7 @@ def base_result(script: Path, scripts_dir: Path | None) -> dict[str, Any]:
         path=rel_path or script.name,
         subdirectory=rel_parent if rel_parent is not None else script.parent.name,
         status=Status.ERROR,
-    ).to_dict()
+    )
 
 
 def unrun_result(
@@ -188,21 +200,21 @@ def unrun_result(
     *,
     reason: str | None = None,
     error: str | None = None,
-) -> dict[str, Any]:
-    """The result dict of a script that never ran: ``skipped`` with ``skip_reason``,
+) -> ScriptResult:
+    """The result of a script that never ran: ``skipped`` with ``skip_reason``,
     or ``error`` with ``error``."""
     now = _now()
     result = base_result(
         Path(os.path.abspath(script)), Path(scripts_dir) if scripts_dir is not None else None
     )
-    result.update(status=status.value, start_time=now, end_time=now, error=error)
-    if status is Status.SKIPPED:
-        result["skip_reason"] = reason or ""
-    return result
+    skip_reason = (reason or "") if status is Status.SKIPPED else None
+    return replace(
+        result, status=status, start_time=now, end_time=now, error=error, skip_reason=skip_reason
+    )
 
 
 def skipped_result(
     script: str | os.PathLike[str], scripts_dir: str | os.PathLike[str] | None, reason: str
-) -> dict[str, Any]:
-    """The result dict of a script that was not run, with ``skip_reason``."""
+) -> ScriptResult:
+    """The result of a script that was not run, with ``skip_reason``."""
     return unrun_result(script, scripts_dir, Status.SKIPPED, reason=reason)

@@ -25,6 +25,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ from .errors import WriteError
 from .masking import Masker
 from .processes import CHUNK, KILL_GRACE, Capture, Child, children, exited, pump
 from .project import STATE_DIR, find_project_root, search_path
-from .results import Status, StopReason, base_result, mark_stopped
+from .results import ScriptResult, Status, StopReason, base_result
 from .tracing import TraceError, read_trace, trace_env, trace_fields
 
 __all__ = [
@@ -42,6 +43,7 @@ __all__ = [
     "children",
     "run_function",
     "run_script",
+    "script_result",
 ]
 
 logger = logging.getLogger("orchestrator")
@@ -65,18 +67,18 @@ def _pythonpath(env: dict[str, str], root: Path | None) -> None:
     env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(e for e in entries if e))
 
 
-def _take_trace(result: dict[str, Any], trace_file: str, root: Path) -> int | None:
-    """Read the script's trace into ``result["trace"]`` (or why not into ``trace_error``).
+def _take_trace(extra: dict[str, Any], trace_file: str, root: Path) -> int | None:
+    """Read the script's trace into ``extra["trace"]`` (or why not into ``trace_error``).
 
     Returns the largest peak memory (KiB) its Python processes reported.
     """
     peak = None
     try:
         trace = read_trace(trace_file, root)
-        result.update(trace_fields(trace))
+        extra.update(trace_fields(trace))
         peak = trace.peak_kib
     except TraceError as exc:
-        result.update(trace_fields(exc))
+        extra.update(trace_fields(exc))
     with contextlib.suppress(OSError):
         os.unlink(trace_file)
     return peak
@@ -95,8 +97,10 @@ def _own_peak_kib() -> int:
     return peak // 1024 if sys.platform == "darwin" else peak  # bytes there
 
 
-def _cost(result: dict[str, Any], usage: Any, traced_kib: int | None, spawner_kib: int) -> None:
-    """``peak_memory_mb`` and ``cpu_time`` of a finished script.
+def _cost(
+    usage: Any, traced_kib: int | None, spawner_kib: int
+) -> tuple[float | None, float | None]:
+    """``(peak_memory_mb, cpu_time)`` of a finished script (None: unknown).
 
     ``wait4``'s ``ru_maxrss`` is the largest of the child and the children it
     waited for, but Linux carries the spawner's peak into it across ``exec``:
@@ -104,14 +108,14 @@ def _cost(result: dict[str, Any], usage: Any, traced_kib: int | None, spawner_ki
     (``spawner_kib``). Below, the traced processes' own ``VmHWM`` tells.
     """
     candidates = [traced_kib or 0]
+    cpu = None
     if usage is not None:
-        result["cpu_time"] = round(usage.ru_utime + usage.ru_stime, 6)
+        cpu = round(usage.ru_utime + usage.ru_stime, 6)
         maxrss = usage.ru_maxrss // 1024 if sys.platform == "darwin" else usage.ru_maxrss  # bytes
         if maxrss > spawner_kib:
             candidates.append(maxrss)
     peak = max(candidates)
-    if peak:
-        result["peak_memory_mb"] = round(peak / 1024, 1)
+    return (round(peak / 1024, 1) if peak else None), cpu
 
 
 @functools.cache
@@ -148,11 +152,10 @@ _OUT_OF_MEMORY = re.compile(
 )
 
 
-def _ran_out(result: Mapping[str, Any], megabytes: float) -> bool:
+def _ran_out(stderr: str, peak: float | None, megabytes: float) -> bool:
     """Whether a failed script failed for its memory limit: it said so, or it reached it."""
-    if _OUT_OF_MEMORY.search((result.get("stderr") or "")[-8192:]):
+    if _OUT_OF_MEMORY.search(stderr[-8192:]):
         return True
-    peak = result.get("peak_memory_mb")
     return peak is not None and peak >= 0.9 * megabytes
 
 
@@ -231,32 +234,80 @@ def run_script(
         :meth:`~orchestrator.tracing.Trace.to_dict`, or None with
         ``trace_error`` saying why it is unknown).
     """
+    return script_result(
+        script_path,
+        timeout,
+        env,
+        cwd,
+        args,
+        allowed_exit_codes,
+        python,
+        log_dir,
+        scripts_dir=scripts_dir,
+        root=root,
+        max_output=max_output,
+        kill_grace=kill_grace,
+        tag=tag,
+        trace=trace,
+        trace_skip=trace_skip,
+        masker=masker,
+        memory_limit_mb=memory_limit_mb,
+        secret_names=secret_names,
+    ).to_dict()
+
+
+def script_result(
+    script_path: str | os.PathLike[str],
+    timeout: float | None = 60,
+    env: Mapping[str, str] | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+    args: Sequence[str] | None = None,
+    allowed_exit_codes: Iterable[int] = (0,),
+    python: str | None = None,
+    log_dir: str | os.PathLike[str] | None = None,
+    *,
+    scripts_dir: str | os.PathLike[str] | None = None,
+    root: str | os.PathLike[str] | None = None,
+    max_output: int = DEFAULT_MAX_OUTPUT,
+    kill_grace: float = KILL_GRACE,
+    tag: str | None = None,
+    trace: bool = False,
+    trace_skip: Sequence[str] = (),
+    masker: Masker | None = None,
+    memory_limit_mb: float | None = None,
+    secret_names: Sequence[str] = (),
+) -> ScriptResult:
+    """:func:`run_script` as a value: what a run uses; the dict is for library callers."""
     # abspath, not resolve: a symlinked script keeps the name it was found under.
     script = Path(os.path.abspath(script_path))
     base = Path(os.path.abspath(scripts_dir)) if scripts_dir is not None else None
-    result = base_result(script, base)
+    blank = base_result(script, base)
     start, started = _now(), time.monotonic()
     secrets = Masker.of_environment({**os.environ, **(env or {})}, secret_names)
     secrets |= masker or Masker()
+    extra: dict[str, Any] = {}  # stdout_path/stderr_path, trace/trace_error, write_error
 
-    def finish() -> dict[str, Any]:
-        if result["error"]:
-            result["error"] = secrets.mask(result["error"])
-        return _finish(result, start, started)
+    def done(**fields: Any) -> ScriptResult:
+        if fields.get("error"):
+            fields["error"] = secrets.mask(fields["error"])
+        return replace(
+            blank,
+            start_time=start.isoformat(),
+            end_time=_now().isoformat(),
+            execution_time=round(time.monotonic() - started, 6),
+            extra=extra,
+            **fields,
+        )
 
     # A library call locates the root here, at the edge; a run passes its Project's.
     found = Path(root) if root is not None else find_project_root(base or script.parent)
     home = found or Path.cwd()
     workdir = home / cwd if cwd is not None else home
 
-    problem = None
     if not script.is_file():
-        problem = f"script not found: {script}"
-    elif not workdir.is_dir():
-        problem = f"working directory does not exist: {workdir}"
-    if problem:
-        result["error"] = problem
-        return finish()
+        return done(error=f"script not found: {script}")
+    if not workdir.is_dir():
+        return done(error=f"working directory does not exist: {workdir}")
 
     token = uuid.uuid4().hex
     variable = f"{children.marker_prefix}{token}"
@@ -277,17 +328,19 @@ def run_script(
         command[:0] = cap[0]
 
     logs = Path(log_dir) if log_dir is not None else None
+    paths: dict[str, Path | None] = {"stdout": None, "stderr": None}
     if logs is not None:
         try:
             logs.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            result["error"] = result["write_error"] = str(WriteError(logs, exc))
-            return finish()
+            extra["write_error"] = str(WriteError(logs, exc))
+            return done(error=extra["write_error"])
         shown = secrets.mask(script.name)  # a log's name must not carry a secret either
-        result["stdout_path"] = str(logs / f"{shown}.stdout.log")
-        result["stderr_path"] = str(logs / f"{shown}.stderr.log")
-    out = Capture(max_output, Path(result["stdout_path"]) if logs else None, secrets)
-    err = Capture(max_output, Path(result["stderr_path"]) if logs else None, secrets)
+        for stream in paths:
+            paths[stream] = logs / f"{shown}.{stream}.log"
+            extra[f"{stream}_path"] = str(paths[stream])
+    out = Capture(max_output, paths["stdout"], secrets)
+    err = Capture(max_output, paths["stderr"], secrets)
 
     logger.info("started %s", script, extra={"script": str(script)})
     wake_r, wake_w = os.pipe()  # a stop from outside wakes the pump's select()
@@ -312,12 +365,10 @@ def run_script(
         err.close()
         what = "interpreter not found" if isinstance(exc, FileNotFoundError) else "cannot start"
         reason = getattr(exc, "strerror", None) or exc
-        result["error"] = f"{what}: {python or sys.executable}: {reason}"
-        return finish()
+        return done(error=f"{what}: {python or sys.executable}: {reason}")
 
     # Read once the child has exec'd: what it carried can only be below this.
     spawner_kib = _own_peak_kib()
-    limited = cap is not None
     timed_out = False
     try:
         with children.running(proc, child):
@@ -332,49 +383,52 @@ def run_script(
         err.close()
 
     code = proc.returncode
-    result["stdout"], result["stderr"] = out.text(), err.text()
+    stdout, stderr = out.text(), err.text()
     traced_kib = None
     if trace_file is not None and found is not None:
-        traced_kib = _take_trace(result, trace_file, found)
-    _cost(result, child.usage, traced_kib, spawner_kib)
-    if logs is not None:
-        for stream, capture in (("stdout", out), ("stderr", err)):
-            if not capture.size and not capture.dropped:
-                result[f"{stream}_path"] = None
-    if child.escaped:
-        result["escaped"] = len(child.escaped)
+        traced_kib = _take_trace(extra, trace_file, found)
+    peak, cpu = _cost(child.usage, traced_kib, spawner_kib)
+    for stream, capture in (("stdout", out), ("stderr", err)):
+        if logs is not None and not capture.size and not capture.dropped:
+            extra[f"{stream}_path"] = None
+    ended = {
+        "stdout": stdout,
+        "stderr": stderr,
+        "peak_memory_mb": peak,
+        "cpu_time": cpu,
+        "escaped": len(child.escaped) or None,
+    }
     unwritable = out.error or err.error
-    if unwritable is not None:
-        mark_stopped(result, StopReason.UNWRITABLE)
-        result["error"] = result["write_error"] = str(unwritable)
-    elif child.reason is not None:
-        mark_stopped(result, child.reason)
+    stopped = StopReason.UNWRITABLE if unwritable is not None else child.reason
+    if stopped is not None:
+        result = done(**ended).stopped_by(stopped)
+        if unwritable is not None:
+            extra["write_error"] = str(unwritable)
+            result = replace(result, error=secrets.mask(extra["write_error"]))
     elif timed_out:
-        result["status"] = Status.TIMEOUT.value
-        result["error"] = f"timed out after {timeout:g} s"
+        result = done(**ended, status=Status.TIMEOUT, error=f"timed out after {timeout:g} s")
     else:
-        result["exit_code"] = code
         allowed = set(allowed_exit_codes)
-        if code in allowed:
-            result["status"] = Status.PASSED.value
-        else:
-            result["status"] = Status.FAILED.value
+        error = None
+        if code not in allowed:
             if code is not None and code < 0:
-                result["error"] = f"killed by {_signal_name(-code)}"
+                error = f"killed by {_signal_name(-code)}"
             else:
-                result["error"] = f"exit code {code} (allowed: {sorted(allowed)})"
-            if limited and memory_limit_mb is not None and _ran_out(result, memory_limit_mb):
-                result["error"] = f"memory limit of {memory_limit_mb:g} MB exceeded"
-    finish()
+                error = f"exit code {code} (allowed: {sorted(allowed)})"
+            limited = cap is not None and memory_limit_mb is not None
+            if limited and _ran_out(stderr, peak, memory_limit_mb):  # type: ignore[arg-type]
+                error = f"memory limit of {memory_limit_mb:g} MB exceeded"
+        status = Status.PASSED if code in allowed else Status.FAILED
+        result = done(**ended, status=status, exit_code=code, error=error)
     logger.info(
         "finished %s: %s",
         script,
-        result["status"],
+        result.status.value,
         extra={
             "script": str(script),
-            "status": result["status"],
-            "exit_code": result["exit_code"],
-            "duration": result["execution_time"],
+            "status": result.status.value,
+            "exit_code": result.exit_code,
+            "duration": result.execution_time,
         },
     )
     return result
@@ -546,8 +600,8 @@ def run_function(
             result["status"] = Status.TIMEOUT.value
             result["exit_code"] = None
             result["error"] = f"timed out after {timeout:g} s"
-        elif kind == "stopped":
-            mark_stopped(result, payload)
+        elif kind == "stopped":  # as ScriptResult.stopped_by: never recorded
+            result["error"] = result["stopped"] = payload.value
         else:
             code = process.exitcode
             how = f"killed by {_signal_name(-code)}" if code and code < 0 else f"exit code {code}"

@@ -26,6 +26,7 @@ from conftest import Project, pid_alive, wait_for
 
 from orchestrator.executors import DaskExecutor, ScriptCall
 from orchestrator.reports import load_run
+from orchestrator.results import Status
 
 distributed = pytest.importorskip("distributed")
 dask = pytest.importorskip("dask")
@@ -358,12 +359,12 @@ def test_checkout_mismatch_is_an_error_naming_the_worker_and_the_file(
     digest = hashlib.sha256(script.read_bytes()).hexdigest()
     executor = DaskExecutor(scheduler)
     try:
-        differs = executor.run(_call(script, project.scripts, {str(script): "0" * 64}))
+        differs = executor.run(_call(script, project.scripts, {str(script): "0" * 64})).to_dict()
         missing = executor.run(
             _call(script, project.scripts, {str(script): digest, str(module): "1" * 64})
-        )
+        ).to_dict()
         assert not ran.exists()  # neither mismatch ran the script
-        same = executor.run(_call(script, project.scripts, {str(script): digest}))
+        same = executor.run(_call(script, project.scripts, {str(script): digest})).to_dict()
     finally:
         executor.close()
 
@@ -634,7 +635,7 @@ def test_task_keys_share_one_prefix(project: Project, scheduler: str) -> None:
     try:
         with get_task_stream(executor.client) as stream:
             for _ in range(3):
-                assert executor.run(_call(script, project.scripts, {}))["status"] == "passed"
+                assert executor.run(_call(script, project.scripts, {})).status is Status.PASSED
         keys = {str(task["key"]) for task in stream.data}
     finally:
         executor.close()
@@ -652,7 +653,7 @@ def test_a_call_stopped_before_a_worker_ran_it_is_not_recorded(
     executor = DaskExecutor(scheduler)
     try:
         executor.stop_all(StopReason.INTERRUPTED)
-        result = executor.run(_call(script, project.scripts, {}))
+        result = executor.run(_call(script, project.scripts, {})).to_dict()
     finally:
         executor.close()
     assert (result["status"], result["error"], result["stopped"]) == (

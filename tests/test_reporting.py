@@ -15,7 +15,7 @@ from junitparser import Error, Failure, JUnitXml, Skipped, TestSuite
 
 from orchestrator import run_script
 from orchestrator.reporting import summarize
-from orchestrator.reports import generate_report, load_run, render_markdown, save_log
+from orchestrator.reports import as_results, generate_report, load_run, render_markdown, save_log
 from orchestrator.results import STATUSES
 
 
@@ -81,7 +81,7 @@ def _no_step_summary(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_summarize_counts(results: list[dict[str, Any]]) -> None:
-    summary = summarize(results)
+    summary = summarize(as_results(results))
     assert summary["total"] == 5
     assert summary["totals"] == {"passed": 1, "failed": 1, "timeout": 1, "error": 1, "skipped": 1}
     assert list(summary["subdirectories"]) == [".", "a", "b"]
@@ -223,7 +223,8 @@ def test_junit_survives_control_characters(tmp_path: Path) -> None:
 def test_markdown_fence_is_longer_than_any_backtick_run(run: int) -> None:
     output = f"before\n{'`' * run}python\ncode\n{'`' * run}\nafter\n"
     failed = result("bad.py", "failed", stdout=output, error="exit code 1", exit_code=1)
-    markdown = render_markdown({**summarize([failed]), "run_id": "r", "wall_time": 1.0}, [failed])
+    [value] = as_results([failed])
+    markdown = render_markdown({**summarize([value]), "run_id": "r", "wall_time": 1.0}, [value])
     blocks = re.findall(r"^(`{3,})text\n(.*?)^\1$", markdown, re.MULTILINE | re.DOTALL)
     assert len(blocks) == 1
     fence, body = blocks[0]
@@ -234,8 +235,9 @@ def test_markdown_fence_is_longer_than_any_backtick_run(run: int) -> None:
 def test_markdown_names_the_scripts_whose_processes_escaped() -> None:
     leaky = {**result("daemon.py", "passed", exit_code=0), "escaped": 2}
     quiet = result("plain.py", "passed", exit_code=0)
-    summary = {**summarize([leaky, quiet]), "run_id": "r", "wall_time": 1.0}
-    markdown = render_markdown(summary, [leaky, quiet])
+    values = as_results([leaky, quiet])
+    summary = {**summarize(values), "run_id": "r", "wall_time": 1.0}
+    markdown = render_markdown(summary, values)
     section = markdown.split("## Escaped processes", 1)[1]
     assert "- `daemon.py`: 2\n" in section and "plain.py" not in section
 
@@ -264,7 +266,7 @@ def test_load_run_round_trips(results: list[dict[str, Any]], tmp_path: Path) -> 
     summary, loaded = load_run(run_dir)
     assert summary.pop("run_dir") == str(run_dir.resolve())
     assert summary == json.loads((run_dir / "summary.json").read_text())
-    assert loaded == results
+    assert as_results(loaded) == as_results(results)  # every field, as it was written
 
     # A killed first run leaves no `latest`: the reports folder shows its newest run.
     newest, _ = load_run(reports)
@@ -274,7 +276,7 @@ def test_load_run_round_trips(results: list[dict[str, Any]], tmp_path: Path) -> 
     summary_via_latest, loaded_via_latest = load_run(reports)
     assert summary_via_latest.pop("run_dir") == str(run_dir.resolve())
     assert summary_via_latest == summary
-    assert loaded_via_latest == results
+    assert loaded_via_latest == loaded
 
 
 def test_real_run_script_result_in_reports(project: Project, tmp_path: Path) -> None:

@@ -47,8 +47,8 @@ def test_a_real_result_survives_a_round_trip_through_json(tmp_path: Path) -> Non
 
 
 def test_run_fields_appear_only_once_set() -> None:
-    raw = skipped_result("/p/scripts/a.py", "/p/scripts", "up-to-date")
-    value = ScriptResult.from_dict(raw)
+    value = skipped_result("/p/scripts/a.py", "/p/scripts", "up-to-date")
+    assert ScriptResult.from_dict(value.to_dict()) == value
     assert "attempts" not in value.to_dict() and "stopped" not in value.to_dict()
     assert value.to_dict()["skip_reason"] == "up-to-date"
     ran = replace(value, attempts=0, flaky=False).to_dict()
@@ -57,9 +57,9 @@ def test_run_fields_appear_only_once_set() -> None:
 
 @pytest.mark.parametrize("reason", list(StopReason))
 def test_a_script_stopped_from_outside_is_not_recorded(reason: StopReason) -> None:
-    raw = unrun_result("/p/scripts/a.py", "/p/scripts", Status.ERROR, error=reason.value)
-    assert ScriptResult.from_dict(raw).recorded  # an error of its own: recorded
-    raw["stopped"] = reason.value
-    stopped = ScriptResult.from_dict(raw)
+    value = unrun_result("/p/scripts/a.py", "/p/scripts", Status.ERROR, error=reason.value)
+    assert value.recorded  # an error of its own: recorded
+    stopped = value.stopped_by(reason)
     assert stopped.stopped is reason and not stopped.recorded
     assert stopped.to_dict()["stopped"] == reason.value
+    assert ScriptResult.from_dict(stopped.to_dict()) == stopped
