@@ -43,7 +43,7 @@ from .changes import (
 )
 from .environments import EnvBuildError
 from .errors import ExitCode, OrchestratorError, WriteError
-from .executors import Executor, LocalExecutor, ScriptCall, make_executor
+from .executors import Executor, LocalExecutor, make_executor
 from .inputs import InputGraph
 from .ledger import LiveRun
 from .plan import Plan, RunOptions, ScriptJob
@@ -51,6 +51,7 @@ from .processes import children
 from .reporting import Reporter, RunInfo, ScriptStarted
 from .reports import save_log
 from .results import ScriptResult, Status, StopReason, exit_code_for, skipped_result, unrun_result
+from .runner import ScriptCall
 from .tracing import Trace, TraceError, trace_in
 from .workflow import RetryPolicy, TaskResult, TaskStatus, Workflow, WorkflowEvent
 

@@ -26,71 +26,18 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from .errors import OrchestratorError
-from .masking import Masker
 from .processes import KILL_GRACE, children
 from .results import ScriptResult, Status, StopReason, unrun_result
-from .runner import script_result
+from .runner import ScriptCall
 
 __all__ = ["DaskExecutor", "Executor", "LocalExecutor", "ScriptCall", "make_executor"]
 
 #: Where ``--executor dask`` finds its scheduler when ``--scheduler`` is not given.
 SCHEDULER_ENV = "ORCH_DASK_SCHEDULER"
-
-
-@dataclass(frozen=True)
-class ScriptCall:
-    """One script run, as plain values: the arguments of ``run_script``."""
-
-    script: str
-    scripts_dir: str
-    #: The project root; None: none was found, so scripts run in the current directory.
-    root: str | None
-    timeout: float | None
-    env: dict[str, str] = field(repr=False)  # secrets: never in a worker's log
-    cwd: str | None
-    args: list[str]
-    allowed_exit_codes: list[int]
-    python: str | None
-    log_dir: str | None
-    #: ``{path: sha256}`` of the script and its local modules, checked where it runs.
-    inputs: dict[str, str | None] = field(default_factory=dict)
-    #: The run's id: a stop kills this run's scripts, not another run's on the same workers.
-    tag: str | None = None
-    #: Whether to trace what the script uses, and which folders not to record.
-    trace: bool = False
-    trace_skip: list[str] = field(default_factory=list)
-    #: The ``memory_limit_mb`` setting (None: no limit).
-    memory_limit_mb: float | None = None
-    #: The run's secrets, masked in what the script prints wherever it runs; and the
-    #: ``secrets:`` names, so that a worker masks its own variables of those names.
-    masker: Masker = field(default_factory=Masker, repr=False)
-    secret_names: list[str] = field(default_factory=list)
-
-    def run(self) -> ScriptResult:
-        """Run the script here."""
-        return script_result(
-            self.script,
-            self.timeout,
-            self.env,
-            self.cwd,
-            self.args,
-            self.allowed_exit_codes,
-            self.python,
-            self.log_dir,
-            scripts_dir=self.scripts_dir,
-            root=self.root,
-            tag=self.tag,
-            trace=self.trace,
-            trace_skip=self.trace_skip,
-            masker=self.masker,
-            memory_limit_mb=self.memory_limit_mb,
-            secret_names=self.secret_names,
-        )
 
 
 class Executor(Protocol):
@@ -142,15 +89,16 @@ class Restarting:
 
     def run(self, call: ScriptCall) -> ScriptResult:
         """Run the call, known as running until it returns."""
+        script = os.fspath(call.script)
         with self._lock:
-            self._running[call.script] = self._running.get(call.script, 0) + 1
+            self._running[script] = self._running.get(script, 0) + 1
         try:
             return self.inner.run(call)
         finally:
             with self._lock:
-                self._running[call.script] -= 1
-                if not self._running[call.script]:
-                    del self._running[call.script]
+                self._running[script] -= 1
+                if not self._running[script]:
+                    del self._running[script]
 
     def running(self) -> list[str]:
         """The scripts running now, by absolute path."""

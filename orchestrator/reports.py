@@ -52,7 +52,6 @@ __all__ = [
     "render_junit",
     "render_markdown",
     "save_log",
-    "write_reports",
 ]
 
 logger = logging.getLogger("orchestrator")
@@ -382,8 +381,13 @@ def _complete(result: Mapping[str, Any]) -> dict[str, Any]:
     return {**defaults, **{k: v for k, v in result.items() if v is not None or k not in defaults}}
 
 
+def as_results(results: Iterable[Mapping[str, Any]]) -> list[ScriptResult]:
+    """Result dicts (read from logs, or a library caller's) as values, missing keys filled."""
+    return [ScriptResult.from_dict(_complete(r)) for r in results]
+
+
 def generate_report(
-    results: Sequence[Mapping[str, Any]],
+    results: Sequence[ScriptResult | Mapping[str, Any]],
     output_dir: str | os.PathLike[str],
     *,
     run_id: str | None = None,
@@ -399,62 +403,26 @@ def generate_report(
 ) -> dict[str, Path]:
     """Write ``summary.json``, ``report.md``, ``junit.xml`` and ``trace.json``, atomically.
 
-    ``results`` are result dicts (``run_script``'s; a library caller's may
-    have only some keys). ``jobs`` (the run's ``-j``) gives the parallel
-    efficiency; ``depends_on`` (``{path: its dependencies}``) the longest chain
-    drawn in the Markdown; ``escaped`` counts processes stopped as the run ended
-    that no one script could be credited with.
+    ``results`` are :class:`ScriptResult` values or result dicts (``run_script``'s;
+    a library caller's may have only some keys). ``jobs`` (the run's ``-j``)
+    gives the parallel efficiency; ``depends_on`` (``{path: its dependencies}``)
+    the longest chain drawn in the Markdown; ``escaped`` counts processes stopped
+    as the run ended that no one script could be credited with.
     When ``GITHUB_STEP_SUMMARY`` is set, the Markdown is appended to that file.
     Returns the written paths by kind (``summary``, ``markdown``, ``junit``, ``trace``).
     """
-    return write_reports(
-        as_results(results),
-        output_dir,
-        run_id=run_id,
-        command=command,
-        start_time=start_time,
-        end_time=end_time,
-        wall_time=wall_time,
-        interrupted=interrupted,
-        notes=notes,
-        jobs=jobs,
-        depends_on=depends_on,
-        escaped=escaped,
-    )
-
-
-def as_results(results: Iterable[Mapping[str, Any]]) -> list[ScriptResult]:
-    """Result dicts (read from logs, or a library caller's) as values, missing keys filled."""
-    return [ScriptResult.from_dict(_complete(r)) for r in results]
-
-
-def write_reports(
-    results: Sequence[ScriptResult],
-    output_dir: str | os.PathLike[str],
-    *,
-    run_id: str | None = None,
-    command: Sequence[str] = (),
-    start_time: str = "",
-    end_time: str = "",
-    wall_time: float = 0.0,
-    interrupted: bool = False,
-    notes: Sequence[str] = (),
-    jobs: int = 1,
-    depends_on: Mapping[str, Sequence[str]] | None = None,
-    escaped: int = 0,
-) -> dict[str, Path]:
-    """:func:`generate_report` of result values: what a run writes."""
+    values = [r if isinstance(r, ScriptResult) else as_results([r])[0] for r in results]
     out = Path(output_dir)
-    totals = summarize(results)
+    totals = summarize(values)
     summed = float(totals["total_time"])
-    known = {r.path for r in results}
+    known = {r.path for r in values}
     graph = {
         r.path: [d for d in (depends_on or {}).get(r.path, ()) if d in known]
-        for r in results
+        for r in values
         if r.status is not Status.SKIPPED
     }
     graph = {path: [d for d in deps if d in graph] for path, deps in graph.items()}
-    cost = {r.path: float(r.execution_time or 0.0) for r in results}
+    cost = {r.path: float(r.execution_time or 0.0) for r in values}
     summary: dict[str, Any] = {
         "run_id": run_id or out.name,
         "start_time": start_time,
@@ -467,20 +435,20 @@ def write_reports(
         "parallel_efficiency": round(summed / (wall_time * jobs), 3) if wall_time > 0 else None,
         "longest_chain": critical_path(graph, cost),
         "interrupted": interrupted,
-        "exit_code": exit_code_for((r.status.value for r in results), interrupted),
+        "exit_code": exit_code_for((r.status.value for r in values), interrupted),
         "notes": list(notes),
         "escaped": escaped,
-        "results": [_without_streams(r) for r in results],
+        "results": [_without_streams(r) for r in values],
     }
-    markdown = render_markdown(summary, results)
+    markdown = render_markdown(summary, values)
     paths = {
         "summary": out / "summary.json",
         "markdown": out / "report.md",
         "junit": out / "junit.xml",
         "trace": out / "trace.json",
     }
-    atomic_write_text(paths["trace"], _json(render_trace(summary, results)))
-    atomic_write_text(paths["junit"], render_junit(summary, results))
+    atomic_write_text(paths["trace"], _json(render_trace(summary, values)))
+    atomic_write_text(paths["junit"], render_junit(summary, values))
     atomic_write_text(paths["markdown"], markdown)
     # summary.json last: its presence means the run directory is complete.
     atomic_write_text(paths["summary"], _json(summary))
@@ -537,7 +505,7 @@ class FileReporter(Reporter):
             wall_time += float(summary.get("wall_time") or 0.0)
             notes = [n for n in summary.get("notes", []) if n not in notes] + notes
             escaped += int(summary.get("escaped") or 0)
-        write_reports(
+        generate_report(
             merged,
             run.run_dir,
             run_id=run.run_id,

@@ -25,7 +25,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,7 @@ from .tracing import TraceError, read_trace, trace_env, trace_fields
 __all__ = [
     "DEFAULT_MAX_OUTPUT",
     "KILL_GRACE",
+    "ScriptCall",
     "children",
     "run_function",
     "run_script",
@@ -173,6 +174,38 @@ def _finish(result: dict[str, Any], start: datetime, started: float) -> dict[str
     return result
 
 
+@dataclass(frozen=True)
+class ScriptCall:
+    """One script run, as plain values: what :func:`run_script` takes, and what a
+    Dask worker is sent (it pickles). See :func:`run_script` for each field."""
+
+    script: str | os.PathLike[str]
+    timeout: float | None = 60
+    env: Mapping[str, str] | None = field(default=None, repr=False)  # secrets: never logged
+    cwd: str | os.PathLike[str] | None = None
+    args: Sequence[str] | None = None
+    allowed_exit_codes: Iterable[int] = (0,)
+    python: str | None = None
+    log_dir: str | os.PathLike[str] | None = None
+    scripts_dir: str | os.PathLike[str] | None = None
+    root: str | os.PathLike[str] | None = None
+    max_output: int = DEFAULT_MAX_OUTPUT
+    kill_grace: float = KILL_GRACE
+    tag: str | None = None
+    trace: bool = False
+    trace_skip: Sequence[str] = ()
+    masker: Masker | None = field(default=None, repr=False)
+    memory_limit_mb: float | None = None
+    secret_names: Sequence[str] = ()
+    #: ``{path: sha256}`` of the script and its local modules, checked where it runs
+    #: (another machine); a local run checks nothing.
+    inputs: Mapping[str, str | None] = field(default_factory=dict)
+
+    def run(self) -> ScriptResult:
+        """Run the script here."""
+        return script_result(self)
+
+
 def run_script(
     script_path: str | os.PathLike[str],
     timeout: float | None = 60,
@@ -235,49 +268,37 @@ def run_script(
         ``trace_error`` saying why it is unknown).
     """
     return script_result(
-        script_path,
-        timeout,
-        env,
-        cwd,
-        args,
-        allowed_exit_codes,
-        python,
-        log_dir,
-        scripts_dir=scripts_dir,
-        root=root,
-        max_output=max_output,
-        kill_grace=kill_grace,
-        tag=tag,
-        trace=trace,
-        trace_skip=trace_skip,
-        masker=masker,
-        memory_limit_mb=memory_limit_mb,
-        secret_names=secret_names,
+        ScriptCall(
+            script=script_path,
+            timeout=timeout,
+            env=env,
+            cwd=cwd,
+            args=args,
+            allowed_exit_codes=allowed_exit_codes,
+            python=python,
+            log_dir=log_dir,
+            scripts_dir=scripts_dir,
+            root=root,
+            max_output=max_output,
+            kill_grace=kill_grace,
+            tag=tag,
+            trace=trace,
+            trace_skip=trace_skip,
+            masker=masker,
+            memory_limit_mb=memory_limit_mb,
+            secret_names=secret_names,
+        )
     ).to_dict()
 
 
-def script_result(
-    script_path: str | os.PathLike[str],
-    timeout: float | None = 60,
-    env: Mapping[str, str] | None = None,
-    cwd: str | os.PathLike[str] | None = None,
-    args: Sequence[str] | None = None,
-    allowed_exit_codes: Iterable[int] = (0,),
-    python: str | None = None,
-    log_dir: str | os.PathLike[str] | None = None,
-    *,
-    scripts_dir: str | os.PathLike[str] | None = None,
-    root: str | os.PathLike[str] | None = None,
-    max_output: int = DEFAULT_MAX_OUTPUT,
-    kill_grace: float = KILL_GRACE,
-    tag: str | None = None,
-    trace: bool = False,
-    trace_skip: Sequence[str] = (),
-    masker: Masker | None = None,
-    memory_limit_mb: float | None = None,
-    secret_names: Sequence[str] = (),
-) -> ScriptResult:
+def script_result(call: ScriptCall) -> ScriptResult:
     """:func:`run_script` as a value: what a run uses; the dict is for library callers."""
+    # The call's fields by name, as run_script's parameters read in the code below.
+    script_path, timeout, env, cwd, args = call.script, call.timeout, call.env, call.cwd, call.args
+    python, log_dir, scripts_dir, root = call.python, call.log_dir, call.scripts_dir, call.root
+    max_output, kill_grace, tag, masker = call.max_output, call.kill_grace, call.tag, call.masker
+    trace, trace_skip, memory_limit_mb = call.trace, call.trace_skip, call.memory_limit_mb
+    allowed_exit_codes, secret_names = call.allowed_exit_codes, call.secret_names
     # abspath, not resolve: a symlinked script keeps the name it was found under.
     script = Path(os.path.abspath(script_path))
     base = Path(os.path.abspath(scripts_dir)) if scripts_dir is not None else None

@@ -24,9 +24,10 @@ from typing import Any
 import pytest
 from conftest import Project, pid_alive, wait_for
 
-from orchestrator.executors import DaskExecutor, ScriptCall
+from orchestrator.executors import DaskExecutor
 from orchestrator.reports import load_run
 from orchestrator.results import Status
+from orchestrator.runner import ScriptCall
 
 distributed = pytest.importorskip("distributed")
 dask = pytest.importorskip("dask")
