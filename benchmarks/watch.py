@@ -102,7 +102,7 @@ def affected_cost() -> float:
             mods = rng.sample(range(200), 3)
             (folder / f"s{s}.py").write_text("".join(f"from lib import m{m}\n" for m in mods))
         plan = build_plan(RunOptions(scripts_dir=scripts))
-        jobs = plan.settings_by_path()
+        jobs = plan.watch_by_path()
         warm = InputGraph(plan.project)
         warm.affected([lib / "m0.py"], jobs)
         warm.save()

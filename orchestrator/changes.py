@@ -36,6 +36,7 @@ from ._files import (
     state_hint,
     warn_damaged,
 )
+from .config import Settings
 from .dag import remaining_chains
 from .environments import EnvBuildError, Environments
 from .errors import WriteError
@@ -78,13 +79,13 @@ def _short_hash(value: Any) -> str:
     return hashlib.sha256(data).hexdigest()[:16]
 
 
-def setting_hashes(settings: Mapping[str, Any]) -> dict[str, str]:
+def setting_hashes(settings: Settings) -> dict[str, str]:
     """A short hash of each effective setting, ``env`` one per variable (``env.API_URL``).
 
     Hashes, not values: a config ``env:`` may hold a secret, and the record is a file.
     """
     hashes: dict[str, str] = {}
-    for name, value in settings.items():
+    for name, value in settings.to_dict().items():
         if name == "env" and isinstance(value, Mapping):
             hashes.update({f"env.{k}": _short_hash(v) for k, v in value.items()})
         else:
@@ -277,7 +278,7 @@ class Snapshots:
         self._entries: dict[str, dict[str, Any]] | None = None
         self._traces: dict[Path, Trace | TraceError | None] = {}  # parsed once per script
         self._inside = str(graph.root).rstrip("/") + "/"
-        self._fixed_of: dict[str, tuple[Mapping[str, Any], dict[str, str], dict[str, str]]] = {}
+        self._fixed_of: dict[str, tuple[Settings, dict[str, str], dict[str, str]]] = {}
 
     def entries(self) -> dict[str, dict[str, Any]]:
         """The run record, read once (what the traces come from)."""
@@ -293,7 +294,7 @@ class Snapshots:
 
     def trace(self, job: ScriptJob) -> Trace | TraceError | None:
         """The script's last recorded trace; None: it has none (never traced, or not run)."""
-        if self.record is None or not job.settings["trace"]:
+        if self.record is None or not job.settings.trace:
             return None
         if job.path not in self._traces:
             entry = self.entry(job)
@@ -307,7 +308,7 @@ class Snapshots:
 
     def _python(self, job: ScriptJob) -> dict[str, str]:
         try:
-            spec = self.envs.spec_for(job.path, job.settings)
+            spec = self.envs.spec_for(job.path, job.settings.environment)
             env = spec.key() if spec is not None else ""
         except EnvBuildError:
             env = "<invalid inline metadata>"
@@ -321,7 +322,7 @@ class Snapshots:
 
     def _environ(self, job: ScriptJob, names: Iterable[str]) -> dict[str, str | None]:
         # The value the script gets: the config's env: over ours (see runner).
-        given = job.settings["env"]
+        given = job.settings.env
         values = {name: given.get(name, os.environ.get(name)) for name in names}
         return {name: None if v is None else _short_hash(v) for name, v in values.items()}
 
@@ -355,7 +356,7 @@ class Snapshots:
         """The script's snapshot as of now, with the inputs its last trace names."""
         trace = self.trace(job)
         known = trace if isinstance(trace, Trace) else None
-        inputs = self.graph.inputs(job.path, job.settings, known)
+        inputs = self.graph.inputs(job.path, job.settings.watch, known)
         return self._snapshot(job, self.graph.hashes(inputs), known)
 
     def after(
@@ -371,7 +372,7 @@ class Snapshots:
         as "passed with these inputs". Those it wrote (a state file it loads
         and saves) count as it left them: only someone else's edit is a change.
         """
-        inputs = self.graph.inputs(job.path, job.settings, trace)
+        inputs = self.graph.inputs(job.path, job.settings.watch, trace)
         left = {self.graph.root / p for p in trace.writes} if trace is not None else set()
         hashes: dict[Path, str | None] = {}
         for path in inputs:
@@ -412,7 +413,7 @@ def incomplete(job: ScriptJob, trace: Trace | TraceError | None) -> tuple[str, .
     """Where orchestrator's knowledge of what ``job`` used ends, from ``trace``: the
     programs it ran whose reads are not traced, the files outside the project it read,
     or ``not traced (trace: false)``. Empty: every input it used is followed."""
-    if not job.settings["trace"]:
+    if not job.settings.trace:
         return ("not traced (trace: false)",)
     return trace.gaps() if isinstance(trace, Trace) else ()
 

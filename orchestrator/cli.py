@@ -404,7 +404,7 @@ def _environments_of(plan: Any) -> dict[str, str]:
     found = {}
     for job in plan.jobs:
         try:
-            spec = envs.spec_for(job.path, job.settings)
+            spec = envs.spec_for(job.path, job.settings.environment)
         except EnvBuildError as exc:
             found[job.rel] = f"invalid PEP 723 metadata: {exc}"
             continue
@@ -632,7 +632,7 @@ def _cmd_deps(args: argparse.Namespace, argv: Sequence[str]) -> int:
             hits = {script for script, job in jobs.items() if sets_settings(job.settings)}
         else:
             traces = snapshots.traces(plan.jobs)
-            hits = set(graph.affected([path], plan.settings_by_path(), traces))
+            hits = set(graph.affected([path], plan.watch_by_path(), traces))
         for script in sorted(hits, key=lambda p: jobs[p].rel.split("/")):
             print(name_text(jobs[script].rel))
         if not hits:
@@ -646,7 +646,7 @@ def _cmd_deps(args: argparse.Namespace, argv: Sequence[str]) -> int:
     trace = snapshots.trace(job)
     known = trace if isinstance(trace, Trace) else None
     attempts = frozenset(known.reads) if known else frozenset()
-    for file, origin in graph.sources(path, job.settings, known).items():
+    for file, origin in graph.sources(path, job.settings.watch, known).items():
         name = rel(file)
         if origin == "traced" and not file.exists():
             if name not in attempts:
@@ -662,7 +662,7 @@ def _cmd_deps(args: argparse.Namespace, argv: Sequence[str]) -> int:
         print(f"  output  {name_text(written)}{kept}")
     for gap in known.gaps() if known else ():
         print(f"  inputs incomplete: {name_text(gap)}")
-    if not job.settings["trace"]:
+    if not job.settings.trace:
         print("  not traced (trace: false): static inputs only")
     elif trace is None:
         print("  no trace yet: static inputs only until it runs")

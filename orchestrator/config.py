@@ -7,8 +7,9 @@ Schema (every section optional)::
     timeout_override:   {path or glob: seconds}
     scripts:            {path or glob: settings}
 
-Settings keys and their built-in defaults are listed in :data:`DEFAULT_SETTINGS`;
-each key has its default and validator in one row of ``SETTINGS``.
+A script's effective settings are a :class:`Settings` value; each key a config
+may set is one of its fields, with its default and validator (``SETTINGS`` and
+:data:`DEFAULT_SETTINGS` are made from them).
 
 Precedence, lowest first: built-in defaults, ``default:``, ``scripts:`` glob
 entries in file order, ``skip:``, ``timeout_override:``, then the ``scripts:``
@@ -30,6 +31,7 @@ import math
 import os
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -44,6 +46,7 @@ __all__ = [
     "DEFAULT_SETTINGS",
     "SETTINGS",
     "Setting",
+    "Settings",
     "get_script_config",
     "load_config",
     "match_path",
@@ -233,30 +236,75 @@ class Setting(NamedTuple):
     check: Callable[[Any], Any]
 
 
-#: Every key a user may set for a script, declared once: default and validator.
+def _plain(value: Any) -> Any:
+    """A setting as config and JSON write it: a fresh list or dict."""
+    if isinstance(value, tuple):
+        return list(value)
+    return dict(value) if isinstance(value, Mapping) else value
+
+
+def _key(default: Any, check: Callable[[Any], Any]) -> Any:
+    """A :class:`Settings` field a config may set: its default and validator, declared once."""
+    if isinstance(default, dict):
+        return field(default_factory=dict, metadata={"check": check})
+    return field(default=default, metadata={"check": check})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """A script's effective settings: one typed, frozen value, read by attribute.
+
+    Each field but ``environment`` is a key a config may set, with its built-in
+    default and its validator (:data:`SETTINGS` is made from them);
+    ``environment`` is derived from the ``environments:`` groups. Lists are
+    tuples; ``env`` is never changed (outputs get copies, see :meth:`to_dict`).
+    """
+
+    timeout: float | None = _key(60.0, _positive_seconds)
+    args: tuple[str, ...] = _key((), _string_list)
+    env: Mapping[str, str] = _key({}, _env_map)
+    cwd: str | None = _key(None, _optional_string)
+    allowed_exit_codes: tuple[int, ...] = _key((0,), _exit_codes)
+    skip: bool = _key(False, _boolean)
+    skip_reason: str = _key("", _string)
+    depends_on: tuple[str, ...] = _key((), _script_paths)
+    retries: int = _key(0, _retry_count)
+    retry_delay: float = _key(1.0, _retry_delay)
+    retry_on: tuple[str, ...] = _key(("failed", "timeout"), _retry_statuses)
+    watch: tuple[str, ...] = _key((), _globs)
+    trace: bool = _key(True, _boolean)
+    memory_limit_mb: float | None = _key(None, _memory_limit)
+    environment: str | None = None
+
+    @classmethod
+    def of(cls, values: Mapping[str, Any]) -> Settings:
+        """The settings of validated ``values`` (lists become tuples)."""
+        typed: dict[str, Any] = {
+            k: tuple(v) if isinstance(v, list) else v for k, v in values.items()
+        }
+        return cls(**typed)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A fresh dict, lists as lists: :func:`get_script_config`'s and the logs' form."""
+        return {
+            f.name: _plain(getattr(self, f.name))
+            for f in _SETTING_FIELDS
+        }
+
+
+_SETTING_FIELDS = fields(Settings)
+
+#: Every key a user may set for a script, declared once (in :class:`Settings`):
+#: its default (as a config writes it) and its validator.
 SETTINGS: dict[str, Setting] = {
-    "timeout": Setting(60.0, _positive_seconds),
-    "args": Setting([], _string_list),
-    "env": Setting({}, _env_map),
-    "cwd": Setting(None, _optional_string),
-    "allowed_exit_codes": Setting([0], _exit_codes),
-    "skip": Setting(False, _boolean),
-    "skip_reason": Setting("", _string),
-    "depends_on": Setting([], _script_paths),
-    "retries": Setting(0, _retry_count),
-    "retry_delay": Setting(1.0, _retry_delay),
-    "retry_on": Setting(["failed", "timeout"], _retry_statuses),
-    "watch": Setting([], _globs),
-    "trace": Setting(True, _boolean),
-    "memory_limit_mb": Setting(None, _memory_limit),
+    f.name: Setting(Settings().to_dict()[f.name], f.metadata["check"])
+    for f in _SETTING_FIELDS
+    if "check" in f.metadata
 }
 
 #: Built-in defaults: the lowest layer of every script's settings. ``environment``
 #: is not a key users set: it is derived from the environments: groups' globs.
-DEFAULT_SETTINGS: dict[str, Any] = {
-    **{key: setting.default for key, setting in SETTINGS.items()},
-    "environment": None,
-}
+DEFAULT_SETTINGS: dict[str, Any] = Settings().to_dict()
 
 
 # -- key paths and messages ----------------------------------------------------------
@@ -546,9 +594,12 @@ def relative_script_path(
     return relative_posix(script_path, scripts_dir) or script_path.as_posix()
 
 
-def sets_settings(settings: Mapping[str, Any]) -> bool:
+def sets_settings(settings: Settings) -> bool:
     """Whether a config set any of these effective settings (they are not the built-in ones)."""
-    return any(settings.get(key) != value for key, value in DEFAULT_SETTINGS.items())
+    return settings != _BUILT_IN
+
+
+_BUILT_IN = Settings()
 
 
 def _fresh(value: Any) -> Any:
@@ -575,10 +626,10 @@ def get_script_config(
     ``script`` may be absolute or relative to ``scripts_dir``; ``config`` is what
     :func:`load_config` returned. Mutating the result never changes ``config``.
     """
-    return settings_for(relative_script_path(script, scripts_dir), config)
+    return settings_for(relative_script_path(script, scripts_dir), config).to_dict()
 
 
-def settings_for(rel: str, config: Mapping[str, Any]) -> dict[str, Any]:
+def settings_for(rel: str, config: Mapping[str, Any]) -> Settings:
     """The effective settings of the script at ``rel`` (relative to the scripts directory)."""
     settings = {key: _fresh(value) for key, value in DEFAULT_SETTINGS.items()}
     _merge(settings, config.get("default", {}))
@@ -609,4 +660,4 @@ def settings_for(rel: str, config: Mapping[str, Any]) -> dict[str, Any]:
             "a script belongs to one environment"
         )
     settings["environment"] = owners[0] if owners else None
-    return settings
+    return Settings.of(settings)

@@ -273,11 +273,11 @@ def _settings_rows(plan: Any, envs: Mapping[str, str]) -> list[list[Any]]:
     rows = []
     for job in plan.jobs:
         s = job.settings
-        skip = (s["skip_reason"] or "yes") if s["skip"] else ""
+        skip = (s.skip_reason or "yes") if s.skip else ""
         if job.rel in plan.fresh:
             skip = "up-to-date"
-        args = " ".join(s["args"])
-        row = [name_text(job.rel), f"{s['timeout']:g}", name_text(args), name_text(skip)]
+        args = " ".join(s.args)
+        row = [name_text(job.rel), f"{s.timeout:g}", name_text(args), name_text(skip)]
         rows.append([*row, name_text(envs.get(job.rel, ""))] if envs else row)
     return rows
 
@@ -321,9 +321,7 @@ def render_graph(
     graph = plan.order()
     declared = plan.graph()
     # A skipped script is no step: it is shown as skipped, and costs nothing.
-    skipped = {
-        job.rel: job.settings["skip_reason"] or "yes" for job in plan.jobs if job.settings["skip"]
-    }
+    skipped = {job.rel: job.settings.skip_reason or "yes" for job in plan.jobs if job.settings.skip}
     cost = {**(expected or {}), **dict.fromkeys(skipped, 0.0)} if expected else {}
     priority = remaining_chains(graph, cost) if jobs > 1 and cost else None
     order, makespan = schedule(graph, cost, jobs, priority)

@@ -60,20 +60,20 @@ def render_script_reference(jobs: Sequence[Any], scripts_dir: Path) -> str:
         for job in group:
             out.write(f"\n### {code(job.rel)}\n\n{_docstring(job.path)}\n\n")
             s = job.settings
-            facts = [f"timeout: {s['timeout']:g} s"]
-            if s["args"]:
-                facts.append("args: " + " ".join(map(code, s["args"])))
-            if s["env"]:
-                facts.append("env: " + ", ".join(map(code, s["env"])))
-            if s["cwd"]:
-                facts.append(f"cwd: {code(s['cwd'])}")
-            if s["allowed_exit_codes"] != [0]:
-                facts.append(f"allowed exit codes: {s['allowed_exit_codes']}")
-            if s["depends_on"]:
-                facts.append("runs after: " + ", ".join(map(code, s["depends_on"])))
-            if s["watch"]:
-                facts.append("also reruns when these change: " + ", ".join(map(code, s["watch"])))
-            if s["skip"]:
-                facts.append(f"**skipped**: {md_cell(s['skip_reason'] or 'by config')}")
+            facts = [f"timeout: {s.timeout:g} s"]
+            if s.args:
+                facts.append("args: " + " ".join(map(code, s.args)))
+            if s.env:
+                facts.append("env: " + ", ".join(map(code, s.env)))
+            if s.cwd:
+                facts.append(f"cwd: {code(s.cwd)}")
+            if s.allowed_exit_codes != (0,):
+                facts.append(f"allowed exit codes: {list(s.allowed_exit_codes)}")
+            if s.depends_on:
+                facts.append("runs after: " + ", ".join(map(code, s.depends_on)))
+            if s.watch:
+                facts.append("also reruns when these change: " + ", ".join(map(code, s.watch)))
+            if s.skip:
+                facts.append(f"**skipped**: {md_cell(s.skip_reason or 'by config')}")
             out.write("".join(f"- {fact}\n" for fact in facts))
     return out.getvalue()

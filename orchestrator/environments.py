@@ -196,8 +196,11 @@ class Environments:
         self._key_locks: dict[str, threading.Lock] = {}
         self._specs: dict[tuple[Any, ...], EnvSpec | EnvBuildError | None] = {}
 
-    def spec_for(self, script: Path, settings: Mapping[str, Any]) -> EnvSpec | None:
+    def spec_for(self, script: Path, group: str | None) -> EnvSpec | None:
         """The environment a script runs in, or None for the current interpreter.
+
+        ``group``: the ``environments:`` group the config puts it in (its
+        ``environment`` setting); a script's own PEP 723 metadata comes first.
 
         Remembered per file version: a run asks once for the fingerprint and
         once to start the script, and the script is read only once.
@@ -207,12 +210,12 @@ class Environments:
         """
         try:
             st = script.stat()
-            key: tuple[Any, ...] = (script, st.st_size, st.st_mtime_ns, settings.get("environment"))
+            key: tuple[Any, ...] = (script, st.st_size, st.st_mtime_ns, group)
         except OSError:
-            return self._read_spec(script, settings)
+            return self._read_spec(script, group)
         if key not in self._specs:
             try:
-                self._specs[key] = self._read_spec(script, settings)
+                self._specs[key] = self._read_spec(script, group)
             except EnvBuildError as exc:
                 self._specs[key] = exc
         found = self._specs[key]
@@ -220,7 +223,7 @@ class Environments:
             raise found
         return found
 
-    def _read_spec(self, script: Path, settings: Mapping[str, Any]) -> EnvSpec | None:
+    def _read_spec(self, script: Path, group: str | None) -> EnvSpec | None:
         try:
             source = script.read_text(encoding="utf-8", errors="replace")
         except OSError:
@@ -239,7 +242,6 @@ class Environments:
                     requirements=tuple(deps),
                     requires_python=requires,
                 )
-        group = settings.get("environment")
         if group is None:
             return None
         spec = self.groups[group]
@@ -259,7 +261,7 @@ class Environments:
         used: dict[str, list[str]] = {}
         for job in jobs:
             try:
-                spec = self.spec_for(job.path, job.settings)
+                spec = self.spec_for(job.path, job.settings.environment)
             except EnvBuildError:
                 continue
             if spec is not None:

@@ -23,7 +23,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -41,6 +41,7 @@ from .changes import (
     infer_order,
     select_changed,
 )
+from .config import Settings
 from .environments import EnvBuildError
 from .errors import ExitCode, OrchestratorError, WriteError
 from .executors import Executor, LocalExecutor, make_executor
@@ -87,17 +88,17 @@ class RunOutcome:
         return exit_code_for((r.status for r in self.results), self.run.interrupted)
 
 
-def retry_policy(settings: Mapping[str, Any]) -> RetryPolicy | None:
+def retry_policy(settings: Settings) -> RetryPolicy | None:
     """The retry policy of a script's settings: ``retries`` more attempts, a constant delay.
 
     Retried by value: an attempt whose status ``retry_on`` names.
     """
-    if settings["retries"] <= 0:
+    if settings.retries <= 0:
         return None
-    retry_on = frozenset(settings["retry_on"])
+    retry_on = frozenset(settings.retry_on)
     return RetryPolicy(
-        max_attempts=settings["retries"] + 1,
-        initial_delay=settings["retry_delay"],
+        max_attempts=settings.retries + 1,
+        initial_delay=settings.retry_delay,
         backoff=1.0,
         retry_if=lambda result: result.status.value in retry_on,
     )
@@ -154,7 +155,7 @@ class _ScriptRun:
                 dependencies=depends[job.rel],
                 args=(job,),
                 retry_policy=retry_policy(job.settings),
-                condition=(lambda results: False) if job.settings["skip"] else None,
+                condition=(lambda results: False) if job.settings.skip else None,
                 failed_if=_failed,
             )
 
@@ -262,26 +263,26 @@ class _ScriptRun:
             log_dir = str(self.run.run_dir / "logs" / Path(job.rel).parent)
         inputs: dict[str, str | None] = {}
         if self.executor.verifies:
-            for path in self.graph.inputs(job.path, {}):
+            for path in self.graph.inputs(job.path):
                 inputs[str(path)] = self.graph.file_hash(path)
         call = ScriptCall(
             script=str(job.path),
             scripts_dir=str(self.scripts_dir),
             root=self.root,
-            timeout=settings["timeout"],
-            env=settings["env"],
-            cwd=settings["cwd"],
-            args=settings["args"],
-            allowed_exit_codes=settings["allowed_exit_codes"],
+            timeout=settings.timeout,
+            env=settings.env,
+            cwd=settings.cwd,
+            args=settings.args,
+            allowed_exit_codes=settings.allowed_exit_codes,
             python=python,
             log_dir=log_dir,
             inputs=inputs,
             tag=self.run.run_id,
-            trace=settings["trace"] and self.root is not None,
+            trace=settings.trace and self.root is not None,
             trace_skip=[str(self.plan.project.reports_dir)],
             masker=self.plan.masker,
             secret_names=list(self.plan.secret_names),
-            memory_limit_mb=settings["memory_limit_mb"],
+            memory_limit_mb=settings.memory_limit_mb,
         )
         raw = self.executor.run(call)
         trace = trace_in(raw.extra)  # as it was: the record keeps real paths, outputs masked
@@ -326,7 +327,7 @@ class _ScriptRun:
         if result.status is not Status.FAILED or missing is None:
             return result
         try:
-            spec = self.envs.spec_for(job.path, job.settings)
+            spec = self.envs.spec_for(job.path, job.settings.environment)
         except EnvBuildError:
             return result
         if spec is None:
@@ -359,11 +360,11 @@ class _ScriptRun:
 
     def interpreter(self, job: ScriptJob) -> str | None:
         """The Python a script runs with: its isolated environment's, or the run's."""
-        spec = self.envs.spec_for(job.path, job.settings)
+        spec = self.envs.spec_for(job.path, job.settings.environment)
         in_session = (
             self.options.environment is not None
             and spec is not None
-            and (spec.name == job.settings["environment"])
+            and (spec.name == job.settings.environment)
         )
         if spec is None or in_session:  # a nox session installed the group already
             return self.options.python
@@ -374,8 +375,8 @@ class _ScriptRun:
             return task.value
         job = self.jobs[task.name]
         if task.status in (TaskStatus.SKIPPED, TaskStatus.CANCELLED):
-            if job.settings["skip"]:
-                reason = job.settings["skip_reason"] or "skipped by config"
+            if job.settings.skip:
+                reason = job.settings.skip_reason or "skipped by config"
             else:
                 reason = task.reason or task.status.value
             result = skipped_result(job.path, self.scripts_dir, reason)

@@ -30,7 +30,7 @@ import stat
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -579,15 +579,15 @@ class InputGraph:
 
     # -- watch: globs ---------------------------------------------------------------
 
-    def watched(self, settings: Mapping[str, Any]) -> list[Path]:
-        """Files under the project root matching the script's ``watch:`` globs.
+    def watched(self, watch: Sequence[str]) -> list[Path]:
+        """Files under the project root matching a script's ``watch:`` globs.
 
         Matched with the config's glob rules (``**`` spans folders, a folder
         covers what is below it), walking from the pattern's fixed prefix and
         skipping the folders discovery skips.
         """
         files: dict[Path, None] = {}
-        for glob in map(Glob.of, settings.get("watch", ())):
+        for glob in map(Glob.of, watch):
             base = self.root / glob.fixed
             if base.is_file():
                 files[base] = None
@@ -600,10 +600,10 @@ class InputGraph:
                         files[path] = None
         return list(files)
 
-    def watches(self, settings: Mapping[str, Any], path: Path) -> bool:
-        """Whether ``path`` matches one of the script's ``watch:`` globs."""
+    def watches(self, watch: Sequence[str], path: Path) -> bool:
+        """Whether ``path`` matches one of a script's ``watch:`` globs."""
         rel = self._rel(path)
-        return rel is not None and any(Glob.of(p).matches(rel) for p in settings.get("watch", ()))
+        return rel is not None and any(Glob.of(p).matches(rel) for p in watch)
 
     def _rel(self, path: Path) -> str | None:
         try:
@@ -666,7 +666,7 @@ class InputGraph:
     # -- all inputs ----------------------------------------------------------------
 
     def sources(
-        self, script: Path, settings: Mapping[str, Any], trace: Trace | None = None
+        self, script: Path, watch: Sequence[str] = (), trace: Trace | None = None
     ) -> dict[Path, str]:
         """Every input of the script and where it came from: ``static``, ``watch``, ``traced``.
 
@@ -676,7 +676,7 @@ class InputGraph:
         found = {script: "static"}
         for module in self.modules(script):
             found.setdefault(module, "static")
-        for file in self.watched(settings):
+        for file in self.watched(watch):
             found.setdefault(file, "watch")
         if trace is not None:
             for file in self.traced(script, trace):
@@ -688,10 +688,10 @@ class InputGraph:
         return found
 
     def inputs(
-        self, script: Path, settings: Mapping[str, Any], trace: Trace | None = None
+        self, script: Path, watch: Sequence[str] = (), trace: Trace | None = None
     ) -> list[Path]:
         """Every file the script depends on (see :meth:`sources`)."""
-        return list(self.sources(script, settings, trace))
+        return list(self.sources(script, watch, trace))
 
     def hashes(self, paths: Iterable[Path]) -> dict[Path, str | None]:
         """The content hash of each path as of now (None: missing)."""
@@ -700,12 +700,12 @@ class InputGraph:
     def affected(
         self,
         changed: Iterable[Path],
-        scripts: Mapping[Path, Mapping[str, Any]],
+        scripts: Mapping[Path, Sequence[str]],
         traces: Mapping[Path, Trace] | None = None,
     ) -> dict[Path, list[Path]]:
         """``{script: [changed files among its inputs]}`` for the scripts that ``changed`` touches.
 
-        ``scripts`` maps each script to its settings (for ``watch:``); ``traces``
+        ``scripts`` maps each script to its ``watch:`` globs; ``traces``
         each script to its last run's trace, whose inputs count too, and so
         does any path in a folder it listed (an entry added or deleted changes
         the listing). An input that is a symlink changes when its target does,
@@ -736,7 +736,7 @@ class InputGraph:
                         following.append(dep)
                 level = following
             links = self._links([*seen, *(p for found, _ in mine.values() for p in found)])
-        watching = {script: s for script, s in scripts.items() if s.get("watch")}
+        watching = {script: watch for script, watch in scripts.items() if watch}
         hits: dict[Path, list[Path]] = {}
 
         def hit(script: Path, file: Path) -> None:
@@ -758,8 +758,8 @@ class InputGraph:
                 for script in reached:
                     if script in scripts:
                         hit(script, file)
-                for script, settings in watching.items():
-                    if self.watches(settings, file):
+                for script, watch in watching.items():
+                    if self.watches(watch, file):
                         hit(script, file)
                 for script, (inputs, listed) in mine.items():
                     if file in inputs or file.parent in listed:

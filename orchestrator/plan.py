@@ -12,10 +12,9 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
-from .config import DEFAULT_ENVIRONMENT, config_masker, read_config, settings_for
+from .config import DEFAULT_ENVIRONMENT, Settings, config_masker, read_config, settings_for
 from .dag import check_acyclic, start_order
 from .discovery import MAX_DEPTH, discover_scripts, scan_scripts
 from .errors import ConfigError, DiscoveryError
@@ -72,8 +71,8 @@ class ScriptJob:
 
     path: Path
     rel: str
-    #: Read-only: a plan's settings are what its scripts run and are fingerprinted with.
-    settings: Mapping[str, Any] = field(hash=False, compare=False)
+    #: Frozen: a plan's settings are what its scripts run and are fingerprinted with.
+    settings: Settings = field(hash=False, compare=False)
 
     @property
     def subdirectory(self) -> str:
@@ -111,12 +110,12 @@ class Plan:
 
     def shown_settings(self, job: ScriptJob) -> dict[str, Any]:
         """``job``'s settings as outputs show them: secret values masked."""
-        masked: dict[str, Any] = self.masker.mask_data(dict(job.settings))
+        masked: dict[str, Any] = self.masker.mask_data(job.settings.to_dict())
         return masked
 
-    def settings_by_path(self) -> dict[Path, Mapping[str, Any]]:
-        """``{script path: its settings}``: what :meth:`InputGraph.affected` takes."""
-        return {job.path: job.settings for job in self.jobs}
+    def watch_by_path(self) -> dict[Path, tuple[str, ...]]:
+        """``{script path: its watch: globs}``: what :meth:`InputGraph.affected` takes."""
+        return {job.path: job.settings.watch for job in self.jobs}
 
     def graph(self) -> dict[str, list[str]]:
         """``{script path: [paths it depends on]}`` for every job.
@@ -125,7 +124,7 @@ class Plan:
         taken as done.
         """
         rels = {job.rel for job in self.jobs}
-        return {job.rel: [d for d in job.settings["depends_on"] if d in rels] for job in self.jobs}
+        return {job.rel: [d for d in job.settings.depends_on if d in rels] for job in self.jobs}
 
     def order(self) -> dict[str, list[str]]:
         """:meth:`graph` with the inferred order added: what the run waits for."""
@@ -166,7 +165,7 @@ class Plan:
         """
         direct: dict[str, list[str]] = {}
         for job in self.jobs:
-            for dep in job.settings["depends_on"]:
+            for dep in job.settings.depends_on:
                 direct.setdefault(dep, []).append(job.rel)
         seen = set(rels)
         found: dict[str, str] = {}
@@ -211,7 +210,7 @@ def build_plan(options: RunOptions, *, count_left_out: bool = False) -> Plan:
 
     def job_for(path: Path) -> ScriptJob:
         rel = path.relative_to(scripts_dir).as_posix()  # found below it, as spelled
-        return ScriptJob(path, rel, MappingProxyType(settings_for(rel, config)))
+        return ScriptJob(path, rel, settings_for(rel, config))
 
     for sub in options.subdirs or ():
         # discover_scripts only warns; asked for by name on the command line, a typo
@@ -239,12 +238,12 @@ def build_plan(options: RunOptions, *, count_left_out: bool = False) -> Plan:
             )
         # One nox session per group: only its scripts; what they depend on joins below.
         wanted = None if options.environment == DEFAULT_ENVIRONMENT else options.environment
-        jobs = {rel: job for rel, job in jobs.items() if job.settings["environment"] == wanted}
+        jobs = {rel: job for rel, job in jobs.items() if job.settings.environment == wanted}
     notes: list[str] = []
     queue = list(jobs.values())
     while queue:
         job = queue.pop(0)
-        for dep in job.settings["depends_on"]:
+        for dep in job.settings.depends_on:
             if dep in jobs:
                 continue
             path = scripts_dir / dep
@@ -257,7 +256,7 @@ def build_plan(options: RunOptions, *, count_left_out: bool = False) -> Plan:
             queue.append(jobs[dep])
             notes.append(f"also running {dep}: {job.rel} depends on it")
     check_acyclic(
-        {rel: job.settings["depends_on"] for rel, job in jobs.items()},
+        {rel: job.settings.depends_on for rel, job in jobs.items()},
         source,
         "remove one of these depends_on entries",
     )

@@ -237,7 +237,7 @@ def plan_batch(
     }
     by_path = {job.path: job.rel for job in plan.jobs}
     traces = tracking.traces(plan)
-    candidates.update(by_path[s] for s in graph.affected(paths, plan.settings_by_path(), traces))
+    candidates.update(by_path[s] for s in graph.affected(paths, plan.watch_by_path(), traces))
     # Only what differs from what it last ran with: a save without a change reruns nothing.
     batch.why = stale(plan, tracking.snapshots(plan), candidates, unpassed=False)
     return batch
@@ -290,7 +290,7 @@ class _Session:
         traces = self.tracking.traces(self.state.plan)
         for job in self.state.plan.jobs:
             trace = traces.get(job.path)
-            for path in self.graph.inputs(job.path, job.settings, trace):
+            for path in self.graph.inputs(job.path, job.settings.watch, trace):
                 folder = path.parent
                 while not folder.is_dir() and project.root in folder.parents:
                     folder = folder.parent  # a file not made yet, in a folder not made yet
@@ -303,7 +303,7 @@ class _Session:
                 listed = project.root / rel
                 if listed.is_dir() and not any(map(skipped_dir, Path(rel).parts)):
                     dirs.add(listed)
-            for glob in map(Glob.of, job.settings["watch"]):
+            for glob in map(Glob.of, job.settings.watch):
                 base = project.root / glob.fixed
                 depth = 64 if glob.depth is None else glob.depth
                 if not base.is_dir():  # a file, or one not made yet: its folder alone
@@ -322,8 +322,8 @@ class _Session:
             return
         self.graph.invalidate(paths)
         plan = self.state.plan
-        planned = plan.settings_by_path()
-        busy = {Path(s): planned.get(Path(s), {}) for s in running}
+        planned = plan.watch_by_path()
+        busy = {Path(s): planned.get(Path(s), ()) for s in running}
         traces = self.tracking.traces(plan)
         victims = [str(script) for script in self.graph.affected(paths, busy, traces)]
         if victims:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -518,11 +519,11 @@ def test_a_plans_settings_are_read_only_and_get_script_config_stays_a_fresh_dict
     (scripts / "a.py").write_text("")
     (scripts / "config.yaml").write_text("scripts:\n  a.py: {args: [x]}\n")
     job = build_plan(RunOptions(scripts_dir=scripts)).jobs[0]
-    with pytest.raises(TypeError):
-        job.settings["timeout"] = 1  # type: ignore[index]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        job.settings.timeout = 1  # type: ignore[misc]
     mine = get_script_config("a.py", scripts, load_config(scripts))
     mine["args"].append("y")
-    assert mine["args"] == ["x", "y"] and job.settings["args"] == ["x"]
+    assert mine["args"] == ["x", "y"] and job.settings.args == ("x",)
 
 
 def test_without_a_root_marker_load_config_reports_no_root(unmarked: Path) -> None:

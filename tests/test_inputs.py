@@ -6,9 +6,8 @@ import json
 import os
 import textwrap
 import time
-from collections.abc import Mapping
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import pytest
 from conftest import Project
@@ -38,11 +37,11 @@ def rels(project: Project, paths: list[Path]) -> set[str]:
 
 
 def input_hashes(
-    project: Project, script: Path, settings: Mapping[str, Any] | None = None
+    project: Project, script: Path, watch: Sequence[str] = ()
 ) -> dict[Path, str | None]:
     """The content hash of each of the script's inputs, from a new graph."""
     graph = graph_of(project)
-    return graph.hashes(graph.inputs(script, settings or {}))
+    return graph.hashes(graph.inputs(script, watch))
 
 
 # -- which files are inputs -------------------------------------------------------------
@@ -64,7 +63,7 @@ def test_a_script_without_local_imports_depends_only_on_itself(project: Project)
     (project.root / "src").mkdir()
     graph = graph_of(project)
     assert graph.modules(script) == []
-    assert graph.inputs(script, {}) == [script]
+    assert graph.inputs(script) == [script]
 
 
 def test_modules_resolve_against_own_folder_src_and_root(project: Project) -> None:
@@ -85,7 +84,7 @@ def test_modules_resolve_against_own_folder_src_and_root(project: Project) -> No
     write(root, "src/util.py")
     write(root, "toplevel.py")
     graph = graph_of(project)
-    inputs = graph.inputs(script, {})
+    inputs = graph.inputs(script)
     assert inputs[0] == script
     assert rels(project, inputs[1:]) == {
         "scripts/tools/sibling.py",
@@ -241,7 +240,7 @@ def test_a_module_with_a_syntax_error_is_still_an_input(
     error = graph.syntax_error(bad)
     assert error is not None and error.split(":", 1)[0] in ("SyntaxError", "ValueError")
     assert graph.syntax_error(script) is None
-    hashes = graph.hashes(graph.inputs(script, {}))
+    hashes = graph.hashes(graph.inputs(script))
     assert len(hashes) == 3 and all(hashes.values()), "each is hashed, the broken one too"
 
 
@@ -249,7 +248,7 @@ def test_a_script_with_a_syntax_error_depends_on_itself(project: Project) -> Non
     script = project.script("job.py", "import util\nprint(\n")
     write(project.root, "src/util.py")
     graph = graph_of(project)
-    assert graph.inputs(script, {}) == [script]
+    assert graph.inputs(script) == [script]
     assert graph.syntax_error(script) is not None
 
 
@@ -265,7 +264,7 @@ def test_import_cycles_end(project: Project) -> None:
     modules = graph.modules(script)
     assert rels(project, modules) == {"src/a.py", "src/b.py", "src/selfish.py"}
     assert len(modules) == 3
-    scripts: dict[Path, Mapping[str, Any]] = {script: {}, project.scripts / "other.py": {}}
+    scripts: dict[Path, Sequence[str]] = {script: (), project.scripts / "other.py": ()}
     assert graph.affected([root / "src/b.py"], scripts) == {script: [root / "src/b.py"]}
 
 
@@ -283,49 +282,49 @@ def _data(project: Project) -> dict[str, Path]:
 def test_watched_lists_the_files_matching_the_globs(project: Project) -> None:
     _data(project)
     graph = graph_of(project)
-    assert rels(project, graph.watched({"watch": ["data/*.csv"]})) == {
+    assert rels(project, graph.watched(["data/*.csv"])) == {
         "data/a.csv",
         "data/b.csv",
     }
-    assert rels(project, graph.watched({"watch": ["data/**/*.csv"]})) == {
+    assert rels(project, graph.watched(["data/**/*.csv"])) == {
         "data/a.csv",
         "data/b.csv",
         "data/sub/c.csv",
     }
     # Never the orchestrator's own state, even when a glob would reach it.
-    assert rels(project, graph.watched({"watch": ["**/*.csv"]})) == {
+    assert rels(project, graph.watched(["**/*.csv"])) == {
         "data/a.csv",
         "data/b.csv",
         "data/sub/c.csv",
         "other/d.csv",
     }
-    assert rels(project, graph.watched({"watch": ["data/*.txt", "other/*"]})) == {
+    assert rels(project, graph.watched(["data/*.txt", "other/*"])) == {
         "data/notes.txt",
         "other/d.csv",
     }
-    assert graph.watched({"watch": []}) == []
-    assert graph.watched({}) == []
+    assert graph.watched([]) == []
+    assert graph.watched(()) == []
 
 
 def test_watched_files_are_inputs_after_the_script_and_its_modules(project: Project) -> None:
     _data(project)
     script = project.script("job.py", "import util\n")
     util = write(project.root, "src/util.py")
-    inputs = graph_of(project).inputs(script, {"watch": ["data/*.csv"]})
+    inputs = graph_of(project).inputs(script, ["data/*.csv"])
     assert inputs == [script, util, project.root / "data/a.csv", project.root / "data/b.csv"]
 
 
 def test_watches_matches_a_path_against_the_globs(project: Project) -> None:
     files = _data(project)
     graph = graph_of(project)
-    settings = {"watch": ["data/*.csv"]}
-    assert graph.watches(settings, files["data/a.csv"])
-    assert not graph.watches(settings, files["data/notes.txt"])
-    assert not graph.watches(settings, files["data/sub/c.csv"])
-    assert not graph.watches(settings, files["other/d.csv"])
-    assert not graph.watches(settings, project.root.parent / "data/a.csv")
-    assert graph.watches({"watch": ["data/**/*.csv"]}, files["data/sub/c.csv"])
-    assert not graph.watches({}, files["data/a.csv"])
+    watch = ["data/*.csv"]
+    assert graph.watches(watch, files["data/a.csv"])
+    assert not graph.watches(watch, files["data/notes.txt"])
+    assert not graph.watches(watch, files["data/sub/c.csv"])
+    assert not graph.watches(watch, files["other/d.csv"])
+    assert not graph.watches(watch, project.root.parent / "data/a.csv")
+    assert graph.watches(["data/**/*.csv"], files["data/sub/c.csv"])
+    assert not graph.watches((), files["data/a.csv"])
 
 
 @pytest.mark.parametrize("pattern", ["data/**", "data", "data/"])
@@ -334,11 +333,11 @@ def test_watched_and_watches_agree_on_a_folder_and_a_recursive_glob(
 ) -> None:
     files = _data(project)
     graph = graph_of(project)
-    settings = {"watch": [pattern]}
+    watch = [pattern]
     everything = {"data/a.csv", "data/b.csv", "data/notes.txt", "data/sub/c.csv"}
-    assert rels(project, graph.watched(settings)) == everything
+    assert rels(project, graph.watched(watch)) == everything
     for name, path in files.items():
-        assert graph.watches(settings, path) == (name in everything), name
+        assert graph.watches(watch, path) == (name in everything), name
 
 
 # -- input hashes -----------------------------------------------------------------------
@@ -349,25 +348,25 @@ def test_input_hashes_follow_content_not_mtime(project: Project) -> None:
     script = project.script("job.py", "import util\n")
     util = write(root, "src/util.py", "VALUE = 1\n")
     data = write(root, "data/in.csv", "a,b\n")
-    settings = {"watch": ["data/*.csv"], "timeout": 60.0}
-    base = input_hashes(project, script, settings)
-    assert input_hashes(project, script, settings) == base
+    watch = ["data/*.csv"]
+    base = input_hashes(project, script, watch)
+    assert input_hashes(project, script, watch) == base
 
     stat = util.stat()
     os.utime(util, ns=(stat.st_atime_ns + 5_000_000_000, stat.st_mtime_ns + 5_000_000_000))
     os.utime(script, ns=(stat.st_atime_ns + 7_000_000_000, stat.st_mtime_ns + 7_000_000_000))
-    assert input_hashes(project, script, settings) == base, "a touch is not a change"
+    assert input_hashes(project, script, watch) == base, "a touch is not a change"
 
     util.write_text("VALUE = 22\n")
-    changed = input_hashes(project, script, settings)
+    changed = input_hashes(project, script, watch)
     assert changed != base
     util.write_text("VALUE = 1\n")
-    assert input_hashes(project, script, settings) == base, "content, not history"
+    assert input_hashes(project, script, watch) == base, "content, not history"
 
     data.write_text("a,b\n1,2\n")
-    assert input_hashes(project, script, settings) != base
+    assert input_hashes(project, script, watch) != base
     data.write_text("a,b\n")
-    assert input_hashes(project, script, settings) == base
+    assert input_hashes(project, script, watch) == base
 
 
 def test_input_hashes_of_one_graph_sees_later_edits(project: Project) -> None:
@@ -375,9 +374,9 @@ def test_input_hashes_of_one_graph_sees_later_edits(project: Project) -> None:
     script = project.script("job.py", "import util\n")
     util = write(root, "src/util.py", "VALUE = 1\n")
     graph = graph_of(project)
-    base = graph.hashes(graph.inputs(script, {}))
+    base = graph.hashes(graph.inputs(script))
     util.write_text("VALUE = 100\n")
-    assert graph.hashes(graph.inputs(script, {})) != base
+    assert graph.hashes(graph.inputs(script)) != base
     # A new import is seen once the graph is told the file changed (as orch watch does).
     write(root, "src/extra.py", "X = 1\n")
     util.write_text("import extra\nVALUE = 1\n")
@@ -420,7 +419,7 @@ def test_save_writes_the_caches_and_a_new_graph_reuses_them(project: Project) ->
         os.utime(path, ns=(past, past))
     graph = graph_of(project)
     assert rels(project, graph.modules(script)) == {"scripts/aa.py"}
-    fp = graph.hashes(graph.inputs(script, {}))
+    fp = graph.hashes(graph.inputs(script))
     imports_file = root / STATE_DIR / "imports.json"
     assert not imports_file.exists(), "nothing is written before save()"
     graph.save()
@@ -455,7 +454,7 @@ def test_save_without_changes_does_not_rewrite_the_cache(project: Project) -> No
     for path in (script, project.script("aa.py")):
         os.utime(path, ns=(past, past))
     graph = graph_of(project)
-    graph.hashes(graph.inputs(script, {}))
+    graph.hashes(graph.inputs(script))
     graph.save()
     imports_file = project.root / STATE_DIR / "imports.json"
     inode = imports_file.stat().st_ino
@@ -477,7 +476,7 @@ def test_a_corrupt_cache_is_ignored(project: Project) -> None:
     (state / "hashes.json").write_text("[1, 2]")
     graph = graph_of(project)
     assert graph.modules(script) == [aa]
-    graph.hashes(graph.inputs(script, {}))
+    graph.hashes(graph.inputs(script))
     graph.save()
     assert str(script) in json.loads((state / "imports.json").read_text())
 
@@ -506,13 +505,13 @@ def test_affected_is_exactly_the_scripts_with_the_file_among_their_inputs(
     project: Project,
 ) -> None:
     f = _affected_project(project)
-    scripts: dict[Path, Mapping[str, Any]] = {
-        f["x"]: {},
-        f["y"]: {},
-        f["z"]: {"watch": ["data/*.csv"]},
-        f["p"]: {},
-        f["w"]: {},
-        f["helper"]: {},
+    scripts: dict[Path, Sequence[str]] = {
+        f["x"]: (),
+        f["y"]: (),
+        f["z"]: ["data/*.csv"],
+        f["p"]: (),
+        f["w"]: (),
+        f["helper"]: (),
     }
     graph = graph_of(project)
     assert graph.affected([f["util"]], scripts) == {
@@ -562,7 +561,7 @@ from orchestrator import inputs
 from orchestrator.project import Project
 
 project = Project.locate(sys.argv[1])
-scripts = {p: {} for p in sorted(project.scripts_dir.glob("*.py"))}
+scripts = {p: () for p in sorted(project.scripts_dir.glob("*.py"))}
 files = [str(p) for p in sorted(project.root.rglob("*.py"))]
 parallel = inputs._parse_in_parallel(files)
 graph = inputs.InputGraph(project)

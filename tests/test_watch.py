@@ -691,7 +691,7 @@ def test_planner_a_config_edit_reruns_the_script_whose_settings_changed(
     batch = replay.feed(("modified", config))
     assert batch.why == {"a/x.py": ("settings changed: env.MODE",)}
     settings = {job.rel: job.settings for job in batch.plan.jobs}  # the new plan, in force now
-    assert settings["a/x.py"]["env"] == {"MODE": "slow"}
+    assert settings["a/x.py"].env == {"MODE": "slow"}
 
 
 def test_planner_new_and_deleted_scripts(replay: Replay) -> None:
