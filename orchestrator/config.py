@@ -286,10 +286,7 @@ class Settings:
 
     def to_dict(self) -> dict[str, Any]:
         """A fresh dict, lists as lists: :func:`get_script_config`'s and the logs' form."""
-        return {
-            f.name: _plain(getattr(self, f.name))
-            for f in _SETTING_FIELDS
-        }
+        return {f.name: _plain(getattr(self, f.name)) for f in _SETTING_FIELDS}
 
 
 _SETTING_FIELDS = fields(Settings)

@@ -31,6 +31,7 @@ __all__ = [
     "md_cell",
     "md_code",
     "md_fence",
+    "md_table",
     "memory_text",
     "mermaid_label",
     "name_text",
@@ -245,6 +246,30 @@ def md_cell(text: str) -> str:
     text = plain(text).replace("\n", " ").replace("\t", " ")
     text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     return text.replace("|", "\\|")
+
+
+def md_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], align: str = "") -> str:
+    """A GitHub Markdown table of cells made safe already (:func:`md_cell`, :func:`md_code`).
+
+    ``align`` has an ``l`` or ``r`` per column (missing: ``l``). Columns are
+    padded to their width, so the file reads well as text too. Written here,
+    not with tabulate: a report of 10,000 scripts takes milliseconds, not seconds.
+    """
+    table = [[str(c) for c in headers], *([str(c) for c in row] for row in rows)]
+    widths = [max(3, *(len(row[i]) for row in table)) for i in range(len(headers))]
+    right = [i < len(align) and align[i] == "r" for i in range(len(headers))]
+
+    def line(cells: Sequence[str]) -> str:
+        padded = (
+            cell.rjust(width) if r else cell.ljust(width)
+            for cell, width, r in zip(cells, widths, right, strict=True)
+        )
+        return "| " + " | ".join(padded) + " |"
+
+    rule = "|".join(
+        "-" * (w + 1) + ":" if r else "-" * (w + 2) for w, r in zip(widths, right, strict=True)
+    )
+    return "\n".join([line(table[0]), f"|{rule}|", *map(line, table[1:])])
 
 
 def md_code(text: str) -> str:

@@ -34,6 +34,7 @@ from .reporting import (
     md_cell,
     md_code,
     md_fence,
+    md_table,
     memory_text,
     name_text,
     plain,
@@ -61,6 +62,18 @@ def _json(data: Any) -> str:
     return json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n"
 
 
+def _json_rows(data: Mapping[str, Any], rows: str) -> str:
+    """``data`` indented, but its list ``rows`` one compact item a line: Python's C encoder
+    writes those (``indent`` turns it off), so 10,000 results take milliseconds."""
+    head = {k: v for k, v in data.items() if k != rows}
+    items = ",\n".join(
+        "    " + json.dumps(item, ensure_ascii=False, default=str) for item in data[rows]
+    )
+    text = _json(head).rstrip()[:-1].rstrip()  # the indented object, still open
+    joint = "," if head else ""
+    return f'{text}{joint}\n  "{rows}": [\n{items}\n  ]\n}}\n' if items else _json(data)
+
+
 def save_log(
     result: Mapping[str, Any],
     log_dir: str | os.PathLike[str],
@@ -84,10 +97,12 @@ def save_log(
 MAX_WHY = 5
 
 
+#: The Markdown tables' alignment: script and status left, figures right, notes left.
+_ALIGN = "llrrrrll"
+
+
 def render_markdown(summary: Mapping[str, Any], results: Sequence[ScriptResult]) -> str:
     """The Markdown report: totals, all scripts, slowest 10, per subdirectory, failures."""
-    from tabulate import tabulate
-
     out = io.StringIO()
     out.write(f"# Orchestrator run {summary['run_id']}\n\n")
     totals = ", ".join(f"{n} {s}" for s, n in summary["totals"].items() if n) or "no scripts"
@@ -123,28 +138,27 @@ def render_markdown(summary: Mapping[str, Any], results: Sequence[ScriptResult])
         for line, why in zip(table, whys, strict=True):
             line.append(md_cell(why))
     out.write("## Scripts\n\n")
-    out.write(tabulate(table, headers=headers, tablefmt="github"))
+    out.write(md_table(headers, table, _ALIGN))
     out.write("\n\n## Slowest\n\n")
     slowest = sorted(results, key=lambda r: -(r.execution_time or 0.0))[:10]
-    out.write(tabulate([row(r)[:6] for r in slowest], headers=headers[:6], tablefmt="github"))
+    out.write(md_table(headers[:6], [row(r)[:6] for r in slowest], _ALIGN))
     heaviest = sorted(
         (r for r in results if r.peak_memory_mb is not None),
         key=lambda r: -(r.peak_memory_mb or 0.0),
     )[:10]
     if heaviest:
         out.write("\n\n## Heaviest\n\n")
-        table = [row(r)[:6] for r in heaviest]
-        out.write(tabulate(table, headers=headers[:6], tablefmt="github"))
+        out.write(md_table(headers[:6], [row(r)[:6] for r in heaviest], _ALIGN))
     out.write(_gantt(summary, results))
     out.write("\n\n## By subdirectory\n\n")
     out.write(
-        tabulate(
-            [
+        md_table(
+            ["Subdirectory", *STATUSES, "total"],
+            (
                 [md_code(d), *(c[s] for s in STATUSES), c["total"]]
                 for d, c in summary["subdirectories"].items()
-            ],
-            headers=["Subdirectory", *STATUSES, "total"],
-            tablefmt="github",
+            ),
+            "l" + "r" * (len(STATUSES) + 1),
         )
     )
     out.write("\n")
@@ -447,11 +461,11 @@ def generate_report(
         "junit": out / "junit.xml",
         "trace": out / "trace.json",
     }
-    atomic_write_text(paths["trace"], _json(render_trace(summary, values)))
+    atomic_write_text(paths["trace"], _json_rows(render_trace(summary, values), "traceEvents"))
     atomic_write_text(paths["junit"], render_junit(summary, values))
     atomic_write_text(paths["markdown"], markdown)
     # summary.json last: its presence means the run directory is complete.
-    atomic_write_text(paths["summary"], _json(summary))
+    atomic_write_text(paths["summary"], _json_rows(summary, "results"))
     step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if step_summary:
         try:
