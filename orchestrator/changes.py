@@ -15,6 +15,7 @@ alike: it lists what differs (``src/util.py changed``, ``six 1.16.0 -> 1.17.0``)
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -79,10 +80,13 @@ def _short_hash(value: Any) -> str:
     return hashlib.sha256(data).hexdigest()[:16]
 
 
+@functools.lru_cache(maxsize=1024)
 def setting_hashes(settings: Settings) -> dict[str, str]:
     """A short hash of each effective setting, ``env`` one per variable (``env.API_URL``).
 
     Hashes, not values: a config ``env:`` may hold a secret, and the record is a file.
+    Remembered by value (most scripts of a tree share their settings); the dict
+    returned is shared, never changed.
     """
     hashes: dict[str, str] = {}
     for name, value in settings.to_dict().items():

@@ -284,6 +284,16 @@ class Settings:
         }
         return cls(**typed)
 
+    def __hash__(self) -> int:
+        # By value, ``env`` as its items: scripts with equal settings share what is
+        # worked out from them (their hashes in the record, once per run).
+        return hash(
+            tuple(
+                tuple(sorted(v.items())) if isinstance(v := getattr(self, f.name), Mapping) else v
+                for f in _SETTING_FIELDS
+            )
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """A fresh dict, lists as lists: :func:`get_script_config`'s and the logs' form."""
         return {f.name: _plain(getattr(self, f.name)) for f in _SETTING_FIELDS}
