@@ -23,7 +23,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -175,10 +175,11 @@ class _ScriptRun:
             for rel, chain in expected_chains(self.plan, entries, self.record).items():
                 self.workflow.tasks[rel].priority = chain
 
-    def emit(self, method: str, *args: Any) -> None:
+    def tell(self, event: Callable[[Reporter], None]) -> None:
+        """Give every reporter an event: ``tell(lambda r: r.tick())``."""
         for reporter in self.reporters:
             with self.writing():  # the other outputs still get theirs
-                getattr(reporter, method)(*args)
+                event(reporter)
 
     @contextlib.contextmanager
     def writing(self) -> Iterator[None]:
@@ -392,16 +393,16 @@ class _ScriptRun:
             if event.attempt == 1:
                 mask = self.plan.masker.mask
                 started = ScriptStarted(mask(str(job.path)), mask(job.rel), mask(job.path.name))
-                self.emit("script_started", started)
+                self.tell(lambda r: r.script_started(started))
             return
         if event.kind == "retrying":
-            self.emit("script_retrying", event.value, event.attempt, event.delay)
+            self.tell(lambda r: r.script_retrying(event.value, event.attempt, event.delay))
             return
         if event.result is None:
             return
         result = self.result_of(event.result)
         self.results[event.task] = result
-        self.emit("script_finished", result)
+        self.tell(lambda r: r.script_finished(result))
         if self.options.fail_fast and not result.ok and not self.stop.is_set():
             self.halt(f"not started: --fail-fast after {result.path} {result.status}")
 
@@ -424,7 +425,7 @@ class _ScriptRun:
                     if self.force is not None and self.force.is_set():
                         children.kill()
                     self.halt("not started: the run was interrupted")
-                self.emit("tick")
+                self.tell(lambda r: r.tick())
 
         ticking = asyncio.create_task(ticker())
         try:
@@ -525,7 +526,7 @@ def execute(
     )
     entry = ledger.enter(plan.project.state_dir, live)
     try:
-        bridge.emit("run_started", run)
+        bridge.tell(lambda r: r.run_started(run))
         try:
             with children.adopting():  # between scripts too: an orphan never reaches init
                 asyncio.run(bridge.go())
@@ -541,7 +542,7 @@ def execute(
         run.end_time = datetime.now(timezone.utc).isoformat()
         run.wall_time = round(time.monotonic() - began, 6)
         results = [bridge.results[job.rel] for job in plan.jobs]
-        bridge.emit("run_finished", run, results)
+        bridge.tell(lambda r: r.run_finished(run, results))
     finally:
         ledger.leave(entry)
     if bridge.fault is not None:
