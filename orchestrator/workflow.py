@@ -251,8 +251,9 @@ class _Threads:
         self.backlog = 0  # items queued while every worker was busy and at the cap
         self.count = 0
 
-    def submit(self, fn: Callable[[], Any]) -> Future[Any]:
-        future: Future[Any] = Future()
+    def submit(self, fn: Callable[[], Any], future: Future[Any] | None = None) -> Future[Any]:
+        """Run ``fn`` in a worker; its outcome goes to ``future`` (made when not given)."""
+        future = Future() if future is None else future
         self.queue.put((future, fn))
         with self.lock:
             if self.idle:
@@ -486,13 +487,16 @@ class _Run:
             {name: t.priority for name, t in self.tasks.items() if t.priority},
         )
         self.results: dict[str, TaskResult] = {}
-        self.running: dict[str, asyncio.Future[Any]] = {}
+        # An asyncio task of attempts, or the thread future of a sync action's (see start).
+        self.running: dict[str, asyncio.Future[Any] | Future[Any]] = {}
         self.started: dict[str, tuple[datetime, float, int]] = {}
         self.limit = workflow.max_concurrency or math.inf
         self.done = loop.create_future()
         self.failed_first = False
         self.dispatching = False
         self.stopped = asyncio.Event()  # set by Workflow.stop(): wakes retry delays
+        self.halted = threading.Event()  # the same, for delays in worker threads
+        self.starting: list[tuple[Future[TaskResult], Callable[[], TaskResult]]] = []
         self.pool: _Threads | None = None
 
     # -- bookkeeping ----------------------------------------------------------------------
@@ -511,6 +515,7 @@ class _Run:
                 self.done.set_exception(exc)
 
     def wake_threadsafe(self) -> None:
+        self.halted.set()
         if not self.loop.is_closed():
             self.loop.call_soon_threadsafe(self.on_stop)
 
@@ -629,6 +634,9 @@ class _Run:
                     self.start(name)
         finally:
             self.dispatching = False
+            starting, self.starting = self.starting, []
+            for handle, attempts in starting:
+                self.threads().submit(attempts, handle)
         if len(self.results) == len(self.tasks) and not self.done.done():
             self.done.set_result(None)
 
@@ -651,31 +659,125 @@ class _Run:
                 )
                 return
         self.started[name] = (_now(), time.monotonic(), 0)
-        future = asyncio.ensure_future(self.attempts(task))
-        self.running[name] = future
-        future.add_done_callback(functools.partial(self.settle, name))
+        if task.is_async or task.timeout is not None:
+            future = asyncio.ensure_future(self.attempts(task))
+            self.running[name] = future
+            future.add_done_callback(functools.partial(self.settle, name))
+            return
+        # A sync action without a deadline: all its attempts run in one worker thread,
+        # and its result comes back in one hand-off (no task or future chain per attempt).
+        self.emit("started", name, attempt=1)
+        # Handed to a thread once this dispatch has started all it starts: a task that
+        # stops the workflow at once must not keep its siblings from starting.
+        handle: Future[TaskResult] = Future()
+        self.running[name] = handle
+        handle.add_done_callback(functools.partial(self.hand_back, name))
+        self.starting.append(
+            (handle, functools.partial(self.attempts_here, task, self.kwargs(task)))
+        )
 
-    def settle(self, name: str, future: asyncio.Future[TaskResult]) -> None:
-        if future.cancelled():
+    def settle(self, name: str, future: asyncio.Future[TaskResult] | Future[TaskResult]) -> None:
+        """A task's attempts ended: record their result (a late one is ignored)."""
+        if future.cancelled() or name in self.results:
             return  # cancel_all recorded it already
+        exc = future.exception()
+        if exc is not None:  # failed_if raised: the task failed, the run goes on
+            error = "".join(traceback.format_exception(exc))
+            self.record(self.final(name, TaskStatus.FAILED, error=error))
+            return
         self.record(future.result())
 
-    def call(self, task: Task) -> Awaitable[Any]:
-        """The awaitable of one attempt: the coroutine itself, or a thread's future."""
-        kwargs = task.kwargs
-        if task.wants_results:
-            kwargs = {
-                **kwargs,
-                "results": {d: self.results[d].value for d in task.dependencies},
-            }
-        if task.is_async:
-            awaitable: Awaitable[Any] = task.action(*task.args, **kwargs)
-            return awaitable
+    def hand_back(self, name: str, handle: Future[TaskResult]) -> None:
+        """In the worker thread: the result goes to the loop."""
+        if not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(self.settle, name, handle)
+
+    def threads(self) -> _Threads:
         if self.pool is None:
             cap = int(min(self.limit, _MAX_THREADS, max(len(self.tasks), 1)))
             self.pool = _Threads(cap, f"workflow-{self.wf.name}")
-        future = self.pool.submit(functools.partial(task.action, *task.args, **kwargs))
+        return self.pool
+
+    def kwargs(self, task: Task) -> dict[str, Any]:
+        if not task.wants_results:
+            return task.kwargs
+        return {**task.kwargs, "results": {d: self.results[d].value for d in task.dependencies}}
+
+    def call(self, task: Task) -> Awaitable[Any]:
+        """The awaitable of one attempt: the coroutine itself, or a thread's future."""
+        kwargs = self.kwargs(task)
+        if task.is_async:
+            awaitable: Awaitable[Any] = task.action(*task.args, **kwargs)
+            return awaitable
+        future = self.threads().submit(functools.partial(task.action, *task.args, **kwargs))
         return asyncio.wrap_future(future, loop=self.loop)
+
+    def judge(
+        self, task: Task, attempt: int, value: Any, exc: BaseException | None
+    ) -> tuple[TaskStatus, str | None, bool]:
+        """An attempt's status and error, and whether another attempt follows."""
+        policy = task.retry_policy or _NO_RETRY
+        if isinstance(exc, _Expired):
+            status, error, retry = (
+                TaskStatus.TIMEOUT,
+                f"timed out after {task.timeout:g} s",
+                policy.retries(TimeoutError()),
+            )
+        elif exc is not None:
+            status, error, retry = (
+                TaskStatus.FAILED,
+                "".join(traceback.format_exception(exc)),
+                policy.retries(exc),
+            )
+        elif task.failed_if is None or not task.failed_if(value):
+            return TaskStatus.COMPLETED, None, False
+        else:
+            status, error, retry = TaskStatus.FAILED, None, policy.retries_value(value)
+        again = retry and attempt < policy.max_attempts and self.wf._stop_reason is None
+        return status, error, again
+
+    def outcome(
+        self, task: Task, attempt: int, status: TaskStatus, value: Any, error: str | None
+    ) -> TaskResult:
+        start, began, _ = self.started[task.name]
+        return TaskResult(
+            name=task.name,
+            status=status,
+            value=value,
+            error=error,
+            attempts=attempt,
+            start_time=start,
+            end_time=_now(),
+            duration=time.monotonic() - began,
+        )
+
+    def attempts_here(self, task: Task, kwargs: dict[str, Any]) -> TaskResult:
+        """A sync action's attempts, in the worker thread (see :meth:`start`)."""
+        policy = task.retry_policy or _NO_RETRY
+        start, began, _ = self.started[task.name]
+        attempt = 0
+        while True:
+            attempt += 1
+            self.started[task.name] = (start, began, attempt)
+            if attempt > 1:
+                started = functools.partial(self.emit, "started", task.name, attempt=attempt)
+                self.loop.call_soon_threadsafe(started)
+            value, exc = None, None
+            try:
+                value = task.action(*task.args, **kwargs)
+            except Exception as caught:
+                exc = caught
+            status, error, again = self.judge(task, attempt, value, exc)
+            if not again:
+                return self.outcome(task, attempt, status, value, error)
+            delay = policy.delay(attempt)
+            self.loop.call_soon_threadsafe(
+                functools.partial(
+                    self.emit, "retrying", task.name, attempt=attempt, delay=delay, value=value
+                )
+            )
+            if self.halted.wait(delay) or self.wf._stop_reason is not None:
+                return self.outcome(task, attempt, status, value, error)
 
     async def attempts(self, task: Task) -> TaskResult:
         policy = task.retry_policy or _NO_RETRY
@@ -685,8 +787,7 @@ class _Run:
             attempt += 1
             self.started[task.name] = (start, began, attempt)
             self.emit("started", task.name, attempt=attempt)
-            status, value, error = TaskStatus.COMPLETED, None, None
-            exc: BaseException | None = None
+            value, exc = None, None
             try:
                 pending = self.call(task)
                 if task.timeout is None:
@@ -704,19 +805,10 @@ class _Run:
                     value = attempt_future.result()
             except asyncio.CancelledError:
                 raise
-            except _Expired:
-                exc = TimeoutError()
-                status, error = TaskStatus.TIMEOUT, f"timed out after {task.timeout:g} s"
             except Exception as caught:
                 exc = caught
-                status, error = TaskStatus.FAILED, traceback.format_exc()
-            if exc is None:
-                if task.failed_if is None or not task.failed_if(value):
-                    break
-                status, retry = TaskStatus.FAILED, policy.retries_value(value)
-            else:
-                retry = policy.retries(exc)
-            if not retry or attempt >= policy.max_attempts or self.wf._stop_reason is not None:
+            status, error, again = self.judge(task, attempt, value, exc)
+            if not again:
                 break
             delay = policy.delay(attempt)
             self.emit("retrying", task.name, attempt=attempt, delay=delay, value=value)
@@ -724,17 +816,7 @@ class _Run:
                 await asyncio.wait_for(self.stopped.wait(), delay)
             if self.wf._stop_reason is not None:  # stopped while waiting: no new attempt
                 break
-        end = _now()
-        return TaskResult(
-            name=task.name,
-            status=status,
-            value=value,
-            error=error,
-            attempts=attempt,
-            start_time=start,
-            end_time=end,
-            duration=time.monotonic() - began,
-        )
+        return self.outcome(task, attempt, status, value, error)
 
     async def go(self) -> WorkflowResults:
         try:

@@ -928,3 +928,18 @@ def test_a_listener_that_raises_ends_the_run_instead_of_hanging_it() -> None:
     with pytest.raises(RuntimeError, match="listener broke"):
         asyncio.run(asyncio.wait_for(wf.run(), timeout=10))
     assert ran == ["a"], "a task started after the listener raised"
+
+
+@pytest.mark.parametrize("timeout", [None, 5.0])
+def test_a_failed_if_that_raises_fails_its_task_and_the_run_goes_on(timeout: float | None) -> None:
+    """Both ways a sync action runs: its attempts in a worker thread, or awaited with a deadline."""
+
+    def judge(value: str) -> bool:
+        raise ValueError(f"cannot judge {value}")
+
+    wf = Workflow("w").add_task("t", lambda: "odd", failed_if=judge, timeout=timeout)
+    wf.add_task("after", lambda: "ran", dependencies=["t"])
+    results = run(wf)
+    assert results["t"].status is TaskStatus.FAILED
+    assert "cannot judge odd" in (results["t"].error or "")
+    assert results["after"].status is TaskStatus.SKIPPED
