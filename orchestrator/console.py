@@ -82,10 +82,10 @@ def render_console_summary(
     ``orch run`` prints it at the end and ``orch report`` prints it again from
     the saved run, so both show a run the same way.
     """
-    from tabulate import tabulate
-
     out = io.StringIO()
     if verbosity >= 0 and results:
+        from tabulate import tabulate  # about 13 ms to import: only when a table is shown
+
         rows = [
             [
                 _display_path(r),

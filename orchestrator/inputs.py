@@ -22,7 +22,6 @@ drops them all.
 
 from __future__ import annotations
 
-import ast
 import hashlib
 import json
 import os
@@ -33,7 +32,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ._files import (
     atomic_write_text,
@@ -47,6 +46,9 @@ from .errors import WriteError
 from .patterns import Glob
 from .project import STATE_DIR, Project
 from .tracing import Trace
+
+if TYPE_CHECKING:
+    import ast
 
 __all__ = ["STATE_DIR", "InputGraph"]
 
@@ -67,6 +69,8 @@ _BLOCK_FIELDS: dict[type[ast.AST], tuple[str, ...]] = {}
 
 
 def _parse_imports(source: bytes, filename: str) -> tuple[list[_Import], str | None]:
+    import ast  # here: a run whose parse cache is warm never needs it
+
     try:
         tree = ast.parse(source, filename=filename)
     except (SyntaxError, ValueError) as exc:

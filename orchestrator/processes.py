@@ -30,7 +30,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -253,7 +252,7 @@ class Registry:
         self.guardian = Guardian()
         #: Begins the marker variable of every child started here, so that the
         #: leftovers of this process can be found after its death (the run ledger).
-        self.marker_prefix = f"{MARKER}{uuid.uuid4().hex[:TOKEN_LENGTH]}_"
+        self.marker_prefix = f"{MARKER}{os.urandom(TOKEN_LENGTH).hex()[:TOKEN_LENGTH]}_"
         self._spawn = threading.RLock()  # held while starting a child, and while looking
         self._own: set[int] = set()  # PIDs this process started and has not reaped
         # A run's window: from its leader's start to its end, in ticks and in PIDs (a
