@@ -34,7 +34,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, NamedTuple
+from typing import IO, TYPE_CHECKING, Any, NamedTuple
 
 from .errors import WriteError
 from .guardian import (
@@ -50,6 +50,9 @@ from .guardian import (
 from .ledger import MARKER, TOKEN_LENGTH
 from .masking import Masker
 from .results import StopReason
+
+if TYPE_CHECKING:
+    from multiprocessing.process import BaseProcess
 
 __all__ = ["KILL_GRACE", "Capture", "Child", "Registry", "children", "exited", "pump"]
 
@@ -321,7 +324,7 @@ class Registry:
         if self._since is None:
             self._since = opened
 
-    def forget(self, pid: int) -> None:
+    def _forget(self, pid: int) -> None:
         """``pid`` was reaped: its window closes, and its number may be someone else's.
 
         When no run is left (a library call, not ``orch run``), what no script
@@ -494,21 +497,27 @@ class Registry:
         return proc, child
 
     @contextlib.contextmanager
-    def running(self, proc: subprocess.Popen[bytes], child: Child) -> Iterator[None]:
+    def running(self, proc: subprocess.Popen[bytes] | BaseProcess, child: Child) -> Iterator[None]:
         """Registered for the block; on leaving it, however, nothing of the child is left.
 
-        Whatever of its processes still lives gets SIGTERM, then SIGKILL after
-        the grace; only then is the child reaped (``proc.returncode`` and
-        ``child.usage`` are set), so that its group's number stays its own
-        for as long as the group is looked for.
+        The one way a child ends, a script's (``proc`` a Popen) or a function's
+        (a multiprocessing process). Whatever of its processes still lives gets
+        SIGTERM, then SIGKILL after the grace; only then is the child reaped
+        (``proc.returncode`` and ``child.usage`` are set for a Popen), so that its
+        group's number stays its own for as long as the group is looked for.
         """
         with self.holding(child):
             try:
                 yield
             finally:
                 child.reap()
-                _collect(proc, child)
-                self.forget(proc.pid)
+                if isinstance(proc, subprocess.Popen):
+                    _collect(proc, child)
+                else:  # its object reaps it; stopped before its setsid(), it led no group
+                    if proc.is_alive():
+                        proc.kill()
+                    proc.join(timeout=child.grace + 5)
+                self._forget(child.pgid)
 
 
 def _collect(proc: subprocess.Popen[bytes], child: Child) -> None:

@@ -570,9 +570,9 @@ def run_function(
             return _finish(result, start, started)
         sender.close()
         child = Child(name, process.pid, kill_grace, registry=children)
-        with children.holding(child):
+        message: Any = None
+        with children.running(process, child):  # the one way a child ends, as a script's
             deadline = started + timeout if timeout is not None else None
-            message: Any = None
             try:
                 while message is None:
                     wait = (
@@ -597,11 +597,6 @@ def run_function(
                     until = time.monotonic() + 0.5
                     while not exited(process.pid) and time.monotonic() < until:
                         time.sleep(0.005)
-                child.reap()  # before the join: unreaped, its group's number stays its own
-                if process.is_alive():  # stopped before its setsid(): not yet a group leader
-                    process.kill()
-                process.join(timeout=kill_grace + 5)
-                children.forget(process.pid)
         result["exit_code"] = process.exitcode
         kind, payload = message
         if kind == "ok":
