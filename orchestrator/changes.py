@@ -60,7 +60,10 @@ __all__ = [
 
 #: The record's line format. A line of another version is read as "recorded by
 #: an older orch": the script runs once, and its next line has this format.
-RECORD_VERSION = 2
+RECORD_VERSION = 3
+#: Hex digits of an input's SHA-256 the record keeps: 64 bits tell an edit apart, and a
+#: tree whose scripts each import hundreds of modules keeps a record half the size.
+RECORD_DIGEST = 16
 #: The hash kept for an input that changed while the script ran (or as it started):
 #: it matches no content, so the next check reruns the script and says so.
 EDITED = "changed while it ran"
@@ -259,6 +262,11 @@ def differences(then: Snapshot, now: Snapshot, hash_of: Callable[[str], str | No
     return why
 
 
+def _recorded(digest: str | None) -> str | None:
+    """An input's hash as the record keeps it (see :data:`RECORD_DIGEST`)."""
+    return digest if digest is None or digest == EDITED else digest[:RECORD_DIGEST]
+
+
 class Snapshots:
     """Snapshots of scripts and the decisions they give: inputs, settings, interpreter.
 
@@ -349,7 +357,7 @@ class Snapshots:
 
         settings, python = self._fixed(job)
         return Snapshot(
-            inputs={self._rel(p): h for p, h in hashes.items()},
+            inputs={self._rel(p): _recorded(h) for p, h in hashes.items()},
             settings=settings,
             python=python,
             packages=installed(trace.packages) if trace is not None else {},

@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 from conftest import Project, wait_for
 
+from orchestrator.changes import RECORD_VERSION
+
 
 def _env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "GITHUB_STEP_SUMMARY"}
@@ -295,7 +297,7 @@ def test_the_record_is_valid_json_after_every_run_and_git_ignores_it(sample: Sam
     first = sample.record()
     assert set(first) == paths
     assert {e["status"] for e in first.values()} == {"passed"}
-    assert all(e["v"] == 2 and key in e["inputs"] for key, e in first.items())
+    assert all(e["v"] == RECORD_VERSION and key in e["inputs"] for key, e in first.items())
     sample.run()
     assert sample.record() == first, "skipped scripts keep their entries"
     sample.util.write_text("VALUE = 3\n")

@@ -10,6 +10,8 @@ from conftest import Project
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from orchestrator.changes import RECORD_VERSION
+
 
 def _ran(out: str) -> bool:
     return "PASSED a.py" in out
@@ -40,7 +42,8 @@ def test_a_damaged_record_is_one_warning_reruns_everything_and_is_repaired(
     if damage == "bytes":
         record.write_bytes(record.read_bytes() + b"\xff\xfe{\n")
     elif damage == "wrong types":
-        record.write_text(json.dumps({"v": 2, "script": "scripts/a.py", "inputs": 7}) + "\n")
+        entry = {"v": RECORD_VERSION, "script": "scripts/a.py", "inputs": 7}
+        record.write_text(json.dumps(entry) + "\n")
     else:
         record.unlink()
         (record / "inner").mkdir(parents=True)
