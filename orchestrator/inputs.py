@@ -26,6 +26,7 @@ import hashlib
 import json
 import os
 import stat
+import sys
 import threading
 import time
 from collections import deque
@@ -294,6 +295,10 @@ def _valid_hash(value: Any) -> bool:
     return isinstance(value, str)
 
 
+#: Whether file names differ by case here (a listing then tells a name is missing).
+_CASE_SENSITIVE = sys.platform not in ("darwin", "win32", "cygwin")
+
+
 class InputGraph:
     """The inputs of every script of a project, and the reverse: who is affected by a file.
 
@@ -358,15 +363,22 @@ class InputGraph:
         A folder's is that of its sorted entry names; a FIFO's, socket's or
         device's that of its type and identity (see :func:`_content_hash`).
         """
-        if self._batch is not None and path in self._batch_hashes:
+        batching = self._batch == threading.get_ident()  # another thread's batch is not ours
+        if batching and path in self._batch_hashes:
             return self._batch_hashes[path]
         digest = self._file_hash(path)
-        if self._batch == threading.get_ident():
+        if batching:
             self._batch_hashes[path] = digest
         return digest
 
     def _missing(self, path: Path) -> bool:
-        """Whether this query's view of the folders says ``path`` is missing (no stat)."""
+        """Whether this query's view of the folders says ``path`` is missing (no stat).
+
+        Only where names are case-sensitive: on macOS and Windows ``data.csv``
+        opens ``Data.csv``, which a listing does not show under that name.
+        """
+        if not _CASE_SENSITIVE:
+            return False
         folder, _, name = str(path).rpartition("/")
         listed = self._checked.get(folder or "/")
         if listed is not None:

@@ -392,7 +392,12 @@ def _complete(result: Mapping[str, Any]) -> dict[str, Any]:
         "stderr": "",
         "error": None,
     }
-    return {**defaults, **{k: v for k, v in result.items() if v is not None or k not in defaults}}
+    merged = {**defaults, **{k: v for k, v in result.items() if v is not None or k not in defaults}}
+    for key in ("script", "name", "path", "subdirectory"):  # a caller's may be Paths
+        merged[key] = (
+            os.fspath(merged[key]) if isinstance(merged[key], os.PathLike) else merged[key]
+        )
+    return merged
 
 
 def as_results(results: Iterable[Mapping[str, Any]]) -> list[ScriptResult]:

@@ -52,7 +52,7 @@ from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, NamedTuple
 
 from .dag import ReadyQueue, check_acyclic
 from .errors import OrchestratorError
@@ -475,6 +475,13 @@ class Workflow:
             self._stop_reason = None  # a stop() before run() counts; after it, not again
 
 
+class _Attempt(NamedTuple):
+    """One attempt of a sync action: its task result so far, and whether another follows."""
+
+    result: TaskResult
+    again: bool
+
+
 class _Run:
     """The state of one run of a workflow; lives on one event loop."""
 
@@ -495,8 +502,10 @@ class _Run:
         self.failed_first = False
         self.dispatching = False
         self.stopped = asyncio.Event()  # set by Workflow.stop(): wakes retry delays
-        self.halted = threading.Event()  # the same, for delays in worker threads
-        self.starting: list[tuple[Future[TaskResult], Callable[[], TaskResult]]] = []
+        # Sync attempts to hand to threads once a dispatch ends (see start), and the
+        # sync tasks waiting out a retry delay: the timer, and their last outcome.
+        self.starting: list[tuple[Future[_Attempt], Callable[[], _Attempt]]] = []
+        self.waiting: dict[str, tuple[asyncio.TimerHandle, _Attempt]] = {}
         self.pool: _Threads | None = None
 
     # -- bookkeeping ----------------------------------------------------------------------
@@ -515,12 +524,15 @@ class _Run:
                 self.done.set_exception(exc)
 
     def wake_threadsafe(self) -> None:
-        self.halted.set()
         if not self.loop.is_closed():
             self.loop.call_soon_threadsafe(self.on_stop)
 
     def on_stop(self) -> None:
         self.stopped.set()
+        for name in list(self.waiting):  # no new attempt: the last one's outcome stands
+            timer, last = self.waiting.pop(name)
+            timer.cancel()
+            self.record(last.result)
         self.dispatch()
 
     def record(self, *results: TaskResult) -> None:
@@ -602,6 +614,9 @@ class _Run:
         """Cancel running tasks and return ``cancelled`` results for every unfinished one."""
         for future in self.running.values():
             future.cancel()
+        for timer, _ in self.waiting.values():  # no retry of a cancelled task
+            timer.cancel()
+        self.waiting.clear()
         self.queue.drain()
         return [
             self.final(name, TaskStatus.CANCELLED, reason=reason)
@@ -664,20 +679,69 @@ class _Run:
             self.running[name] = future
             future.add_done_callback(functools.partial(self.settle, name))
             return
-        # A sync action without a deadline: all its attempts run in one worker thread,
-        # and its result comes back in one hand-off (no task or future chain per attempt).
+        # A sync action without a deadline: each attempt is one hand-off to a worker
+        # thread and back (no asyncio task or future chain); a retry's delay is a
+        # timer on the loop, so no thread sleeps through it.
         self.emit("started", name, attempt=1)
         # Handed to a thread once this dispatch has started all it starts: a task that
         # stops the workflow at once must not keep its siblings from starting.
-        handle: Future[TaskResult] = Future()
-        self.running[name] = handle
-        handle.add_done_callback(functools.partial(self.hand_back, name))
-        self.starting.append(
-            (handle, functools.partial(self.attempts_here, task, self.kwargs(task)))
-        )
+        self.starting.append(self.attempt(task, 1))
 
-    def settle(self, name: str, future: asyncio.Future[TaskResult] | Future[TaskResult]) -> None:
-        """A task's attempts ended: record their result (a late one is ignored)."""
+    def attempt(self, task: Task, number: int) -> tuple[Future[_Attempt], Callable[[], _Attempt]]:
+        """A sync task's attempt ``number``, registered as running: submit the pair."""
+        start, began, _ = self.started[task.name]
+        self.started[task.name] = (start, began, number)
+        handle: Future[_Attempt] = Future()
+        self.running[task.name] = handle
+        handle.add_done_callback(functools.partial(self.hand_back, task.name))
+        return handle, functools.partial(self.attempt_here, task, self.kwargs(task), number)
+
+    def attempt_here(self, task: Task, kwargs: dict[str, Any], number: int) -> _Attempt:
+        """In a worker thread: one attempt of a sync action, judged."""
+        value, exc = None, None
+        try:
+            value = task.action(*task.args, **kwargs)
+        except Exception as caught:
+            exc = caught
+        status, error, again = self.judge(task, number, value, exc)
+        return _Attempt(self.outcome(task, number, status, value, error), again)
+
+    def hand_back(self, name: str, handle: Future[_Attempt]) -> None:
+        """In the worker thread: the attempt goes to the loop."""
+        if not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(self.attempted, name, handle)
+
+    def attempted(self, name: str, handle: Future[_Attempt]) -> None:
+        """A sync attempt ended: record its result, or wait out the delay to the next."""
+        if handle.cancelled() or name in self.results:
+            return  # cancel_all recorded it already
+        exc = handle.exception()
+        if exc is not None:  # failed_if raised: the task failed, the run goes on
+            error = "".join(traceback.format_exception(exc))
+            self.record(self.final(name, TaskStatus.FAILED, error=error))
+            return
+        done = handle.result()
+        if not done.again or self.wf._stop_reason is not None:
+            self.record(done.result)
+            return
+        task, number = self.tasks[name], done.result.attempts
+        delay = (task.retry_policy or _NO_RETRY).delay(number)
+        # Still running (its slot held, as max_concurrency counts it) until it ends.
+        self.emit("retrying", name, attempt=number, delay=delay, value=done.result.value)
+        timer = self.loop.call_later(delay, self.retry, name)
+        self.waiting[name] = (timer, done)
+
+    def retry(self, name: str) -> None:
+        """A retry's delay has passed: the next attempt of a sync task."""
+        if self.waiting.pop(name, None) is None or name in self.results:
+            return
+        number = self.started[name][2] + 1
+        self.emit("started", name, attempt=number)
+        handle, attempt = self.attempt(self.tasks[name], number)
+        self.threads().submit(attempt, handle)
+
+    def settle(self, name: str, future: asyncio.Future[TaskResult]) -> None:
+        """An async task's attempts ended: record their result (a late one is ignored)."""
         if future.cancelled() or name in self.results:
             return  # cancel_all recorded it already
         exc = future.exception()
@@ -686,11 +750,6 @@ class _Run:
             self.record(self.final(name, TaskStatus.FAILED, error=error))
             return
         self.record(future.result())
-
-    def hand_back(self, name: str, handle: Future[TaskResult]) -> None:
-        """In the worker thread: the result goes to the loop."""
-        if not self.loop.is_closed():
-            self.loop.call_soon_threadsafe(self.settle, name, handle)
 
     def threads(self) -> _Threads:
         if self.pool is None:
@@ -750,34 +809,6 @@ class _Run:
             end_time=_now(),
             duration=time.monotonic() - began,
         )
-
-    def attempts_here(self, task: Task, kwargs: dict[str, Any]) -> TaskResult:
-        """A sync action's attempts, in the worker thread (see :meth:`start`)."""
-        policy = task.retry_policy or _NO_RETRY
-        start, began, _ = self.started[task.name]
-        attempt = 0
-        while True:
-            attempt += 1
-            self.started[task.name] = (start, began, attempt)
-            if attempt > 1:
-                started = functools.partial(self.emit, "started", task.name, attempt=attempt)
-                self.loop.call_soon_threadsafe(started)
-            value, exc = None, None
-            try:
-                value = task.action(*task.args, **kwargs)
-            except Exception as caught:
-                exc = caught
-            status, error, again = self.judge(task, attempt, value, exc)
-            if not again:
-                return self.outcome(task, attempt, status, value, error)
-            delay = policy.delay(attempt)
-            self.loop.call_soon_threadsafe(
-                functools.partial(
-                    self.emit, "retrying", task.name, attempt=attempt, delay=delay, value=value
-                )
-            )
-            if self.halted.wait(delay) or self.wf._stop_reason is not None:
-                return self.outcome(task, attempt, status, value, error)
 
     async def attempts(self, task: Task) -> TaskResult:
         policy = task.retry_policy or _NO_RETRY

@@ -347,3 +347,10 @@ def test_generate_report_takes_a_minimal_result(tmp_path: Path) -> None:
     summary = json.loads(paths["summary"].read_text())
     assert summary["totals"]["passed"] == 1
     assert summary["results"][0]["subdirectory"] == "."
+
+
+def test_generate_report_takes_a_library_callers_paths(tmp_path: Path) -> None:
+    """A result dict whose path is a Path, as a caller's may be, reports like a string."""
+    paths = generate_report([{"path": Path("a/b.py"), "status": "passed"}], tmp_path)
+    assert "`a/b.py`" in paths["markdown"].read_text()
+    assert json.loads(paths["summary"].read_text())["results"][0]["path"] == "a/b.py"

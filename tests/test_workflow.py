@@ -943,3 +943,73 @@ def test_a_failed_if_that_raises_fails_its_task_and_the_run_goes_on(timeout: flo
     assert results["t"].status is TaskStatus.FAILED
     assert "cannot judge odd" in (results["t"].error or "")
     assert results["after"].status is TaskStatus.SKIPPED
+
+
+async def _one_retry_later(delay: float) -> None:
+    """Return once a retry delay of ``delay`` has run its course on this loop."""
+    tries = itertools.count()
+
+    def twice() -> None:
+        if next(tries) == 0:
+            raise RuntimeError("first try")
+
+    policy = RetryPolicy(max_attempts=2, initial_delay=delay)
+    probe = await Workflow("probe").add_task("t", twice, retry_policy=policy).run()
+    assert probe["t"].status is TaskStatus.COMPLETED
+
+
+@pytest.mark.parametrize("how", ["fail_fast", "workflow timeout", "caller cancels"])
+def test_a_sync_task_ended_by_the_run_is_never_attempted_again(how: str) -> None:
+    """Its retries wait on the run's loop, not in its thread: a run that ends them ends them."""
+    calls: list[float] = []
+    events: list[WorkflowEvent] = []
+
+    def flaky() -> None:
+        calls.append(time.monotonic())
+        raise RuntimeError("boom")
+
+    def bad() -> None:
+        raise ValueError("ends the run")
+
+    async def main() -> None:
+        wf = Workflow(
+            "w",
+            fail_fast=how == "fail_fast",
+            timeout=0.1 if how == "workflow timeout" else None,
+            listener=events.append,
+        )
+        policy = RetryPolicy(max_attempts=5, initial_delay=0.2)
+        wf.add_task("flaky", flaky, retry_policy=policy)
+        if how == "fail_fast":
+            wf.add_task("bad", bad)
+        if how == "caller cancels":
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(wf.run(), 0.1)
+        else:
+            results = await wf.run()
+            assert results["flaky"].status in (TaskStatus.CANCELLED, TaskStatus.TIMEOUT)
+        seen, told = len(calls), len(events)
+        await _one_retry_later(0.3)  # the loop lives on, past the retry that was due
+        assert (len(calls), events[told:]) == (seen, [])
+
+    asyncio.run(main())
+
+
+def test_tasks_waiting_out_a_retry_hold_no_thread() -> None:
+    """Many tasks between attempts never keep a ready task from a worker thread."""
+
+    def failing() -> None:
+        raise RuntimeError("again later")
+
+    policy = RetryPolicy(max_attempts=2, initial_delay=0.5)
+    wf = Workflow("w")
+    for n in range(70):  # more than the thread pool's cap
+        wf.add_task(f"failing{n}", failing, retry_policy=policy)
+    for n in range(4):
+        wf.add_task(f"quick{n}", noop)
+    wf.add_task("deadline", noop, timeout=0.4)
+    results = run(wf)
+    failed_at = min(r.end_time for name, r in results.items() if name.startswith("failing"))
+    for name in (*(f"quick{n}" for n in range(4)), "deadline"):
+        assert results[name].status is TaskStatus.COMPLETED, name
+        assert results[name].end_time < failed_at, name
