@@ -707,8 +707,8 @@ class _Run:
         return _Attempt(self.outcome(task, number, status, value, error), again)
 
     def hand_back(self, name: str, handle: Future[_Attempt]) -> None:
-        """In the worker thread: the attempt goes to the loop."""
-        if not self.loop.is_closed():
+        """In the worker thread: the attempt goes to the loop (gone: the run ended without it)."""
+        with contextlib.suppress(RuntimeError):  # the loop closed since the run returned
             self.loop.call_soon_threadsafe(self.attempted, name, handle)
 
     def attempted(self, name: str, handle: Future[_Attempt]) -> None:
