@@ -290,7 +290,6 @@ class Snapshots:
         self._entries: dict[str, dict[str, Any]] | None = None
         self._traces: dict[Path, Trace | TraceError | None] = {}  # parsed once per script
         self._inside = str(graph.root).rstrip("/") + "/"
-        self._fixed_of: dict[str, tuple[Settings, dict[str, str], dict[str, str]]] = {}
 
     def entries(self) -> dict[str, dict[str, Any]]:
         """The run record, read once (what the traces come from)."""
@@ -338,28 +337,15 @@ class Snapshots:
         values = {name: given.get(name, os.environ.get(name)) for name in names}
         return {name: None if v is None else _short_hash(v) for name, v in values.items()}
 
-    def _fixed(self, job: ScriptJob) -> tuple[dict[str, str], dict[str, str]]:
-        """The job's setting hashes and interpreter, worked out once per job and Snapshots
-        (a run: what its scripts ran with; each batch of ``orch watch`` has its own)."""
-        cached = self._fixed_of.get(job.rel)
-        if cached is None or cached[0] is not job.settings:
-            cached = self._fixed_of[job.rel] = (
-                job.settings,
-                setting_hashes(job.settings),
-                self._python(job),
-            )
-        return cached[1], cached[2]
-
     def _snapshot(
         self, job: ScriptJob, hashes: Mapping[Path, str | None], trace: Trace | None
     ) -> Snapshot:
         from .distributions import installed
 
-        settings, python = self._fixed(job)
         return Snapshot(
             inputs={self._rel(p): _recorded(h) for p, h in hashes.items()},
-            settings=settings,
-            python=python,
+            settings=setting_hashes(job.settings),
+            python=self._python(job),
             packages=installed(trace.packages) if trace is not None else {},
             environ=self._environ(job, trace.environ) if trace is not None else {},
         )

@@ -69,10 +69,9 @@ def new_run_id(now: datetime | None = None) -> str:
 
 _MISSING = re.compile(r"ModuleNotFoundError: No module named '([^']+)'")
 #: The fields, and extra keys, of a result that outputs show as text: masked before
-#: anything sees them; and the extra keys that hold paths a script read or wrote.
+#: anything sees them.
 _SHOWN = ("script", "name", "path", "subdirectory", "error", "skip_reason")
 _SHOWN_EXTRA = ("stdout_path", "stderr_path", "trace_error")
-_SHOWN_DATA = ("trace",)
 
 
 @dataclass
@@ -211,9 +210,8 @@ class _ScriptRun:
         for key in _SHOWN_EXTRA:
             if extra.get(key):
                 extra[key] = mask(extra[key])
-        for key in _SHOWN_DATA:  # the paths a script read or wrote
-            if extra.get(key):
-                extra[key] = self.plan.masker.mask_data(extra[key])
+        if extra.get("trace"):  # the paths a script read or wrote
+            extra["trace"] = self.plan.masker.mask_data(extra["trace"])
         # A script that was not run has no reason to; one that was, says why it was.
         why = () if result.status is Status.SKIPPED else self.reasons(job.rel)
         shown: dict[str, Any] = {k: mask(v) for k in _SHOWN if (v := getattr(result, k))}

@@ -292,19 +292,13 @@ def run_script(
 
 def script_result(call: ScriptCall) -> ScriptResult:
     """:func:`run_script` as a value: what a run uses; the dict is for library callers."""
-    # The call's fields by name, as run_script's parameters read in the code below.
-    script_path, timeout, env, cwd, args = call.script, call.timeout, call.env, call.cwd, call.args
-    python, log_dir, scripts_dir, root = call.python, call.log_dir, call.scripts_dir, call.root
-    max_output, kill_grace, tag, masker = call.max_output, call.kill_grace, call.tag, call.masker
-    trace, trace_skip, memory_limit_mb = call.trace, call.trace_skip, call.memory_limit_mb
-    allowed_exit_codes, secret_names = call.allowed_exit_codes, call.secret_names
     # abspath, not resolve: a symlinked script keeps the name it was found under.
-    script = Path(os.path.abspath(script_path))
-    base = Path(os.path.abspath(scripts_dir)) if scripts_dir is not None else None
+    script = Path(os.path.abspath(call.script))
+    base = Path(os.path.abspath(call.scripts_dir)) if call.scripts_dir is not None else None
     blank = base_result(script, base)
     start, started = _now(), time.monotonic()
-    secrets = Masker.of_environment({**os.environ, **(env or {})}, secret_names)
-    secrets |= masker or Masker()
+    secrets = Masker.of_environment({**os.environ, **(call.env or {})}, call.secret_names)
+    secrets |= call.masker or Masker()
     extra: dict[str, Any] = {}  # stdout_path/stderr_path, trace/trace_error, write_error
 
     def done(**fields: Any) -> ScriptResult:
@@ -320,9 +314,9 @@ def script_result(call: ScriptCall) -> ScriptResult:
         )
 
     # A library call locates the root here, at the edge; a run passes its Project's.
-    found = Path(root) if root is not None else find_project_root(base or script.parent)
+    found = Path(call.root) if call.root is not None else find_project_root(base or script.parent)
     home = found or Path.cwd()
-    workdir = home / cwd if cwd is not None else home
+    workdir = home / call.cwd if call.cwd is not None else home
 
     if not script.is_file():
         return done(error=f"script not found: {script}")
@@ -332,22 +326,22 @@ def script_result(call: ScriptCall) -> ScriptResult:
     token = os.urandom(16).hex()  # uuid costs 2 ms of imports at start-up
     variable = f"{children.marker_prefix}{token}"
     marker = f"{variable}=".encode()
-    child_env = {**os.environ, **(env or {}), variable: "1"}
+    child_env = {**os.environ, **(call.env or {}), variable: "1"}
     _pythonpath(child_env, found)
     trace_file = None
-    if trace and found is not None:
+    if call.trace and found is not None:
         # Made by the script's bootstrap: no file afterwards means it never ran traced.
         trace_file = os.path.join(tempfile.gettempdir(), f"orch-trace-{token}")
-        skip = [str(found / STATE_DIR), *map(str, trace_skip)]
+        skip = [str(found / STATE_DIR), *map(str, call.trace_skip)]
         trace_env(child_env, trace_file, str(found), skip)
-    command = [python or sys.executable, str(script), *(args or ())]
-    cap = _memory_cap(memory_limit_mb) if memory_limit_mb is not None else None
+    command = [call.python or sys.executable, str(script), *(call.args or ())]
+    cap = _memory_cap(call.memory_limit_mb) if call.memory_limit_mb is not None else None
     if cap is not None and cap[0] and shutil.which(command[0], path=child_env.get("PATH")) is None:
         cap = None  # let the start fail as an interpreter not found, not as prlimit's error
     if cap is not None:
         command[:0] = cap[0]
 
-    logs = Path(log_dir) if log_dir is not None else None
+    logs = Path(call.log_dir) if call.log_dir is not None else None
     paths: dict[str, Path | None] = {"stdout": None, "stderr": None}
     if logs is not None:
         try:
@@ -359,8 +353,8 @@ def script_result(call: ScriptCall) -> ScriptResult:
         for stream in paths:
             paths[stream] = logs / f"{shown}.{stream}.log"
             extra[f"{stream}_path"] = str(paths[stream])
-    out = Capture(max_output, paths["stdout"], secrets)
-    err = Capture(max_output, paths["stderr"], secrets)
+    out = Capture(call.max_output, paths["stdout"], secrets)
+    err = Capture(call.max_output, paths["stderr"], secrets)
 
     logger.info("started %s", script, extra={"script": str(script)})
     wake_r, wake_w = os.pipe()  # a stop from outside wakes the pump's select()
@@ -368,9 +362,9 @@ def script_result(call: ScriptCall) -> ScriptResult:
         proc, child = children.start(
             command,
             str(script),
-            grace=kill_grace,
+            grace=call.kill_grace,
             marker=marker,
-            tag=tag,
+            tag=call.tag,
             wake=wake_w,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -385,7 +379,7 @@ def script_result(call: ScriptCall) -> ScriptResult:
         err.close()
         what = "interpreter not found" if isinstance(exc, FileNotFoundError) else "cannot start"
         reason = getattr(exc, "strerror", None) or exc
-        return done(error=f"{what}: {python or sys.executable}: {reason}")
+        return done(error=f"{what}: {call.python or sys.executable}: {reason}")
 
     # Read once the child has exec'd: what it carried can only be below this.
     spawner_kib = _own_peak_kib()
@@ -393,7 +387,7 @@ def script_result(call: ScriptCall) -> ScriptResult:
     try:
         with children.running(proc, child):
             try:
-                timed_out = pump(proc, child, out, err, timeout, wake_r)
+                timed_out = pump(proc, child, out, err, call.timeout, wake_r)
             finally:
                 child.wake = None
                 os.close(wake_r)
@@ -426,18 +420,18 @@ def script_result(call: ScriptCall) -> ScriptResult:
             extra["write_error"] = str(unwritable)
             result = replace(result, error=secrets.mask(extra["write_error"]))
     elif timed_out:
-        result = done(**ended, status=Status.TIMEOUT, error=f"timed out after {timeout:g} s")
+        result = done(**ended, status=Status.TIMEOUT, error=f"timed out after {call.timeout:g} s")
     else:
-        allowed = set(allowed_exit_codes)
+        allowed = set(call.allowed_exit_codes)
         error = None
         if code not in allowed:
             if code is not None and code < 0:
                 error = f"killed by {_signal_name(-code)}"
             else:
                 error = f"exit code {code} (allowed: {sorted(allowed)})"
-            limited = cap is not None and memory_limit_mb is not None
-            if limited and _ran_out(stderr, peak, memory_limit_mb):  # type: ignore[arg-type]
-                error = f"memory limit of {memory_limit_mb:g} MB exceeded"
+            limit = call.memory_limit_mb
+            if cap is not None and limit is not None and _ran_out(stderr, peak, limit):
+                error = f"memory limit of {limit:g} MB exceeded"
         status = Status.PASSED if code in allowed else Status.FAILED
         result = done(**ended, status=status, exit_code=code, error=error)
     logger.info(

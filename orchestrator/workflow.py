@@ -711,16 +711,23 @@ class _Run:
         with contextlib.suppress(RuntimeError):  # the loop closed since the run returned
             self.loop.call_soon_threadsafe(self.attempted, name, handle)
 
-    def attempted(self, name: str, handle: Future[_Attempt]) -> None:
-        """A sync attempt ended: record its result, or wait out the delay to the next."""
-        if handle.cancelled() or name in self.results:
-            return  # cancel_all recorded it already
-        exc = handle.exception()
+    def ended(self, name: str, future: asyncio.Future[Any] | Future[Any]) -> Any:
+        """What a task's finished future holds; None when there is nothing to record
+        (cancelled, recorded already) or once its failure is recorded."""
+        if future.cancelled() or name in self.results:
+            return None  # cancel_all recorded it already
+        exc = future.exception()
         if exc is not None:  # failed_if raised: the task failed, the run goes on
             error = "".join(traceback.format_exception(exc))
             self.record(self.final(name, TaskStatus.FAILED, error=error))
+            return None
+        return future.result()
+
+    def attempted(self, name: str, handle: Future[_Attempt]) -> None:
+        """A sync attempt ended: record its result, or wait out the delay to the next."""
+        done: _Attempt | None = self.ended(name, handle)
+        if done is None:
             return
-        done = handle.result()
         if not done.again or self.wf._stop_reason is not None:
             self.record(done.result)
             return
@@ -742,14 +749,9 @@ class _Run:
 
     def settle(self, name: str, future: asyncio.Future[TaskResult]) -> None:
         """An async task's attempts ended: record their result (a late one is ignored)."""
-        if future.cancelled() or name in self.results:
-            return  # cancel_all recorded it already
-        exc = future.exception()
-        if exc is not None:  # failed_if raised: the task failed, the run goes on
-            error = "".join(traceback.format_exception(exc))
-            self.record(self.final(name, TaskStatus.FAILED, error=error))
-            return
-        self.record(future.result())
+        result: TaskResult | None = self.ended(name, future)
+        if result is not None:
+            self.record(result)
 
     def threads(self) -> _Threads:
         if self.pool is None:
