@@ -444,3 +444,18 @@ def test_a_torn_journal_line_is_skipped_and_compaction_keeps_the_latest(tmp_path
     lines = record.path.read_text().splitlines()
     assert len(lines) == 2
     assert record.load()["scripts/a.py"]["inputs"] == {"a": "h99"}
+
+
+def test_the_record_read_again_sees_what_was_appended_since(project: Project) -> None:
+    """The parse is kept while the file is the same; a line appended since is read."""
+    from orchestrator.changes import Record, Snapshot
+    from orchestrator.project import Project as Located
+
+    record = Record(Located.locate(project.scripts))
+    nothing = Snapshot(inputs={}, settings={}, python={}, packages={}, environ={})
+    record.update(project.script("a.py"), nothing, "passed")
+    assert set(record.load()) == {"scripts/a.py"}
+    record.update(project.script("b.py"), nothing, "failed")
+    entries = record.load()
+    assert set(entries) == {"scripts/a.py", "scripts/b.py"}
+    assert entries["scripts/b.py"]["status"] == "failed"

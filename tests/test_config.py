@@ -576,3 +576,18 @@ def test_a_script_typed_from_the_current_folder_gets_its_entry(
     config = load_config("scripts")
     assert get_script_config("scripts/sub/b.py", "scripts", config)["timeout"] == 7
     assert get_script_config("sub/b.py", "scripts", config)["timeout"] == 7
+
+
+def test_equal_settings_share_their_record_hashes(scripts: Path) -> None:
+    """Settings are a value: equal ones (``env`` in any order) hash alike, so the run
+    works out their hashes once; a different value gives other hashes."""
+    from orchestrator.changes import setting_hashes
+    from orchestrator.config import Settings
+
+    one = Settings(env={"A": "1", "B": "2"}, args=("x",))
+    same = Settings(env={"B": "2", "A": "1"}, args=("x",))
+    other = Settings(env={"A": "1", "B": "3"}, args=("x",))
+    assert one == same and hash(one) == hash(same)
+    assert setting_hashes(one) is setting_hashes(same)
+    assert setting_hashes(one)["env.B"] != setting_hashes(other)["env.B"]
+    assert setting_hashes(one).keys() == {*DEFAULT_SETTINGS.keys() - {"env"}, "env.A", "env.B"}
