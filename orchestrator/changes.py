@@ -323,7 +323,12 @@ class Snapshots:
             env = spec.key() if spec is not None else ""
         except EnvBuildError:
             env = "<invalid inline metadata>"
-        return {**interpreter_identity(self.python), "env": env}
+        return {**self._identity, "env": env}
+
+    @functools.cached_property
+    def _identity(self) -> dict[str, str]:
+        # Once per run: its realpath and stat cost more than a trivial script's whole record.
+        return interpreter_identity(self.python)
 
     def _rel(self, path: Path) -> str:
         text = str(path)

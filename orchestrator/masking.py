@@ -34,8 +34,10 @@ SECRET_NAME = re.compile(
 )
 
 
+@functools.lru_cache(maxsize=4096)
 def looks_secret(name: str) -> bool:
     """Whether an environment variable's name says its value is secret."""
+    # Cached: each script's start asks this of every variable in the environment.
     return SECRET_NAME.search(name) is not None
 
 

@@ -297,7 +297,8 @@ def script_result(call: ScriptCall) -> ScriptResult:
     base = Path(os.path.abspath(call.scripts_dir)) if call.scripts_dir is not None else None
     blank = base_result(script, base)
     start, started = _now(), time.monotonic()
-    secrets = Masker.of_environment({**os.environ, **(call.env or {})}, call.secret_names)
+    environ = {**os.environ, **(call.env or {})}  # os.environ decodes each item it gives
+    secrets = Masker.of_environment(environ, call.secret_names)
     secrets |= call.masker or Masker()
     extra: dict[str, Any] = {}  # stdout_path/stderr_path, trace/trace_error, write_error
 
@@ -326,7 +327,7 @@ def script_result(call: ScriptCall) -> ScriptResult:
     token = os.urandom(16).hex()  # uuid costs 2 ms of imports at start-up
     variable = f"{children.marker_prefix}{token}"
     marker = f"{variable}=".encode()
-    child_env = {**os.environ, **(call.env or {}), variable: "1"}
+    child_env = {**environ, variable: "1"}
     _pythonpath(child_env, found)
     trace_file = None
     if call.trace and found is not None:
