@@ -19,7 +19,6 @@ import functools
 import hashlib
 import json
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -39,7 +38,7 @@ from ._files import (
 )
 from .config import Settings
 from .dag import remaining_chains
-from .environments import EnvBuildError, Environments
+from .environments import EnvBuildError, Environments, interpreter_identity
 from .errors import WriteError
 from .inputs import InputGraph
 from .plan import Plan, ScriptJob
@@ -98,41 +97,6 @@ def setting_hashes(settings: Settings) -> dict[str, str]:
         else:
             hashes[name] = _short_hash(value)
     return hashes
-
-
-_IDENTITIES: dict[tuple[Any, ...], dict[str, str]] = {}
-
-
-def interpreter_identity(python: str | None = None) -> dict[str, str]:
-    """The identity of the Python scripts run with: its path, version and build.
-
-    Ours costs nothing; another one (``--python``) is asked once per run of
-    orch and file version, so an interpreter recreated at the same path with
-    another version is told apart.
-    """
-    if not python:
-        version, _, build = sys.version.partition(" ")
-        return {"path": sys.executable, "version": version, "build": build}
-    try:
-        real = os.path.realpath(python)
-        st = os.stat(real)
-        key: tuple[Any, ...] = (real, st.st_mtime_ns, st.st_size, st.st_ino)
-    except OSError:
-        return {"path": python, "version": "unknown", "build": "not found"}
-    if key not in _IDENTITIES:
-        try:
-            out = subprocess.run(
-                [python, "-I", "-S", "-c", "import sys; print(sys.version)"],
-                capture_output=True,
-                text=True,
-                timeout=30,
-                check=True,
-            ).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            out = "unknown (it does not run)"
-        version, _, build = " ".join(out.split()).partition(" ")
-        _IDENTITIES[key] = {"path": python, "version": version, "build": build}
-    return _IDENTITIES[key]
 
 
 @dataclass(frozen=True)

@@ -20,10 +20,14 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
 from .errors import ExitCode, OrchestratorError
+
+if TYPE_CHECKING:  # imported where used: start-up pays only for the command it runs
+    from .changes import Tracking
+    from .plan import Plan, RunOptions
 
 __all__ = ["main", "run_orchestrator"]
 
@@ -143,6 +147,23 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
         help="with --executor dask: the scheduler, e.g. tcp://host:8786 "
         "(default: $ORCH_DASK_SCHEDULER, or a LocalCluster sized to this machine)",
     )
+    _cache_options(parser)
+    parser.add_argument(
+        "--cache-write",
+        action="store_true",
+        help="publish passes to the cache: trusted CI on protected branches only",
+    )
+
+
+def _cache_options(parser: argparse.ArgumentParser) -> None:
+    cache = parser.add_mutually_exclusive_group()
+    cache.add_argument(
+        "--cache",
+        metavar="URL",
+        help="restore passes from this shared cache: a folder, file://, s3://bucket/prefix "
+        "(default: $ORCH_CACHE, or the config's cache:)",
+    )
+    cache.add_argument("--no-cache", action="store_true", help="use no shared cache")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -236,6 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="the scripts directory (default: scripts/ under the project root)",
     )
     why.add_argument("--python", metavar="PATH", help="as orch run --python")
+    _cache_options(why)
     why.add_argument("--json", action="store_true", help="print JSON instead of text")
     why.add_argument("--max-depth", type=_depth, default=MAX_DEPTH, help=_DEPTH_HELP)
 
@@ -350,10 +372,25 @@ def _options(args: argparse.Namespace, argv: Sequence[str]) -> Any:
         executor=getattr(args, "executor", "local"),
         scheduler=getattr(args, "scheduler", None),
         output_dir=getattr(args, "output_dir", None),
+        cache=_cache_url(args),
+        cache_write=getattr(args, "cache_write", False),
         verbosity=getattr(args, "verbose", 0) - getattr(args, "quiet", 0),
         color=False if getattr(args, "no_color", False) else None,
         command=("orch", *argv),
     )
+
+
+def _cache_url(args: argparse.Namespace) -> str | None:
+    """The cache of the command line, else of ``ORCH_CACHE``; None: the config's.
+
+    A folder is taken from the current directory, as every path given here is.
+    """
+    if getattr(args, "no_cache", False):
+        return ""
+    url = getattr(args, "cache", None) or os.environ.get("ORCH_CACHE") or None
+    if url is None or "://" in url:
+        return url
+    return str(Path(url).resolve())
 
 
 @contextmanager
@@ -592,6 +629,7 @@ def _cmd_why(args: argparse.Namespace, argv: Sequence[str]) -> int:
                 "inputs_incomplete": list(incomplete(job, snapshots.trace(job))),
             }
         )
+    _cached(plan, options, tracking, answers)
     tracking.graph.save()
     mask = plan.masker.mask_data
     if args.json:
@@ -603,11 +641,43 @@ def _cmd_why(args: argparse.Namespace, argv: Sequence[str]) -> int:
             print(f"{name} runs:")
             for reason in answer["why"]:
                 print(f"  {name_text(reason)}")
+            if answer.get("cache"):
+                print(f"  would be restored from the cache: {name_text(answer['cache'])}")
         else:
             print(f"{name} is up to date: passed with the same inputs at {answer['since']}")
         for gap in answer["inputs_incomplete"]:
             print(f"  inputs incomplete: {name_text(gap)}")
     return ExitCode.OK
+
+
+def _cached(
+    plan: Plan, options: RunOptions, tracking: Tracking, answers: list[dict[str, Any]]
+) -> None:
+    """``orch why``: say of each script that would run whether the cache holds its pass."""
+    from .cache import Cache, cache_url, open_store
+
+    url = cache_url(options.cache, plan.cache, plan.project.root)
+    runs = {answer["script"]: answer for answer in answers if answer["runs"]}
+    if not url or not runs:
+        return
+    envs = tracking.environments(plan)
+    cache = Cache(
+        open_store(url, plan.project.root),
+        tracking.graph,
+        envs,
+        options.python,
+        plan.masker,
+        plan.secret_names,
+        build=False,
+    )
+    try:
+        jobs = [job for job in plan.jobs if job.rel in runs]
+        cache.prefetch(jobs)
+        for job in jobs:
+            entry = cache.lookup(job)
+            runs[job.rel]["cache"] = entry.origin if entry is not None else None
+    finally:
+        cache.close()
 
 
 def _cmd_deps(args: argparse.Namespace, argv: Sequence[str]) -> int:

@@ -58,7 +58,15 @@ __all__ = [
 #: Statuses a script may be retried on.
 _RETRYABLE = tuple(s.value for s in Status if s.retryable)
 
-_SECTIONS = ("default", "skip", "timeout_override", "scripts", "environments", "secrets")
+_SECTIONS = (
+    "default",
+    "skip",
+    "timeout_override",
+    "scripts",
+    "environments",
+    "secrets",
+    "cache",
+)
 _ENV_KEYS = ("requirements", "requirements_file", "python", "scripts")
 _ENV_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
 #: The name of the scripts that belong to no environment (the nox default session).
@@ -402,6 +410,13 @@ def _validate(source: str, data: Any) -> dict[str, Any]:
             f"{source}: secrets: {exc}; list the names of variables whose values are masked"
         ) from None
 
+    cache = data.get("cache")
+    if cache is not None and (not isinstance(cache, str) or not cache.strip()):
+        raise ConfigError(
+            f"{source}: cache: expected a folder or a URL such as s3://bucket/prefix, "
+            f"got {_describe(cache)}"
+        )
+
     overrides: dict[str, float] = {}
     for key, item in mapping("timeout_override").items():
         try:
@@ -419,6 +434,7 @@ def _validate(source: str, data: Any) -> dict[str, Any]:
         },
         "environments": _validate_environments(source, data.get("environments")),
         "secrets": secrets,
+        "cache": cache,
     }
 
 

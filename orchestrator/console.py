@@ -19,6 +19,7 @@ from .reporting import (
     Reporter,
     RunInfo,
     ScriptStarted,
+    cache_line,
     memory_text,
     mermaid_label,
     name_text,
@@ -255,6 +256,9 @@ class ConsoleReporter(Reporter):
                 interrupted=run.interrupted,
             )
         )
+        cached = cache_line(run.cache)
+        if cached is not None:
+            self._write(f"{name_text(cached)}\n")
         if run.escaped and self.verbosity >= 0:
             self._write(
                 f"escaped: {run.escaped} processes left by scripts that ran at once "

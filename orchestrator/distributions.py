@@ -20,10 +20,11 @@ from __future__ import annotations
 import csv
 import os
 import re
+import sys
 import time
 from collections.abc import Iterable
 
-__all__ = ["installed"]
+__all__ = ["installed", "site_folders"]
 
 _SUFFIXES = (".dist-info", ".egg-info")
 # A folder changed this recently may change again within the same timestamp tick
@@ -52,6 +53,40 @@ def installed(locations: Iterable[str]) -> dict[str, str]:
         if dist is not None:
             found[dist[0]] = dist[1]
     return found
+
+
+_SITES: dict[str, tuple[str, ...]] = {}
+
+
+def site_folders(python: str | None = None) -> tuple[str, ...]:
+    """The site folders of ``python`` (default: ours), in import order.
+
+    Where a trace's packages are looked for on another machine: the folder
+    differs, the module's name in it does not. Another interpreter is asked
+    once per process; one that does not answer has none.
+    """
+    key = python or ""
+    if key not in _SITES:
+        if python is None:
+            paths = list(sys.path)
+        else:
+            import subprocess
+
+            try:
+                out = subprocess.run(
+                    [python, "-c", "import sys; print('\\n'.join(sys.path))"],
+                    capture_output=True,
+                    text=True,
+                    timeout=30,
+                    stdin=subprocess.DEVNULL,
+                )
+                paths = out.stdout.splitlines() if out.returncode == 0 else []
+            except (OSError, subprocess.SubprocessError):
+                paths = []
+        _SITES[key] = tuple(
+            p for p in paths if os.path.basename(p) in ("site-packages", "dist-packages")
+        )
+    return _SITES[key]
 
 
 def _normalise(name: str) -> str:

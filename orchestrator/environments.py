@@ -41,7 +41,14 @@ from .errors import OrchestratorError
 from .processes import children
 from .project import Project
 
-__all__ = ["EnvBuildError", "EnvSpec", "Environments", "inline_metadata", "satisfies"]
+__all__ = [
+    "EnvBuildError",
+    "EnvSpec",
+    "Environments",
+    "inline_metadata",
+    "interpreter_identity",
+    "satisfies",
+]
 
 _MARKER = "orchestrator-env.json"
 _INSTALL_TIMEOUT = 900.0
@@ -139,6 +146,41 @@ class EnvSpec:
                 digest.update(b"<missing>")
         digest.update(sys.executable.encode())
         return digest.hexdigest()[:16]
+
+
+_IDENTITIES: dict[tuple[Any, ...], dict[str, str]] = {}
+
+
+def interpreter_identity(python: str | None = None) -> dict[str, str]:
+    """The identity of the Python scripts run with: its path, version and build.
+
+    Ours costs nothing; another one (``--python``) is asked once per run of
+    orch and file version, so an interpreter recreated at the same path with
+    another version is told apart.
+    """
+    if not python:
+        version, _, build = sys.version.partition(" ")
+        return {"path": sys.executable, "version": version, "build": build}
+    try:
+        real = os.path.realpath(python)
+        st = os.stat(real)
+        key: tuple[Any, ...] = (real, st.st_mtime_ns, st.st_size, st.st_ino)
+    except OSError:
+        return {"path": python, "version": "unknown", "build": "not found"}
+    if key not in _IDENTITIES:
+        try:
+            out = subprocess.run(
+                [python, "-I", "-S", "-c", "import sys; print(sys.version)"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=True,
+            ).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            out = "unknown (it does not run)"
+        version, _, build = " ".join(out.split()).partition(" ")
+        _IDENTITIES[key] = {"path": python, "version": version, "build": build}
+    return _IDENTITIES[key]
 
 
 def _run_installer(command: Sequence[str], what: str) -> None:
@@ -303,6 +345,10 @@ class Environments:
             with self._lock:
                 self._ready[key] = python
             return python
+
+    def ready(self, spec: EnvSpec) -> bool:
+        """Whether ``spec``'s environment is built (:meth:`python` would build nothing)."""
+        return (self.dir / spec.key() / _MARKER).is_file()
 
     def _ensure(self, spec: EnvSpec, key: str) -> Path:
         env = self.dir / key

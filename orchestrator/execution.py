@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from . import ledger
-from ._files import ensure_state_dir
+from ._files import atomic_write_text, ensure_state_dir
+from .cache import Cache, Entry, Store, cache_url, open_store
 from .changes import (
     Snapshot,
     Snapshots,
@@ -143,6 +144,8 @@ class _ScriptRun:
         self.executor = executor or LocalExecutor()
         self.force = force
         self.snapshots = self.tracking.snapshots(plan, self.envs)
+        #: The shared result cache, when the run has one (see :meth:`use_cache`).
+        self.cache: Cache | None = None
         self.workflow = Workflow(
             f"orch run {run.run_id}", max_concurrency=options.jobs, listener=self.on_event
         )
@@ -173,6 +176,27 @@ class _ScriptRun:
             entries = self.snapshots.entries()
             for rel, chain in expected_chains(self.plan, entries, self.record).items():
                 self.workflow.tasks[rel].priority = chain
+
+    def use_cache(self, store: Store) -> None:
+        """Look passes up in ``store`` (publish there with ``--cache-write``).
+
+        What will run is fetched ahead; ``--force`` runs everything and looks nothing up.
+        """
+        self.cache = Cache(
+            store,
+            self.graph,
+            self.envs,
+            self.options.python,
+            self.plan.masker,
+            self.plan.secret_names,
+            write=self.options.cache_write,
+        )
+        if not self.options.force:
+            self.cache.prefetch(
+                job
+                for job in self.plan.jobs
+                if job.rel not in self.plan.fresh and not job.settings.skip
+            )
 
     def tell(self, event: Callable[[Reporter], None]) -> None:
         """Give every reporter an event: ``tell(lambda r: r.tick())``."""
@@ -250,6 +274,10 @@ class _ScriptRun:
         # Taken as the script starts: what it ran with, whatever it writes.
         started_ns = file_clock_ns()
         before = self.snapshots.now(job)
+        if self.cache is not None and not self.options.force:
+            entry = self.cache.lookup(job)
+            if entry is not None:
+                return self.restore(job, entry, before, started_ns)
         try:
             python = self.interpreter(job)
         except EnvBuildError as exc:
@@ -290,9 +318,77 @@ class _ScriptRun:
         if "write_error" in result.extra:  # its stream logs: the disk is full
             self.cannot_write(OrchestratorError(result.extra["write_error"]))
         if result.recorded:
+            snapshot = None
             with self.writing():
-                self.remember(job, result, before, trace, started_ns)
+                snapshot = self.remember(job, result, before, trace, started_ns)
+            if self.cache is not None and snapshot is not None and result.status is Status.PASSED:
+                self.share(job, result, snapshot, trace)
         return result
+
+    def share(
+        self,
+        job: ScriptJob,
+        result: ScriptResult,
+        snapshot: Snapshot,
+        trace: Trace | TraceError | None,
+    ) -> None:
+        """Publish a pass to the cache, when it may be shared (``--cache-write``)."""
+        assert self.cache is not None
+        if not self.cache.write:
+            return
+        known = trace if isinstance(trace, Trace) else None
+        if self.attempts[job.rel] > 1:
+            return  # passed on a retry: not reproducible
+        if self.cache.unpublishable(job, known, result.inputs_incomplete) is None:
+            assert known is not None
+            self.cache.publish(
+                job,
+                known,
+                snapshot.inputs,
+                result.execution_time,
+                result.stdout,
+                result.stderr,
+                result.peak_memory_mb,
+            )
+
+    def restore(
+        self, job: ScriptJob, entry: Entry, before: Snapshot, started_ns: int
+    ) -> ScriptResult:
+        """A script the cache holds a pass of: ``skipped``, its logs as they were, and
+        recorded as passed, so that the next ``--changed`` knows it too."""
+        assert self.cache is not None
+        mask = self.plan.masker.mask
+        extra: dict[str, Any] = {
+            "cache": {
+                "url": self.cache.url,
+                "key": entry.key,
+                "host": mask(entry.host),
+                "commit": entry.commit,
+                "time": entry.time,
+                "saved": entry.execution_time,
+            }
+        }
+        if self.run.run_dir is not None:
+            logs = self.run.run_dir / "logs" / Path(job.rel).parent
+            for stream, text in (("stdout", entry.stdout), ("stderr", entry.stderr)):
+                if text:
+                    path = logs / f"{mask(job.path.name)}.{stream}.log"
+                    with self.writing():
+                        atomic_write_text(path, mask(text), durable=False)
+                    extra[f"{stream}_path"] = str(path)
+        result = replace(
+            skipped_result(job.path, self.scripts_dir, mask(entry.reason)),
+            stdout=mask(entry.stdout),
+            stderr=mask(entry.stderr),
+            extra=extra,
+        )
+        trace = self.cache.trace_of(job, entry)
+        snapshot = self.snapshots.after(job, before, trace, started_ns)
+        with self.writing():
+            self.record.update(
+                job.path, snapshot, Status.PASSED.value, trace=trace, duration=entry.execution_time
+            )
+        return self.finish(job, result, 0)
 
     def stale_now(self, job: ScriptJob) -> bool:
         """Whether an up-to-date script must run after all: decided again, now.
@@ -349,13 +445,14 @@ class _ScriptRun:
         before: Snapshot,
         trace: Trace | TraceError | None,
         started_ns: int,
-    ) -> None:
+    ) -> Snapshot:
         """Record what the script ran with, and the trace that names it when it was traced."""
         known = trace if isinstance(trace, Trace) else None
         snapshot = self.snapshots.after(job, before, known, started_ns)
         self.record.update(
             job.path, snapshot, result.status.value, trace=trace, duration=result.execution_time
         )
+        return snapshot
 
     def interpreter(self, job: ScriptJob) -> str | None:
         """The Python a script runs with: its isolated environment's, or the run's."""
@@ -494,6 +591,8 @@ def execute(
         command=plan.masker.mask_data(options.command),
         start_time=start.isoformat(),
     )
+    url = cache_url(options.cache, plan.cache, plan.project.root)
+    store = open_store(url, plan.project.root) if url else None  # a bad URL: before anything
     own_executor = executor is None
     if executor is None:
         executor = make_executor(options.executor, options.scheduler)  # may refuse: first
@@ -513,6 +612,8 @@ def execute(
     plan = select(plan, options, bridge.tracking, bridge.snapshots)
     bridge.plan = plan = infer_order(plan, bridge.snapshots.traces(plan.jobs))
     bridge.schedule()
+    if store is not None:
+        bridge.use_cache(store)
     run.notes = [plan.masker.mask(note) for note in plan.notes]  # with what the selection says
     mask = plan.masker.mask
     run.jobs = options.jobs
@@ -534,6 +635,9 @@ def execute(
                 children.terminate()
             if own_executor:
                 executor.close()
+            if bridge.cache is not None:  # what it publishes is in the store before we end
+                bridge.cache.close()
+                run.cache = bridge.cache.summary()
             # What no script could claim (see Registry): nothing of the run may outlive it.
             run.escaped = children.stop_orphans()
         run.interrupted = stop.is_set()

@@ -60,6 +60,11 @@ class RunOptions:
     #: The Dask scheduler's address; None starts a LocalCluster.
     scheduler: str | None = None
     output_dir: Path | None = None
+    #: The shared result cache (see :mod:`orchestrator.cache`): a folder or URL; None:
+    #: the config's ``cache:``; ``""``: none.
+    cache: str | None = None
+    #: Publish passes to the cache (trusted CI only).
+    cache_write: bool = False
     verbosity: int = 0
     color: bool | None = None
     command: tuple[str, ...] = ()
@@ -102,6 +107,8 @@ class Plan:
     masker: Masker = field(default_factory=Masker)
     #: The config's ``secrets:`` names (a worker looks them up in its own environment).
     secret_names: tuple[str, ...] = ()
+    #: The config's ``cache:`` (a folder relative to the project root, or a URL).
+    cache: str | None = None
 
     @property
     def config_file(self) -> Path | None:
@@ -269,6 +276,7 @@ def build_plan(options: RunOptions, *, count_left_out: bool = False) -> Plan:
         left_out=found.left_out_line(),
         masker=config_masker(config, os.environ),
         secret_names=tuple(config["secrets"]),
+        cache=config.get("cache"),
     )
 
 

@@ -15,7 +15,7 @@ A new format is a new reporter, not a branch in the engine.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,6 +67,8 @@ class RunInfo:
     depends_on: dict[str, list[str]] = field(default_factory=dict)
     #: Processes left by scripts that could not be told apart, stopped as the run ended.
     escaped: int = 0
+    #: The shared cache's part (:meth:`~orchestrator.cache.Cache.summary`); None: no cache.
+    cache: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -120,6 +122,20 @@ def why_text(why: Sequence[str], limit: int = 2) -> str:
 def memory_text(megabytes: float | None) -> str:
     """A peak memory as the tables show it: ``59.3 MB``, or empty when unknown."""
     return "" if megabytes is None else f"{megabytes:.1f} MB"
+
+
+def cache_line(cache: Mapping[str, Any] | None) -> str | None:
+    """What a run got from the shared cache and gave it, in a sentence (None: no cache)."""
+    if not cache:
+        return None
+    restored, saved = int(cache.get("restored") or 0), float(cache.get("saved") or 0.0)
+    line = f"cache {cache.get('url')}: {restored} restored"
+    if restored:
+        line += f", {saved:.2f} s of running saved"
+    line += f", {int(cache.get('published') or 0)} published"
+    if cache.get("unavailable"):
+        line += f" (unavailable: {cache['unavailable']})"
+    return line
 
 
 def summarize(results: Iterable[ScriptResult]) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from .reporting import (
     TAIL_LINES,
     Reporter,
     RunInfo,
+    cache_line,
     md_cell,
     md_code,
     md_fence,
@@ -115,6 +116,9 @@ def render_markdown(summary: Mapping[str, Any], results: Sequence[ScriptResult])
         + (" - **interrupted**" if summary.get("interrupted") else "")
         + "\n\n"
     )
+    cached = cache_line(summary.get("cache"))
+    if cached is not None:
+        out.write(f"{md_cell(cached)}\n\n")
     for note in summary.get("notes", []):
         out.write(f"> {md_cell(note)}\n\n")
 
@@ -419,6 +423,7 @@ def generate_report(
     jobs: int = 1,
     depends_on: Mapping[str, Sequence[str]] | None = None,
     escaped: int = 0,
+    cache: Mapping[str, Any] | None = None,
 ) -> dict[str, Path]:
     """Write ``summary.json``, ``report.md``, ``junit.xml`` and ``trace.json``, atomically.
 
@@ -426,7 +431,8 @@ def generate_report(
     a library caller's may have only some keys). ``jobs`` (the run's ``-j``)
     gives the parallel efficiency; ``depends_on`` (``{path: its dependencies}``)
     the longest chain drawn in the Markdown; ``escaped`` counts processes stopped
-    as the run ended that no one script could be credited with.
+    as the run ended that no one script could be credited with; ``cache`` is
+    what the shared cache restored and published (see ``RunInfo.cache``).
     When ``GITHUB_STEP_SUMMARY`` is set, the Markdown is appended to that file.
     Returns the written paths by kind (``summary``, ``markdown``, ``junit``, ``trace``).
     """
@@ -457,6 +463,7 @@ def generate_report(
         "exit_code": exit_code_for((r.status.value for r in values), interrupted),
         "notes": list(notes),
         "escaped": escaped,
+        "cache": dict(cache) if cache else None,
         "results": [_without_streams(r) for r in values],
     }
     markdown = render_markdown(summary, values)
@@ -537,6 +544,7 @@ class FileReporter(Reporter):
             jobs=run.jobs,
             depends_on=run.depends_on,
             escaped=escaped,
+            cache=run.cache,
         )
         point_latest(run.run_dir.parent, run.run_dir)
 

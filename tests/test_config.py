@@ -108,6 +108,7 @@ def test_no_config_gives_empty_defaults(scripts: Path) -> None:
         "scripts": {},
         "environments": {},
         "secrets": [],
+        "cache": None,
         "config_file": None,
         "project_root": str(scripts.parent),
     }
