@@ -40,7 +40,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Protocol
@@ -395,11 +395,8 @@ class Entry:
         return f"cached: {self.origin}"
 
 
-@dataclass
-class Lookup:
-    """What a script's bucket held: the entries read, checked, newest first."""
-
-    entries: list[tuple[str, Entry]] = field(default_factory=list)
+#: What a script's bucket held: ``(bucket, entry)`` read and checked, newest first.
+_Found = list[tuple[str, "Entry"]]
 
 
 class Cache:
@@ -438,7 +435,7 @@ class Cache:
         self._warned: set[str] = set()
         self._lock = threading.Lock()
         self._pool = concurrent.futures.ThreadPoolExecutor(FETCHERS, "orch-cache")
-        self._lookups: dict[Path, concurrent.futures.Future[Lookup]] = {}
+        self._lookups: dict[Path, concurrent.futures.Future[_Found]] = {}
         self._publishing: list[concurrent.futures.Future[None]] = []
         self._commit: str | bool | None = False  # False: not asked yet
 
@@ -537,15 +534,15 @@ class Cache:
         for job in jobs:
             self._future(job)
 
-    def _future(self, job: ScriptJob) -> concurrent.futures.Future[Lookup]:
+    def _future(self, job: ScriptJob) -> concurrent.futures.Future[_Found]:
         with self._lock:
             if job.path not in self._lookups:
                 bucket = self.bucket(job)
                 self._lookups[job.path] = self._pool.submit(self._fetch, job, bucket)
             return self._lookups[job.path]
 
-    def _fetch(self, job: ScriptJob, bucket: str | None) -> Lookup:
-        found = Lookup()
+    def _fetch(self, job: ScriptJob, bucket: str | None) -> _Found:
+        found: _Found = []
         if bucket is None or self._down is not None:
             return found
         try:
@@ -560,7 +557,7 @@ class Cache:
                 except ValueError as exc:
                     self._warn(name, f"cache: entry {name} ignored: {exc}")
                     continue
-                found.entries.append((bucket, entry))
+                found.append((bucket, entry))
         except CacheUnavailable as exc:
             self._unavailable(str(exc))
         return found
@@ -578,7 +575,7 @@ class Cache:
         except Exception as exc:  # our own bug in a fetch: a miss, said once
             self._warn("lookup", f"cache: lookup failed: {exc!r}")
             return None
-        for bucket, entry in found.entries:
+        for bucket, entry in found:
             if self.key(job, bucket, entry.recipe) == entry.key:
                 with self._lock:
                     self.restored += 1
