@@ -27,19 +27,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ._files import (
-    atomic_write_bytes,
-    atomic_write_text,
-    clear_damaged,
-    ensure_state_dir,
-    locked,
-    state_hint,
-    warn_damaged,
-)
+from ._files import Journal, ensure_state_dir
 from .config import Settings
 from .dag import remaining_chains
 from .environments import EnvBuildError, Environments, interpreter_identity
-from .errors import WriteError
 from .inputs import InputGraph
 from .plan import Plan, ScriptJob
 from .project import Project
@@ -412,78 +403,32 @@ def file_clock_ns() -> int:
 class Record:
     """The last fingerprint and status of each script: ``.orchestrator/record.jsonl``.
 
-    A journal: each finished script appends one JSON line with a single
-    ``write`` in append mode, so an entry is whole or absent (a torn last line
-    from a crash is skipped on reading) and nothing earlier is ever rewritten
-    in place. The last line for a script wins. :meth:`compact` rewrites the
-    journal atomically, under an exclusive lock that appends wait for.
+    A :class:`~orchestrator._files.Journal`: each finished script appends one
+    line, whole or absent, and the last line for a script wins. A damaged
+    record counts as empty, so every script reruns: never a stale pass.
+    :meth:`compact` rewrites it with one line per script.
     """
 
     def __init__(self, project: Project) -> None:
         self.root = project.root
         self.state = project.state_dir
         self.path = self.state / "record.jsonl"
-        self._lock = self.state / "record.lock"
-        self._damaged = False  # found damaged: the next write starts it anew
+        self.journal = Journal(self.path, self.state / "record.lock", _valid_entry)
         self._older = False  # holds an older orch's lines (said once)
-        # The entries last read, and the file they were read from (inode, size, mtime).
-        self._parsed: tuple[tuple[int, int, int], list[dict[str, Any]]] | None = None
+        self._checked: list[dict[str, Any]] | None = None  # the lines last checked for that
 
     def key(self, script: Path) -> str:
         """The record's key for a script: its path relative to the project root."""
         return Path(os.path.relpath(script, self.root)).as_posix()
 
     def _lines(self) -> list[dict[str, Any]]:
-        """Every whole entry; none when the journal is damaged (it is then rewritten).
-
-        A torn last line (a crash mid-append) is skipped; any other damage (bytes
-        that are not UTF-8 JSON, an entry of the wrong shape, a folder) makes the
-        whole record count as absent, so every script reruns: never a stale pass.
-        """
-        try:
-            with open(self.path, "rb") as handle:
-                st = os.fstat(handle.fileno())
-                key = (st.st_ino, st.st_size, st.st_mtime_ns)
-                if self._parsed is not None and self._parsed[0] == key:
-                    return self._parsed[1]  # compact() read it, and the run reads it again
-                data = handle.read()
-        except FileNotFoundError:
-            return []
-        except OSError as exc:
-            return self._damage(exc.strerror or type(exc).__name__)
-        entries = self._parse(data)
-        if not self._damaged:
-            self._parsed = (key, entries)
-        return entries
-
-    def _parse(self, data: bytes) -> list[dict[str, Any]]:
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError:
-            return self._damage("not UTF-8")
-        lines = text.split("\n")
-        if lines and lines[-1] == "":
-            lines.pop()
-        elif lines:
-            lines.pop()  # torn by a crash: not an entry yet
-        entries = []
-        for line in lines:
-            try:
-                entry = json.loads(line)
-            except ValueError:
-                return self._damage("a line that is not JSON")
-            if not _valid_entry(entry):
-                return self._damage("an entry of the wrong shape")
-            if not _current(entry) and not self._older:
+        lines = self.journal.read()
+        if lines is not self._checked:
+            self._checked = lines
+            if not self._older and not all(map(_current, lines)):
                 self._older = True
                 _say_older(self.path)
-            entries.append(entry)
-        return entries
-
-    def _damage(self, why: str) -> list[dict[str, Any]]:
-        warn_damaged(self.path, why)
-        self._damaged = True
-        return []
+        return lines
 
     def load(self) -> dict[str, dict[str, Any]]:
         """The latest entry of every script; an unreadable record counts as empty."""
@@ -514,46 +459,23 @@ class Record:
             entry["duration"] = round(duration, 6)
         entry.update(snapshot.to_record())
         entry.update(trace_fields(trace))
-        line = (json.dumps(entry) + "\n").encode()
         ensure_state_dir(self.state)
-        try:
-            if self._damaged or self._older or self.path.is_dir():
-                # Written anew: empty when damaged, else without an older orch's lines.
-                with locked(self._lock):
-                    clear_damaged(self.path)
-                    kept = [] if self._damaged else list(self.load().values())
-                    text = "".join(json.dumps(e) + "\n" for e in kept if _current(e))
-                    atomic_write_bytes(self.path, text.encode() + line, durable=False)
-                self._damaged = self._older = False
-                return
-            with locked(self._lock, shared=True):
-                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
-                try:
-                    written = 0
-                    while written < len(line):  # a short write (a disk filling up) goes on
-                        written += os.write(fd, line[written:])
-                finally:
-                    os.close(fd)
-        except WriteError as exc:
-            raise WriteError(self.path, exc.cause, state_hint(self.path)) from None
-        except OSError as exc:
-            raise WriteError(self.path, exc, state_hint(self.path)) from None
+        if self._older:  # written anew without an older orch's lines
+            self.journal.rewrite(lambda lines: [*_latest(lines), entry])
+            self._older = False
+        else:
+            self.journal.append([entry])
 
     def compact(self, slack: int = 4) -> None:
         """Rewrite the journal with one line per script once it has ``slack`` times more."""
         lines = self._lines()
-        latest = {entry["script"]: entry for entry in lines}
-        if len(lines) <= slack * max(len(latest), 16):
-            return
-        try:
-            with locked(self._lock):
-                latest = self.load()  # appends may have landed since
-                text = "".join(json.dumps(entry) + "\n" for entry in latest.values())
-                atomic_write_text(self.path, text, durable=False)
-        except WriteError as exc:
-            raise WriteError(self.path, exc.cause, state_hint(self.path)) from None
-        except OSError as exc:
-            raise WriteError(self.path, exc, state_hint(self.path)) from None
+        if len(lines) > slack * max(len({e["script"] for e in lines}), 16):
+            self.journal.rewrite(_latest)
+
+
+def _latest(lines: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The last current line of each script."""
+    return [e for e in {e["script"]: e for e in lines}.values() if _current(e)]
 
 
 #: Seconds a script without a recorded duration is expected to take, when no
