@@ -32,11 +32,11 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import functools
 import hashlib
 import json
 import logging
 import os
-import subprocess
 import sys
 import threading
 from collections.abc import Iterable, Mapping, Sequence
@@ -52,6 +52,7 @@ from .errors import ConfigError
 from .inputs import InputGraph
 from .masking import Masker, looks_secret
 from .plan import ScriptJob
+from .project import git_commit
 from .tracing import Trace
 
 __all__ = [
@@ -437,7 +438,11 @@ class Cache:
         self._pool = concurrent.futures.ThreadPoolExecutor(FETCHERS, "orch-cache")
         self._lookups: dict[Path, concurrent.futures.Future[_Found]] = {}
         self._publishing: list[concurrent.futures.Future[None]] = []
-        self._commit: str | bool | None = False  # False: not asked yet
+
+    @functools.cached_property
+    def commit(self) -> str | None:
+        """The commit checked out here, named in what this run publishes."""
+        return git_commit(self.graph.root)
 
     # -- keys -----------------------------------------------------------------------
 
@@ -653,7 +658,7 @@ class Cache:
             recipe=recipe,
             trace={k: list(getattr(trace, k)) for k in ("reads", "writes", "modules", "listed")},
             host=os.uname().nodename if hasattr(os, "uname") else "unknown",
-            commit=self._git_commit(),
+            commit=self.commit,
             time=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             execution_time=round(execution_time, 6),
             stdout=self.masker.mask(stdout)[-MAX_LOG:],
@@ -673,22 +678,6 @@ class Cache:
                     self.published += 1
         except CacheUnavailable as exc:
             self._unavailable(str(exc))
-
-    def _git_commit(self) -> str | None:
-        if self._commit is False:
-            try:
-                out = subprocess.run(
-                    ["git", "rev-parse", "HEAD"],
-                    cwd=self.graph.root,
-                    capture_output=True,
-                    text=True,
-                    timeout=10,
-                    stdin=subprocess.DEVNULL,
-                )
-                self._commit = out.stdout.strip() if out.returncode == 0 else None
-            except (OSError, subprocess.SubprocessError):
-                self._commit = None
-        return self._commit if isinstance(self._commit, str) else None
 
     # -- the run's end, and warnings ------------------------------------------------
 

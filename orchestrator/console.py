@@ -19,12 +19,14 @@ from .reporting import (
     Reporter,
     RunInfo,
     ScriptStarted,
+    by_verdict,
     cache_line,
     memory_text,
     mermaid_label,
     name_text,
     tail,
     totals_line,
+    verdict_note,
     visible,
     why_text,
 )
@@ -56,6 +58,14 @@ _COLORS = {
     Status.TIMEOUT: "33",
     Status.ERROR: "35",
     Status.SKIPPED: "36",
+}
+
+
+#: How the summary names what history says of a script (see :mod:`orchestrator.history`).
+_VERDICT_LABELS = {
+    "new failure": "new failures (passed last run)",
+    "fixed": "fixed (failed last run)",
+    "flaky": "flaky (same inputs passed and failed)",
 }
 
 
@@ -136,6 +146,17 @@ def render_console_summary(
             out.write(f"\nskipped ({name_text(reason or 'no reason given')}): {listed}")
         if by_reason:
             out.write("\n")
+    if verbosity >= 0:
+        for verdict, found in by_verdict(results).items():
+            named = found if verbosity > 0 else found[:5]
+            listed = ", ".join(
+                f"{_display_path(r)} ({name_text(verdict_note(r))})"
+                if verdict == "flaky"
+                else _display_path(r)
+                for r in named
+            )
+            more = f" and {len(found) - len(named)} more" if len(found) > len(named) else ""
+            out.write(f"\n{_VERDICT_LABELS[verdict]}: {listed}{more}")
     out.write("\n" + totals_line(results, wall_time) + "\n")
     if interrupted:
         out.write("interrupted: scripts still running were stopped\n")

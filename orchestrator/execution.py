@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import re
 import threading
@@ -46,15 +47,17 @@ from .config import Settings
 from .environments import EnvBuildError
 from .errors import ExitCode, OrchestratorError, WriteError
 from .executors import Executor, LocalExecutor, make_executor
+from .history import History, Outcome, Verdict, failure_signature, fingerprint, judge
 from .inputs import InputGraph
 from .ledger import LiveRun
 from .plan import Plan, RunOptions, ScriptJob
 from .processes import children
+from .project import git_commit
 from .reporting import Reporter, RunInfo, ScriptStarted
 from .reports import save_log
 from .results import ScriptResult, Status, StopReason, exit_code_for, skipped_result, unrun_result
 from .runner import ScriptCall
-from .tracing import Trace, TraceError, trace_in
+from .tracing import Trace, trace_in
 from .workflow import RetryPolicy, TaskResult, TaskStatus, Workflow, WorkflowEvent
 
 __all__ = ["RunOutcome", "execute", "new_run_id"]
@@ -144,6 +147,7 @@ class _ScriptRun:
         self.executor = executor or LocalExecutor()
         self.force = force
         self.snapshots = self.tracking.snapshots(plan, self.envs)
+        self.history = History(plan.project.state_dir)
         #: The shared result cache, when the run has one (see :meth:`use_cache`).
         self.cache: Cache | None = None
         self.workflow = Workflow(
@@ -176,6 +180,11 @@ class _ScriptRun:
             entries = self.snapshots.entries()
             for rel, chain in expected_chains(self.plan, entries, self.record).items():
                 self.workflow.tasks[rel].priority = chain
+
+    @functools.cached_property
+    def commit(self) -> str | None:
+        """The commit checked out, as the history notes each run."""
+        return git_commit(self.plan.project.root)
 
     def use_cache(self, store: Store) -> None:
         """Look passes up in ``store`` (publish there with ``--cache-write``).
@@ -226,14 +235,19 @@ class _ScriptRun:
         children.terminate(StopReason.UNWRITABLE, tag=self.run.run_id)
         self.halt(f"not started: {StopReason.UNWRITABLE}")
 
-    def finish(self, job: ScriptJob, result: ScriptResult, attempts: int) -> ScriptResult:
-        """The attempt's result, masked, its log on disk before anyone is told."""
+    def finish(
+        self, job: ScriptJob, result: ScriptResult, attempts: int, verdict: Verdict | None = None
+    ) -> ScriptResult:
+        """The attempt's result, masked, with its history's ``verdict``; its log on disk
+        before anyone is told."""
         # An executor's own error may quote the call, and a file may be named after a
         # secret: what every output shows of a result is masked once, here.
         mask, extra = self.plan.masker.mask, dict(result.extra)
         for key in _SHOWN_EXTRA:
             if extra.get(key):
                 extra[key] = mask(extra[key])
+        if verdict is not None and verdict.recent:
+            extra["recent"] = list(verdict.recent)
         if extra.get("trace"):  # the paths a script read or wrote
             extra["trace"] = self.plan.masker.mask_data(extra["trace"])
         # A script that was not run has no reason to; one that was, says why it was.
@@ -245,7 +259,8 @@ class _ScriptRun:
             inputs_incomplete=tuple(map(mask, result.inputs_incomplete)),
             extra=extra,
             attempts=attempts,
-            flaky=result.status is Status.PASSED and attempts > 1,
+            flaky=verdict.flaky.to_dict() if verdict and verdict.flaky else None,
+            change=verdict.change if verdict else None,
             why=tuple(map(mask, why)),
         )
         if self.run.run_dir is not None:
@@ -313,32 +328,70 @@ class _ScriptRun:
         )
         raw = self.executor.run(call)
         trace = trace_in(raw.extra)  # as it was: the record keeps real paths, outputs masked
-        raw = replace(raw, inputs_incomplete=incomplete(job, trace))
-        result = self.finish(job, self.explained(job, raw), self.attempts[job.rel])
+        known = trace if isinstance(trace, Trace) else None
+        raw = replace(self.explained(job, raw), inputs_incomplete=incomplete(job, trace))
+        if not raw.recorded:  # stopped from outside: says nothing about the script
+            return self.finish(job, raw, self.attempts[job.rel])
+        snapshot = self.snapshots.after(job, before, known, started_ns)
+        judged = self.judged(job, raw, snapshot)
+        result = self.finish(job, raw, self.attempts[job.rel], judged and judged[0])
         if "write_error" in result.extra:  # its stream logs: the disk is full
             self.cannot_write(OrchestratorError(result.extra["write_error"]))
-        if result.recorded:
-            snapshot = None
-            with self.writing():
-                snapshot = self.remember(job, result, before, trace, started_ns)
-            if self.cache is not None and snapshot is not None and result.status is Status.PASSED:
-                self.share(job, result, snapshot, trace)
+        with self.writing():
+            self.record.update(
+                job.path, snapshot, result.status.value, trace=trace, duration=raw.execution_time
+            )
+            if judged is not None:
+                self.history.add(self.record.key(job.path), judged[1], judged[2])
+        if self.cache is not None and result.status is Status.PASSED and result.flaky is None:
+            self.share(job, result, snapshot, known)
         return result
+
+    def judged(
+        self, job: ScriptJob, result: ScriptResult, snapshot: Snapshot
+    ) -> tuple[Verdict, Outcome, list[Outcome]] | None:
+        """The verdict of the script's history on this run, the run as history keeps
+        it, and the history read; None for an attempt that will be retried (the last
+        attempt's line counts them)."""
+        attempt = self.attempts[job.rel]
+        policy = self.workflow.tasks[job.rel].retry_policy
+        if policy is not None and attempt < policy.max_attempts and policy.retries_value(result):
+            return None
+        key = self.record.key(job.path)
+        outcome = Outcome(
+            time=result.end_time or datetime.now(timezone.utc).isoformat(),
+            status=result.status.value,
+            duration=round(result.execution_time, 6),
+            # What orch cannot see whole is never compared: no verdict rests on a guess.
+            inputs=None if result.inputs_incomplete else fingerprint(snapshot.to_record()),
+            source=snapshot.inputs.get(key),
+            commit=self.commit,
+            exit_code=result.exit_code,
+            memory=result.peak_memory_mb,
+            attempts=attempt,
+            signature=failure_signature(
+                result.status.value, result.error, result.stderr, result.stdout
+            ),
+            run=self.run.run_id,
+        )
+        past = self.history.past(key)
+        return judge(past, outcome), outcome, past
 
     def share(
         self,
         job: ScriptJob,
         result: ScriptResult,
         snapshot: Snapshot,
-        trace: Trace | TraceError | None,
+        known: Trace | None,
     ) -> None:
-        """Publish a pass to the cache, when it may be shared (``--cache-write``)."""
+        """Publish a pass to the cache, when it may be shared (``--cache-write``).
+
+        A flaky script's pass (a retried one among them) is never shared: it is
+        not what its inputs give.
+        """
         assert self.cache is not None
         if not self.cache.write:
             return
-        known = trace if isinstance(trace, Trace) else None
-        if self.attempts[job.rel] > 1:
-            return  # passed on a retry: not reproducible
         if self.cache.unpublishable(job, known, result.inputs_incomplete) is None:
             assert known is not None
             self.cache.publish(
@@ -437,22 +490,6 @@ class _ScriptRun:
             f"{missing[1]!r}: add its distribution to {where}"
         )
         return replace(result, error=f"{result.error or 'failed'}; {hint}")
-
-    def remember(
-        self,
-        job: ScriptJob,
-        result: ScriptResult,
-        before: Snapshot,
-        trace: Trace | TraceError | None,
-        started_ns: int,
-    ) -> Snapshot:
-        """Record what the script ran with, and the trace that names it when it was traced."""
-        known = trace if isinstance(trace, Trace) else None
-        snapshot = self.snapshots.after(job, before, known, started_ns)
-        self.record.update(
-            job.path, snapshot, result.status.value, trace=trace, duration=result.execution_time
-        )
-        return snapshot
 
     def interpreter(self, job: ScriptJob) -> str | None:
         """The Python a script runs with: its isolated environment's, or the run's."""

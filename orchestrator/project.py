@@ -185,3 +185,50 @@ def scripts_dir_of(path: str | os.PathLike[str], *, hint: str) -> Path:
         if candidate == root:
             break
     raise DiscoveryError(f"{target}: no scripts/ directory in {root}; {hint}")
+
+
+_COMMIT = frozenset("0123456789abcdef")
+
+
+def git_commit(root: Path) -> str | None:
+    """The commit checked out in the Git work tree holding ``root``; None: none known.
+
+    Read from ``.git`` (``HEAD``, a loose ref, ``packed-refs``; a worktree's or
+    submodule's ``gitdir:`` file followed) rather than asked of ``git``: a run
+    pays a few file reads, not a process, and needs no ``git`` installed.
+    """
+    for folder in (root, *root.parents):
+        git = folder / ".git"
+        try:
+            if git.is_file():
+                pointer = git.read_text(encoding="utf-8").strip()
+                if not pointer.startswith("gitdir:"):
+                    return None
+                git = (folder / pointer[len("gitdir:") :].strip()).resolve()
+            elif not git.is_dir():
+                continue
+            head = (git / "HEAD").read_text(encoding="utf-8").strip()
+            if not head.startswith("ref:"):
+                return head if _is_commit(head) else None  # a detached head
+            ref = head[len("ref:") :].strip()
+            common = git
+            if (git / "commondir").is_file():  # a linked worktree: refs live in the main one
+                common = (git / (git / "commondir").read_text(encoding="utf-8").strip()).resolve()
+            for base in (git, common):
+                if (base / ref).is_file():
+                    value = (base / ref).read_text(encoding="utf-8").strip()
+                    return value if _is_commit(value) else None
+            packed = common / "packed-refs"
+            if packed.is_file():
+                for line in packed.read_text(encoding="utf-8").splitlines():
+                    value, _, name = line.partition(" ")
+                    if name == ref and _is_commit(value):
+                        return value
+            return None  # a branch with no commit yet
+        except (OSError, UnicodeDecodeError):
+            return None
+    return None
+
+
+def _is_commit(text: str) -> bool:
+    return len(text) in (40, 64) and set(text) <= _COMMIT

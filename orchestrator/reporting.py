@@ -25,9 +25,12 @@ from .results import STATUSES, ScriptResult
 
 __all__ = [
     "TAIL_LINES",
+    "VERDICTS",
     "Reporter",
     "RunInfo",
     "ScriptStarted",
+    "by_verdict",
+    "flaky_text",
     "md_cell",
     "md_code",
     "md_fence",
@@ -39,6 +42,8 @@ __all__ = [
     "summarize",
     "tail",
     "totals_line",
+    "verdict_note",
+    "verdict_of",
     "visible",
     "why_text",
 ]
@@ -136,6 +141,45 @@ def cache_line(cache: Mapping[str, Any] | None) -> str | None:
     if cache.get("unavailable"):
         line += f" (unavailable: {cache['unavailable']})"
     return line
+
+
+#: The verdicts of history a report lists apart, in the order it lists them.
+VERDICTS = ("new failure", "fixed", "flaky")
+
+
+def verdict_of(result: ScriptResult) -> str | None:
+    """``flaky``, ``new failure``, ``fixed`` (see :mod:`orchestrator.history`), or None."""
+    return "flaky" if result.flaky else result.change
+
+
+def by_verdict(results: Iterable[ScriptResult]) -> dict[str, list[ScriptResult]]:
+    """The results with a verdict, grouped: ``{"new failure": [...], "fixed": [...], ...}``."""
+    groups: dict[str, list[ScriptResult]] = {verdict: [] for verdict in VERDICTS}
+    for result in results:
+        verdict = verdict_of(result)
+        if verdict is not None:
+            groups[verdict].append(result)
+    return {verdict: found for verdict, found in groups.items() if found}
+
+
+def flaky_text(evidence: Mapping[str, Any]) -> str:
+    """A flaky script's evidence: ``same inputs: 3 passes, 2 failures since 2026-12-01``."""
+    passes, failures = int(evidence.get("passes") or 0), int(evidence.get("failures") or 0)
+    return (
+        f"same inputs: {passes} pass{'' if passes == 1 else 'es'}, "
+        f"{failures} failure{'' if failures == 1 else 's'} since {str(evidence.get('since'))[:10]}"
+    )
+
+
+def verdict_note(result: ScriptResult) -> str:
+    """What a verdict rests on, for a list of them: the evidence, or the failure."""
+    if result.flaky:
+        return flaky_text(result.flaky)
+    if result.change == "new failure":
+        return f"{result.status.value}: {tail(result.error or result.stderr, 1).strip()}".rstrip(
+            ": "
+        )
+    return "passed"
 
 
 def summarize(results: Iterable[ScriptResult]) -> dict[str, Any]:

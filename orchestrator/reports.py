@@ -31,6 +31,7 @@ from .reporting import (
     TAIL_LINES,
     Reporter,
     RunInfo,
+    by_verdict,
     cache_line,
     md_cell,
     md_code,
@@ -41,6 +42,7 @@ from .reporting import (
     plain,
     summarize,
     tail,
+    verdict_note,
     why_text,
 )
 from .results import STATUSES, ScriptResult, Status, exit_code_for
@@ -98,6 +100,13 @@ def save_log(
 MAX_WHY = 5
 
 
+#: The headings of the verdicts' lists (see :mod:`orchestrator.history`).
+_VERDICT_TITLES = {
+    "new failure": "New failures: passed on their last run, with other inputs",
+    "fixed": "Fixed: failed on their last run, with other inputs",
+    "flaky": "Flaky: the same inputs passed and failed",
+}
+
 #: The Markdown tables' alignment: script and status left, figures right, notes left.
 _ALIGN = "llrrrrll"
 
@@ -119,6 +128,12 @@ def render_markdown(summary: Mapping[str, Any], results: Sequence[ScriptResult])
     cached = cache_line(summary.get("cache"))
     if cached is not None:
         out.write(f"{md_cell(cached)}\n\n")
+    # What history says comes first: it is what changed since the last run.
+    for verdict, found in by_verdict(results).items():
+        out.write(f"## {_VERDICT_TITLES[verdict]}\n\n")
+        for r in found:
+            out.write(f"- {md_code(r.path)}: {md_cell(verdict_note(r))}\n")
+        out.write("\n")
     for note in summary.get("notes", []):
         out.write(f"> {md_cell(note)}\n\n")
 
@@ -187,11 +202,6 @@ def render_markdown(summary: Mapping[str, Any], results: Sequence[ScriptResult])
             out.write(f"- {md_code(r.path)}: {r.escaped}\n")
         if unclaimed:
             out.write(f"- from scripts that ran at once and cannot be told apart: {unclaimed}\n")
-    flaky = [r for r in results if r.flaky]
-    if flaky:
-        out.write("\n## Flaky\n\nPassed only after a retry:\n\n")
-        for r in flaky:
-            out.write(f"- {md_code(r.path)}: passed on attempt {r.attempts}\n")
     skipped = [r for r in results if r.status is Status.SKIPPED]
     if skipped:
         out.write("\n## Skipped\n\n")

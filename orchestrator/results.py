@@ -101,8 +101,11 @@ class ScriptResult:
     stopped: StopReason | None = None
     #: Attempts made (a run sets it; 0: never started).
     attempts: int | None = None
-    #: Passed, but only after a retry.
-    flaky: bool | None = None
+    #: The evidence that it is flaky (same inputs, different outcomes; a pass on a retry):
+    #: ``passes``, ``failures``, ``since``. None: no such evidence.
+    flaky: Mapping[str, Any] | None = None
+    #: Against its last run, with other inputs: ``new failure`` or ``fixed``.
+    change: str | None = None
     #: Why it ran: what differed from its last recorded run (``--changed``, ``orch watch``),
     #: or ``full run``; empty for a script that did not run.
     why: tuple[str, ...] = ()
@@ -172,7 +175,7 @@ def exit_code_for(statuses: Iterable[str], interrupted: bool = False) -> ExitCod
 _FIELDS = tuple(f.name for f in fields(ScriptResult) if f.name != "extra")
 #: Left out of the dict when None (or empty): a result has them only where they apply.
 _OPTIONAL = frozenset(
-    {"stopped", "attempts", "flaky", "skip_reason", "escaped", "inputs_incomplete"}
+    {"stopped", "attempts", "flaky", "change", "skip_reason", "escaped", "inputs_incomplete"}
 )
 
 
