@@ -27,7 +27,7 @@ from .errors import ExitCode, OrchestratorError
 
 if TYPE_CHECKING:  # imported where used: start-up pays only for the command it runs
     from .changes import Tracking
-    from .plan import Plan, RunOptions
+    from .plan import Plan, RunOptions, ScriptJob
 
 __all__ = ["main", "run_orchestrator"]
 
@@ -58,6 +58,12 @@ def _jobs(value: str) -> int:
     except ValueError:
         message = f"expected a positive number or 'auto', got {value!r}"
         raise argparse.ArgumentTypeError(message) from None
+
+
+def _positive(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {value!r}")
+    return int(value)
 
 
 def _timeout(value: str) -> float:
@@ -260,6 +266,24 @@ def build_parser() -> argparse.ArgumentParser:
     _cache_options(why)
     why.add_argument("--json", action="store_true", help="print JSON instead of text")
     why.add_argument("--max-depth", type=_depth, default=MAX_DEPTH, help=_DEPTH_HELP)
+
+    history = commands.add_parser(
+        "history", help="each script's recent runs, and whether it is flaky, newly failing or fixed"
+    )
+    history.add_argument(
+        "targets", nargs="*", type=Path, metavar="SCRIPT", help="default: every script with runs"
+    )
+    history.add_argument(
+        "-d",
+        "--scripts-dir",
+        type=Path,
+        help="the scripts directory (default: scripts/ under the project root)",
+    )
+    history.add_argument(
+        "-n", "--runs", type=_positive, default=10, metavar="N", help="runs shown a script (10)"
+    )
+    history.add_argument("--json", action="store_true", help="print JSON instead of text")
+    history.add_argument("--max-depth", type=_depth, default=MAX_DEPTH, help=_DEPTH_HELP)
 
     envs = commands.add_parser("envs", help="the cache of isolated environments")
     envs.add_argument("action", choices=("list", "clean"), help="list them, or remove them")
@@ -600,24 +624,13 @@ def _cmd_why(args: argparse.Namespace, argv: Sequence[str]) -> int:
     options = _options(args, argv)
     plan = build_plan(options)
     project = plan.project
-    jobs = {job.path: job for job in plan.jobs}
-    wanted = [job.rel for job in plan.jobs]
-    if args.targets:
-        wanted = []
-        for target in args.targets:
-            job = jobs.get(_target(project, target))
-            if job is None:
-                raise OrchestratorError(
-                    f"{target} is not a script in {project.rel(project.scripts_dir)}/"
-                )
-            wanted.append(job.rel)
+    wanted = _wanted(project, plan, args.targets)
     tracking = Tracking(project, options.python)
     snapshots = tracking.snapshots(plan)
     why = stale(plan, snapshots)  # over the whole plan: a dependency's rerun counts
-    by_rel = {job.rel: job for job in plan.jobs}
     answers = []
-    for rel in dict.fromkeys(wanted):
-        job = by_rel[rel]
+    for job in wanted:
+        rel = job.rel
         entry = snapshots.entry(job) or {}
         since = None if rel in why else entry.get("time")
         answers.append(
@@ -647,6 +660,81 @@ def _cmd_why(args: argparse.Namespace, argv: Sequence[str]) -> int:
             print(f"{name} is up to date: passed with the same inputs at {answer['since']}")
         for gap in answer["inputs_incomplete"]:
             print(f"  inputs incomplete: {name_text(gap)}")
+    return ExitCode.OK
+
+
+def _wanted(project: Any, plan: Plan, targets: Sequence[Path]) -> list[ScriptJob]:
+    """The plan's jobs that ``targets`` name (all of them for none), in plan order."""
+    if not targets:
+        return list(plan.jobs)
+    jobs = {job.path: job for job in plan.jobs}
+    wanted = []
+    for target in targets:
+        job = jobs.get(_target(project, target))
+        if job is None:
+            raise OrchestratorError(
+                f"{target} is not a script in {project.rel(project.scripts_dir)}/"
+            )
+        wanted.append(job)
+    return list({job.rel: job for job in wanted}.values())
+
+
+def _cmd_history(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from .history import History, judge
+    from .plan import build_plan
+    from .reporting import flaky_text, memory_text, name_text
+
+    options = _options(args, argv)
+    plan = build_plan(options)
+    project = plan.project
+    history = History(project.state_dir)
+    answers = []
+    for job in _wanted(project, plan, args.targets):
+        runs = history.past(project.rel(job.path))
+        if not runs and not args.targets:
+            continue  # never ran: nothing to say unless asked
+        verdict = judge(runs[:-1], runs[-1]) if runs else None
+        durations = sorted(o.duration for o in runs if o.passed)
+        answers.append(
+            {
+                "script": job.rel,
+                "verdict": None
+                if verdict is None
+                else ("flaky" if verdict.flaky else verdict.change),
+                "flaky": verdict.flaky.to_dict() if verdict and verdict.flaky else None,
+                "median": durations[len(durations) // 2] if durations else None,
+                "runs": [o.to_line() for o in runs[-args.runs :]],
+            }
+        )
+    answers = plan.masker.mask_data(answers)
+    if args.json:
+        print(json.dumps(answers, indent=2))
+        return ExitCode.OK
+    if not answers:
+        print("no runs recorded yet: orch run keeps each script's history")
+    for answer in answers:
+        runs = answer["runs"]
+        if not runs:
+            print(f"{name_text(answer['script'])}: no runs recorded yet")
+            continue
+        if answer["flaky"]:
+            said = f"flaky ({flaky_text(answer['flaky'])})"
+        else:
+            last = "passing" if runs[-1]["status"] == "passed" else "failing"
+            said = answer["verdict"] or last
+        median = f", median {answer['median']:.2f} s" if answer["median"] is not None else ""
+        print(f"{name_text(answer['script'])}: {said}{median}")
+        for run in runs:
+            when = run["time"][:19].replace("T", " ")
+            fields = [when, f"{run['status']:<7}", f"{run['duration']:8.2f} s"]
+            fields.append(f"{memory_text(run['memory']):>9}")
+            fields.append((run["commit"] or "")[:10].ljust(10))
+            fields.append(f"inputs {run['inputs'] or 'unknown':<16}")
+            if run["attempts"] > 1:
+                fields.append(f"attempt {run['attempts']}")
+            if run["signature"] and run["status"] != "passed":
+                fields.append(name_text(run["signature"]))
+            print("  " + "  ".join(fields).rstrip())
     return ExitCode.OK
 
 
@@ -779,6 +867,7 @@ _COMMANDS = {
     "report": _cmd_report,
     "deps": _cmd_deps,
     "why": _cmd_why,
+    "history": _cmd_history,
     "envs": _cmd_envs,
 }
 

@@ -65,7 +65,7 @@ _COLORS = {
 _VERDICT_LABELS = {
     "new failure": "new failures (passed last run)",
     "fixed": "fixed (failed last run)",
-    "flaky": "flaky (same inputs passed and failed)",
+    "flaky": "flaky",
 }
 
 

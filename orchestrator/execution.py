@@ -282,8 +282,12 @@ class _ScriptRun:
         if self.stop.is_set():  # dispatched just before the ticker saw the interrupt
             return self.not_started(job)
         if job.rel in self.plan.fresh and not self.stale_now(job):
-            # Passed, as far as its dependents are concerned.
-            return self.finish(job, skipped_result(job.path, self.scripts_dir, "up-to-date"), 0)
+            # Passed, as far as its dependents are concerned; its last duration is saved.
+            fresh = skipped_result(job.path, self.scripts_dir, "up-to-date")
+            last = (self.snapshots.entry(job) or {}).get("duration")
+            if isinstance(last, int | float):
+                fresh = fresh.with_extra(saved=last)
+            return self.finish(job, fresh, 0)
         self.attempts[job.rel] += 1
         settings = job.settings
         # Taken as the script starts: what it ran with, whatever it writes.

@@ -14,18 +14,22 @@ A new format is a new reporter, not a branch in the engine.
 
 from __future__ import annotations
 
+import contextlib
+import heapq
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from .project import Project
-from .results import STATUSES, ScriptResult
+from .results import STATUSES, ScriptResult, Status
 
 __all__ = [
     "TAIL_LINES",
     "VERDICTS",
+    "Bar",
     "Reporter",
     "RunInfo",
     "ScriptStarted",
@@ -39,8 +43,10 @@ __all__ = [
     "mermaid_label",
     "name_text",
     "plain",
+    "spans",
     "summarize",
     "tail",
+    "timeline",
     "totals_line",
     "verdict_note",
     "verdict_of",
@@ -199,6 +205,53 @@ def summarize(results: Iterable[ScriptResult]) -> dict[str, Any]:
         "subdirectories": dict(sorted(per_dir.items())),
         "total_time": round(sum(r.execution_time or 0.0 for r in results), 6),
     }
+
+
+def spans(results: Iterable[ScriptResult]) -> dict[str, tuple[datetime, datetime]]:
+    """Each script that ran: its start and end, by path (a skipped one has none)."""
+    found: dict[str, tuple[datetime, datetime]] = {}
+    for r in results:
+        if r.status is Status.SKIPPED or not r.start_time or not r.end_time:
+            continue
+        with contextlib.suppress(ValueError, TypeError):
+            found[r.path] = (
+                datetime.fromisoformat(r.start_time),
+                datetime.fromisoformat(r.end_time),
+            )
+    return found
+
+
+@dataclass(frozen=True)
+class Bar:
+    """A script on the run's timeline: seconds from the first start, and its slot."""
+
+    start: float
+    duration: float
+    lane: int
+
+
+def timeline(results: Iterable[ScriptResult]) -> dict[str, Bar]:
+    """The scripts that ran as bars on lanes, by start time (the trace and report.html).
+
+    Lanes are the run's slots, found again from the times: each script goes to
+    the lowest lane free when it started, so no two bars of a lane overlap and
+    there are never more lanes than scripts ran at once.
+    """
+    found = spans(results)
+    first = min((start for start, _ in found.values()), default=None)
+    bars: dict[str, Bar] = {}
+    free: list[int] = []
+    busy: list[tuple[datetime, int]] = []
+    for path, (start, end) in sorted(found.items(), key=lambda item: item[1][0]):
+        while busy and busy[0][0] <= start:
+            heapq.heappush(free, heapq.heappop(busy)[1])
+        lane = heapq.heappop(free) if free else len(busy) + 1
+        heapq.heappush(busy, (end, lane))
+        assert first is not None
+        bars[path] = Bar(
+            (start - first).total_seconds(), max(0.0, (end - start).total_seconds()), lane
+        )
+    return bars
 
 
 def totals_line(results: Sequence[ScriptResult], wall_time: float | None = None) -> str:

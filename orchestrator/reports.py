@@ -10,7 +10,6 @@ on results they got some other way; :class:`FileReporter` calls them for a run.
 from __future__ import annotations
 
 import contextlib
-import heapq
 import io
 import json
 import logging
@@ -19,7 +18,6 @@ import re
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +25,7 @@ from ._files import atomic_write_text
 from .dag import critical_path
 from .errors import ExitCode, OrchestratorError, WriteError
 from .ledger import INCOMPLETE
+from .pages import render_page
 from .reporting import (
     TAIL_LINES,
     Reporter,
@@ -40,8 +39,10 @@ from .reporting import (
     memory_text,
     name_text,
     plain,
+    spans,
     summarize,
     tail,
+    timeline,
     verdict_note,
     why_text,
 )
@@ -214,28 +215,15 @@ def render_markdown(summary: Mapping[str, Any], results: Sequence[ScriptResult])
 GANTT_BARS = 30
 
 
-def _starts(results: Sequence[ScriptResult]) -> tuple[datetime | None, dict[str, Any]]:
-    """The earliest start, and each started result's (start, end) datetimes by path."""
-    spans: dict[str, Any] = {}
-    for r in results:
-        if r.status is Status.SKIPPED or not r.start_time or not r.end_time:
-            continue
-        with contextlib.suppress(ValueError, TypeError):
-            start = datetime.fromisoformat(r.start_time)
-            spans[r.path] = (start, datetime.fromisoformat(r.end_time))
-    first = min((start for start, _ in spans.values()), default=None)
-    return first, spans
-
-
 def _gantt(summary: Mapping[str, Any], results: Sequence[ScriptResult]) -> str:
     """A Mermaid gantt chart of the run's longest chain, as it ran."""
-    first, spans = _starts(results)
-    chain = [path for path in summary.get("longest_chain") or () if path in spans]
-    if first is None or not chain:
+    found = spans(results)
+    chain = [path for path in summary.get("longest_chain") or () if path in found]
+    if not chain:
         return ""
     ok = {r.path: r.ok for r in results}
     shown = chain[:GANTT_BARS]
-    seconds = sum(float((spans[p][1] - spans[p][0]).total_seconds()) for p in chain)
+    seconds = sum(float((found[p][1] - found[p][0]).total_seconds()) for p in chain)
     lines = [
         "\n\n## Longest chain\n",
         f"{len(chain)} scripts, {seconds:.2f} s"
@@ -248,7 +236,7 @@ def _gantt(summary: Mapping[str, Any], results: Sequence[ScriptResult]) -> str:
         "    section chain",
     ]
     for path in shown:
-        start, end = spans[path]
+        start, end = found[path]
         # Absolute times: Mermaid shows them in the reader's time zone, as the run's clock.
         begin = int(start.timestamp() * 1000)
         finish = max(begin + 1, int(end.timestamp() * 1000))
@@ -264,13 +252,9 @@ def _mermaid_name(text: str) -> str:
 
 
 def render_trace(summary: Mapping[str, Any], results: Sequence[ScriptResult]) -> dict[str, Any]:
-    """The run as Chrome trace events (Perfetto, ``chrome://tracing``): a bar per script.
-
-    Lanes are the run's slots, found again from the times: each script goes to
-    the lowest lane free when it started, so no two bars of a lane overlap and
-    there are never more lanes than scripts ran at once.
-    """
-    first, spans = _starts(results)
+    """The run as Chrome trace events (Perfetto, ``chrome://tracing``): a bar per script,
+    on the lane of its slot (see :func:`~orchestrator.reporting.timeline`)."""
+    bars = timeline(results)
     by_path = {r.path: r for r in results}
     events: list[dict[str, Any]] = [
         {
@@ -281,29 +265,17 @@ def render_trace(summary: Mapping[str, Any], results: Sequence[ScriptResult]) ->
             "args": {"name": plain(f"orch run {summary.get('run_id', '')}")},
         }
     ]
-    free: list[int] = []
-    busy: list[tuple[datetime, int]] = []
-    lanes = 0
-    for path, (start, end) in sorted(spans.items(), key=lambda item: item[1][0]):
-        while busy and busy[0][0] <= start:
-            heapq.heappush(free, heapq.heappop(busy)[1])
-        if free:
-            lane = heapq.heappop(free)
-        else:
-            lanes += 1
-            lane = lanes
-        heapq.heappush(busy, (end, lane))
+    for path, bar in bars.items():
         r = by_path[path]
-        assert first is not None
         events.append(
             {
                 "name": plain(path),
                 "cat": r.status.value,
                 "ph": "X",
                 "pid": 1,
-                "tid": lane,
-                "ts": round((start - first).total_seconds() * 1e6),
-                "dur": max(0, round((end - start).total_seconds() * 1e6)),
+                "tid": bar.lane,
+                "ts": round(bar.start * 1e6),
+                "dur": round(bar.duration * 1e6),
                 "args": {
                     "status": r.status.value,
                     "exit_code": r.exit_code,
@@ -313,6 +285,7 @@ def render_trace(summary: Mapping[str, Any], results: Sequence[ScriptResult]) ->
                 },
             }
         )
+    lanes = max((bar.lane for bar in bars.values()), default=0)
     events += [
         {"name": "thread_name", "ph": "M", "pid": 1, "tid": lane, "args": {"name": f"slot {lane}"}}
         for lane in range(1, lanes + 1)
@@ -435,7 +408,8 @@ def generate_report(
     escaped: int = 0,
     cache: Mapping[str, Any] | None = None,
 ) -> dict[str, Path]:
-    """Write ``summary.json``, ``report.md``, ``junit.xml`` and ``trace.json``, atomically.
+    """Write ``summary.json``, ``report.md``, ``report.html``, ``junit.xml`` and
+    ``trace.json``, atomically.
 
     ``results`` are :class:`ScriptResult` values or result dicts (``run_script``'s;
     a library caller's may have only some keys). ``jobs`` (the run's ``-j``)
@@ -444,7 +418,8 @@ def generate_report(
     as the run ended that no one script could be credited with; ``cache`` is
     what the shared cache restored and published (see ``RunInfo.cache``).
     When ``GITHUB_STEP_SUMMARY`` is set, the Markdown is appended to that file.
-    Returns the written paths by kind (``summary``, ``markdown``, ``junit``, ``trace``).
+    Returns the written paths by kind (``summary``, ``markdown``, ``html``, ``junit``,
+    ``trace``).
     """
     values = [r if isinstance(r, ScriptResult) else as_results([r])[0] for r in results]
     out = Path(output_dir)
@@ -478,6 +453,7 @@ def generate_report(
     }
     markdown = render_markdown(summary, values)
     paths = {
+        "html": out / "report.html",
         "summary": out / "summary.json",
         "markdown": out / "report.md",
         "junit": out / "junit.xml",
@@ -486,6 +462,7 @@ def generate_report(
     atomic_write_text(paths["trace"], _json_rows(render_trace(summary, values), "traceEvents"))
     atomic_write_text(paths["junit"], render_junit(summary, values))
     atomic_write_text(paths["markdown"], markdown)
+    atomic_write_text(paths["html"], render_page(summary, values, out))
     # summary.json last: its presence means the run directory is complete.
     atomic_write_text(paths["summary"], _json_rows(summary, "results"))
     step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
