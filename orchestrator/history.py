@@ -194,9 +194,8 @@ def _evidence(outcomes: Sequence[Outcome]) -> Flaky | None:
     return Flaky(passes, failures, min(o.time for o in proof))
 
 
-_ADDRESS = re.compile(r"0x[0-9a-fA-F]+")
-_NUMBER = re.compile(r"\d+")
-_TEMP = re.compile(r"/tmp/[^\s'\"]+")
+# What differs between two runs of the same failure: temporary paths, addresses, numbers.
+_VARYING = re.compile(r"(/tmp/[^\s'\"]+)|(0x[0-9a-fA-F]+)|\d+")
 
 
 def failure_signature(status: str, error: str | None, stderr: str, stdout: str) -> str | None:
@@ -215,7 +214,7 @@ def failure_signature(status: str, error: str | None, stderr: str, stdout: str) 
         if lines:
             line = lines[-1].strip()
             break
-    line = _NUMBER.sub("N", _ADDRESS.sub("0x?", _TEMP.sub("/tmp/?", line)))
+    line = _VARYING.sub(lambda m: "/tmp/?" if m[1] else "0x?" if m[2] else "N", line)
     return line[:SIGNATURE] or status
 
 
@@ -232,20 +231,28 @@ class History:
         self.state = state_dir
         self.folder = state_dir / "history"
         self._lock = state_dir / "history.lock"
+        # Journals found damaged on reading, so that writing starts them anew; the
+        # others are not kept (a run of 10,000 scripts would hold every history read).
+        self._damaged: dict[str, Journal] = {}
 
     def _journal(self, key: str) -> Journal:
-        parts = key.split("/")
-        if ".." in parts or "" in parts:  # a script outside the root: kept apart, by hash
-            key = "_outside/" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
-        return Journal(self.folder / f"{key}.jsonl", self._lock, _valid)
+        journal = self._damaged.get(key)
+        if journal is None:
+            name = key
+            if ".." in key.split("/") or "" in key.split("/"):  # outside the root: by hash
+                name = (
+                    "_outside/" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+                )
+            journal = Journal(self.folder / f"{name}.jsonl", self._lock, _valid)
+        return journal
 
     def past(self, key: str) -> list[Outcome]:
         """A script's runs, oldest first (``key``: its path relative to the project root)."""
-        return [
-            Outcome.from_line(line)
-            for line in self._journal(key).read()
-            if line.get("v") == HISTORY_VERSION
-        ]
+        journal = self._journal(key)
+        lines = journal.read()
+        if journal.damaged:
+            self._damaged[key] = journal
+        return [Outcome.from_line(line) for line in lines if line.get("v") == HISTORY_VERSION]
 
     def add(self, key: str, outcome: Outcome, past: Sequence[Outcome] = ()) -> None:
         """Append a run to a script's history; ``past`` (as read) says when to compact it.
@@ -255,6 +262,7 @@ class History:
         """
         ensure_state_dir(self.state)
         journal = self._journal(key)
+        self._damaged.pop(key, None)
         try:
             journal.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:  # a file where a folder belongs, a full disk
