@@ -559,6 +559,9 @@ def _cmd_report(args: argparse.Namespace, argv: Sequence[str]) -> int:
         )
     )
     print(f"reports: {name_text(summary['run_dir'])}")
+    page = Path(summary["run_dir"]) / "report.html"
+    if page.is_file():
+        print(f"report.html: {name_text(str(page))}")
     return int(summary.get("exit_code", ExitCode.OK))
 
 

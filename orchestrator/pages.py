@@ -72,6 +72,8 @@ def _assets() -> tuple[str, str]:
     """The page's script and stylesheet, as shipped beside this module."""
     script = (_ASSETS / "report.js").read_text(encoding="utf-8")
     style = (_ASSETS / "report.css").read_text(encoding="utf-8")
+    # Either would end its element early: a bug in the assets, caught before any page.
+    assert "</script" not in script.lower() and "</style" not in style.lower()
     return script, style
 
 

@@ -73,7 +73,8 @@ class Browser:
         target = self.call("Target.createTarget", {"url": "about:blank"})["targetId"]
         attached = self.call("Target.attachToTarget", {"targetId": target, "flatten": True})
         self.session = attached["sessionId"]
-        for domain in ("Runtime", "Log", "Page"):
+        self.url = "about:blank"
+        for domain in ("Runtime", "Log", "Page", "Network"):
             self.call(f"{domain}.enable", session=self.session)
 
     def _read(self) -> None:
@@ -116,6 +117,7 @@ class Browser:
         """
         with self._lock:
             seen = len(self.events)
+        self.url = url
         self.call("Page.navigate", {"url": url}, self.session)
         with self._lock:
             loaded = self._lock.wait_for(
@@ -163,6 +165,18 @@ class Browser:
             elif method == "Log.entryAdded" and params["entry"].get("level") == "error":
                 found.append(params["entry"].get("text", ""))
         return found
+
+    def requests(self) -> list[str]:
+        """What the page fetched beyond itself (``data:`` URLs are part of it)."""
+        with self._lock:
+            events = list(self.events)
+        return [
+            url
+            for event in events
+            if event.get("method") == "Network.requestWillBeSent"
+            and (url := event["params"]["request"]["url"]) != self.url
+            and not url.startswith(("data:", "about:"))
+        ]
 
     def close(self) -> None:
         """Stop the browser and every process it started; wait for it."""

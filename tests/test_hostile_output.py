@@ -81,7 +81,7 @@ def test_any_bytes_in_a_name_reach_every_output_escaped_and_masked(project: Proj
         assert shown.returncode == 0, shown.stderr
         outputs[" ".join(command)] = shown.stdout + shown.stderr
     run_dir = (project.root / "reports" / "latest").resolve()
-    for name in ("summary.json", "report.md", "junit.xml", "trace.json"):
+    for name in ("summary.json", "report.md", "report.html", "junit.xml", "trace.json"):
         outputs[name] = (run_dir / name).read_text(encoding="utf-8")
     for where, text in outputs.items():
         assert "s3cr3tvalue99" not in text, where
