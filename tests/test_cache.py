@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import uuid
 import shutil
 import signal
 import socket
@@ -423,3 +424,31 @@ def test_an_unreachable_server_is_one_warning(tmp_path: Path) -> None:
     assert result.returncode == 0
     assert {r["status"] for r in statuses(result).values()} == {"passed"}
     assert len([line for line in result.stderr.splitlines() if "unavailable" in line]) == 1
+
+
+def test_a_flaky_script_is_never_published(tmp_path: Path) -> None:
+    shm = Path("/dev/shm")
+    if not shm.is_dir():
+        pytest.skip("no /dev/shm here: the flip needs state outside what orch traces")
+    counter = shm / f"orch-test-{uuid.uuid4().hex}"
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    flip = (
+        "import os\n"
+        f"counter = {str(counter)!r} + os.path.basename(__file__)\n"
+        "runs = int(open(counter).read()) if os.path.exists(counter) else 0\n"
+        "open(counter, 'w').write(str(runs + 1))\n"
+        "raise SystemExit(1 - runs % 2)\n"  # fails first, then passes, then fails...
+    )
+    project = checkout(tmp_path / "repo", {"flip.py": flip, "retried.py": flip})
+    project.config("scripts:\n  retried.py: {retries: 1, retry_delay: 0}\n")
+    try:
+        run(project, "--cache", shared, "--cache-write")  # flip fails, retried passes on retry
+        second = statuses(run(project, "--cache", shared, "--cache-write"))
+    finally:
+        for name in ("flip.py", "retried.py"):
+            Path(f"{counter}{name}").unlink(missing_ok=True)
+    # Both passed, each with the same inputs that also failed: neither pass is shared.
+    assert second["flip.py"]["status"] == "passed" and second["flip.py"]["flaky"]
+    assert second["retried.py"]["flaky"]
+    assert entries(shared) == []
