@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import uuid
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any

@@ -340,7 +340,9 @@ def test_list_graph_mermaid(project: Project) -> None:
 # -- result records -------------------------------------------------------------------
 
 
-def test_every_log_and_result_has_attempts_and_flaky_only_with_evidence(project: Project, tmp_path: Path) -> None:
+def test_every_log_and_result_has_attempts_and_flaky_only_with_evidence(
+    project: Project, tmp_path: Path
+) -> None:
     project.script("pass.py", "")
     project.script("fail.py", "raise SystemExit(1)")
     project.script("sub/after_fail.py", "")
