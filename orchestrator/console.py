@@ -289,6 +289,9 @@ class ConsoleReporter(Reporter):
             # After a write error, what is there may be partial: the error line follows.
             broken = " (not all written: orch could not write its files)" if run.unwritable else ""
             self._write(f"reports: {name_text(str(run.run_dir))}{broken}\n")
+            page = run.run_dir / "report.html"
+            if page.is_file():
+                self._write(f"report.html: {name_text(str(page))}\n")
 
 
 # -- plans -------------------------------------------------------------------------------------

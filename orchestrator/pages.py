@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .reporting import cache_line, name_text, timeline, visible
+from .reporting import MAX_WHY, cache_line, name_text, timeline, visible, why_text
 from .results import ScriptResult
 
 __all__ = ["render_page"]
@@ -35,8 +35,11 @@ __all__ = ["render_page"]
 _ASSETS = Path(__file__).parent / "_page"
 #: Characters of a stream's tail a row embeds; the rest is in the linked log file.
 LOG_TAIL = 8_000
-#: Characters of output the page embeds in all (failures first): ~10,000 scripts stay small.
+#: Characters of output the page embeds in all, as escaped in its JSON (failures first),
+#: so that 10,000 scripts make a page under 5 MB.
 LOG_BUDGET = 2_000_000
+#: Characters of a script's error or skip reason a row shows (its log has all).
+MAX_NOTE = 1_000
 #: Row fields, in the order each row lists them (the script reads them by this list).
 COLUMNS = (
     "path",
@@ -105,6 +108,11 @@ def _logs(result: ScriptResult, run_dir: Path) -> dict[str, str] | None:
     return links or None
 
 
+def _embedded_size(text: str) -> int:
+    """The characters ``text`` takes in the page's JSON."""
+    return len(json.dumps(text, ensure_ascii=False).translate(_JSON_ESCAPES))
+
+
 def _figure(value: float | None, digits: int = 3) -> float | None:
     return None if value is None else round(float(value), digits)
 
@@ -122,8 +130,9 @@ def page_data(
         streams, cut = [], False
         for text in (r.stdout, r.stderr):
             shown, short = _tail(text, min(LOG_TAIL, max(budget, 0)))
-            budget -= len(shown)
-            streams.append(visible(shown))
+            shown = visible(shown)
+            budget -= _embedded_size(shown)  # as written: escapes make some text longer
+            streams.append(shown)
             cut = cut or short
         outputs[r.path] = (streams[0], streams[1], cut)
     rows = []
@@ -141,8 +150,8 @@ def page_data(
                 None if bar is None else bar.lane,
                 _figure(r.peak_memory_mb, 1),
                 _figure(r.cpu_time),
-                visible("; ".join(r.why)) if r.why != ("full run",) else "full run",
-                visible(r.error or r.skip_reason or ""),
+                visible(why_text(r.why, limit=MAX_WHY) or "; ".join(r.why)),
+                visible((r.error or r.skip_reason or "")[:MAX_NOTE]),
                 r.attempts,
                 dict(r.flaky) if r.flaky else None,
                 r.change,

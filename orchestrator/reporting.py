@@ -27,6 +27,7 @@ from .project import Project
 from .results import STATUSES, ScriptResult, Status
 
 __all__ = [
+    "MAX_WHY",
     "TAIL_LINES",
     "VERDICTS",
     "Bar",
@@ -55,6 +56,8 @@ __all__ = [
 ]
 
 TAIL_LINES = 20
+#: Reasons a report lists per script (the result holds them all).
+MAX_WHY = 5
 
 
 @dataclass

@@ -27,6 +27,7 @@ from .errors import ExitCode, OrchestratorError, WriteError
 from .ledger import INCOMPLETE
 from .pages import render_page
 from .reporting import (
+    MAX_WHY,
     TAIL_LINES,
     Reporter,
     RunInfo,
@@ -95,10 +96,6 @@ def save_log(
         record["settings"] = dict(settings)
     atomic_write_text(target, _json(record), durable=False)
     return target
-
-
-#: Reasons a report lists per script (the result holds them all).
-MAX_WHY = 5
 
 
 #: The headings of the verdicts' lists (see :mod:`orchestrator.history`).

@@ -101,7 +101,9 @@
 
   /* A log link is set only for a plain relative path under logs/ that resolves
      inside logs/: no scheme (":"), no ".." segment (also spelt %2e), no control
-     characters or backslashes (the URL parser drops or turns those into "/"). */
+     characters or backslashes (the URL parser drops or turns those into "/").
+     The value is a raw file path, not a URL: "%", "#" and "?" are escaped so that a
+     file named with them still links to itself. */
   var LOGS_BASE = null;
   function safeLogHref(v) {
     if (typeof v !== "string" || !/^logs\//.test(v)) return null;
@@ -110,7 +112,7 @@
     for (var k = 0; k < segs.length; k++) {
       if (segs[k].replace(/%2e/gi, ".") === "..") return null;
     }
-    var href = v.replace(/#/g, "%23").replace(/\?/g, "%3F");
+    var href = v.replace(/%/g, "%25").replace(/#/g, "%23").replace(/\?/g, "%3F");
     var resolved;
     try {
       if (LOGS_BASE === null) LOGS_BASE = new URL("logs/", document.baseURI).href;
