@@ -86,6 +86,9 @@ def test_every_run_writes_one_self_contained_page(hostile_run: Path) -> None:
     assert "\\x1b]0;owned\\x07" in by_path[HOSTILE]["out"]  # the title change shown, inert
     assert by_path[HOSTILE]["logs"]["stdout"].startswith("logs/")
     assert 1 <= data["run"]["lanes"] <= 2
+    # report.md, which GITHUB_STEP_SUMMARY receives, links to nothing it cannot show.
+    markdown = (hostile_run / "report.md").read_text(encoding="utf-8")
+    assert "](" not in markdown and "report.html" not in markdown
 
 
 def test_orch_report_says_where_the_page_is(hostile_run: Path) -> None:
@@ -186,3 +189,17 @@ def test_a_hostile_name_or_output_stays_text_in_the_page(page: Browser) -> None:
     assert red not in ("", "rgb(0, 0, 0)")
     assert SECRET not in page.eval("document.body.innerText")
     assert page.errors() == []
+
+
+def test_the_page_counts_the_time_changed_saved(project: Project) -> None:
+    project.script("slow.py", "import time\ntime.sleep(0.2)\n")
+    project.script("edited.py", "")
+    assert project.orch("run").returncode == 0
+    project.script("edited.py", "x = 1\n")
+    assert project.orch("run", "--changed").returncode == 0
+    html = (project.root / "reports" / "latest" / "report.html").read_text(encoding="utf-8")
+    data = page_json(html)
+    rows = {row[0]: dict(zip(data["columns"], row, strict=True)) for row in data["rows"]}
+    assert rows["slow.py"]["status"] == "skipped" and rows["edited.py"]["status"] == "passed"
+    assert data["run"]["saved"]["changed"] >= 0.2  # the last run of slow.py
+    assert data["run"]["saved"]["cache"] is None

@@ -107,7 +107,7 @@ def test_summarize_empty() -> None:
     assert summary["total_time"] == 0
 
 
-def test_generate_report_writes_four_files(results: list[dict[str, Any]], tmp_path: Path) -> None:
+def test_generate_report_writes_five_files(results: list[dict[str, Any]], tmp_path: Path) -> None:
     out = tmp_path / "run-1"
     paths = generate_report(
         results,
@@ -121,11 +121,12 @@ def test_generate_report_writes_four_files(results: list[dict[str, Any]], tmp_pa
     assert paths == {
         "summary": out / "summary.json",
         "markdown": out / "report.md",
+        "html": out / "report.html",
         "junit": out / "junit.xml",
         "trace": out / "trace.json",
     }
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["junit.xml", "report.md", "summary.json", "trace.json"]
+    assert names == ["junit.xml", "report.html", "report.md", "summary.json", "trace.json"]
     summary = json.loads(paths["summary"].read_text())
     assert summary["run_id"] == "run-1"
     assert summary["command"] == ["orch", "run", "scripts"]
