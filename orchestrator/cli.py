@@ -172,6 +172,21 @@ def _cache_options(parser: argparse.ArgumentParser) -> None:
     cache.add_argument("--no-cache", action="store_true", help="use no shared cache")
 
 
+def _named_scripts_options(parser: argparse.ArgumentParser, default: str) -> None:
+    """``SCRIPT...``, ``-d``, ``--json``, ``--max-depth``: a command about named scripts."""
+    from .discovery import MAX_DEPTH
+
+    parser.add_argument("targets", nargs="*", type=Path, metavar="SCRIPT", help=default)
+    parser.add_argument(
+        "-d",
+        "--scripts-dir",
+        type=Path,
+        help="the scripts directory (default: scripts/ under the project root)",
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+    parser.add_argument("--max-depth", type=_depth, default=MAX_DEPTH, help=_DEPTH_HELP)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``orch`` and its subcommands."""
     from .discovery import MAX_DEPTH
@@ -253,37 +268,17 @@ def build_parser() -> argparse.ArgumentParser:
     why = commands.add_parser(
         "why", help="whether each script would run under --changed, and why; runs nothing"
     )
-    why.add_argument(
-        "targets", nargs="*", type=Path, metavar="SCRIPT", help="default: every script"
-    )
-    why.add_argument(
-        "-d",
-        "--scripts-dir",
-        type=Path,
-        help="the scripts directory (default: scripts/ under the project root)",
-    )
+    _named_scripts_options(why, "default: every script")
     why.add_argument("--python", metavar="PATH", help="as orch run --python")
     _cache_options(why)
-    why.add_argument("--json", action="store_true", help="print JSON instead of text")
-    why.add_argument("--max-depth", type=_depth, default=MAX_DEPTH, help=_DEPTH_HELP)
 
     history = commands.add_parser(
         "history", help="each script's recent runs, and whether it is flaky, newly failing or fixed"
     )
-    history.add_argument(
-        "targets", nargs="*", type=Path, metavar="SCRIPT", help="default: every script with runs"
-    )
-    history.add_argument(
-        "-d",
-        "--scripts-dir",
-        type=Path,
-        help="the scripts directory (default: scripts/ under the project root)",
-    )
+    _named_scripts_options(history, "default: every script with runs")
     history.add_argument(
         "-n", "--runs", type=_positive, default=10, metavar="N", help="runs shown a script (10)"
     )
-    history.add_argument("--json", action="store_true", help="print JSON instead of text")
-    history.add_argument("--max-depth", type=_depth, default=MAX_DEPTH, help=_DEPTH_HELP)
 
     envs = commands.add_parser("envs", help="the cache of isolated environments")
     envs.add_argument("action", choices=("list", "clean"), help="list them, or remove them")
