@@ -198,7 +198,7 @@ class Journal:
                 if self._parsed is not None and self._parsed[0] == key:
                     return self._parsed[1]  # read again unchanged: parsed once
                 data = handle.read()
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):  # a file on the way: said on writing
             return []
         except OSError as exc:
             return self._damage(exc.strerror or type(exc).__name__)

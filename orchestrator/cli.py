@@ -723,11 +723,12 @@ def _cmd_history(args: argparse.Namespace, argv: Sequence[str]) -> int:
         median = f", median {answer['median']:.2f} s" if answer["median"] is not None else ""
         print(f"{name_text(answer['script'])}: {said}{median}")
         for run in runs:
-            when = run["time"][:19].replace("T", " ")
-            fields = [when, f"{run['status']:<7}", f"{run['duration']:8.2f} s"]
+            # Read from a file: shown as names are, so no byte of it reaches the terminal raw.
+            when = name_text(run["time"][:19].replace("T", " "))
+            fields = [when, f"{name_text(run['status']):<7}", f"{run['duration']:8.2f} s"]
             fields.append(f"{memory_text(run['memory']):>9}")
-            fields.append((run["commit"] or "")[:10].ljust(10))
-            fields.append(f"inputs {run['inputs'] or 'unknown':<16}")
+            fields.append(name_text(run["commit"] or "")[:10].ljust(10))
+            fields.append(f"inputs {name_text(run['inputs'] or 'unknown'):<16}")
             if run["attempts"] > 1:
                 fields.append(f"attempt {run['attempts']}")
             if run["signature"] and run["status"] != "passed":

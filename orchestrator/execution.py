@@ -34,6 +34,7 @@ from . import ledger
 from ._files import atomic_write_text, ensure_state_dir
 from .cache import Cache, Entry, Store, cache_url, open_store
 from .changes import (
+    EDITED,
     Snapshot,
     Snapshots,
     Tracking,
@@ -334,20 +335,25 @@ class _ScriptRun:
         trace = trace_in(raw.extra)  # as it was: the record keeps real paths, outputs masked
         known = trace if isinstance(trace, Trace) else None
         raw = replace(self.explained(job, raw), inputs_incomplete=incomplete(job, trace))
+        if "write_error" in raw.extra:  # its stream logs: the disk is full
+            self.cannot_write(OrchestratorError(raw.extra["write_error"]))
         if not raw.recorded:  # stopped from outside: says nothing about the script
             return self.finish(job, raw, self.attempts[job.rel])
         snapshot = self.snapshots.after(job, before, known, started_ns)
         judged = self.judged(job, raw, snapshot)
         result = self.finish(job, raw, self.attempts[job.rel], judged and judged[0])
-        if "write_error" in result.extra:  # its stream logs: the disk is full
-            self.cannot_write(OrchestratorError(result.extra["write_error"]))
         with self.writing():
             self.record.update(
                 job.path, snapshot, result.status.value, trace=trace, duration=raw.execution_time
             )
             if judged is not None:
                 self.history.add(self.record.key(job.path), judged[1], judged[2])
-        if self.cache is not None and result.status is Status.PASSED and result.flaky is None:
+        if (
+            self.cache is not None
+            and self.fault is None  # not recorded: not shared either
+            and result.status is Status.PASSED
+            and result.flaky is None
+        ):
             self.share(job, result, snapshot, known)
         return result
 
@@ -359,22 +365,37 @@ class _ScriptRun:
         attempt's line counts them)."""
         attempt = self.attempts[job.rel]
         policy = self.workflow.tasks[job.rel].retry_policy
-        if policy is not None and attempt < policy.max_attempts and policy.retries_value(result):
+        stopping = self.stopping or self.stop.is_set()  # a stopping workflow retries nothing
+        if (
+            policy is not None
+            and not stopping
+            and attempt < policy.max_attempts
+            and policy.retries_value(result)
+        ):
             return None
         key = self.record.key(job.path)
+        mask = self.plan.masker.mask
+        # An input edited while it ran matches no content: such a run is compared with none.
+        edited = EDITED in snapshot.inputs.values()
         outcome = Outcome(
             time=result.end_time or datetime.now(timezone.utc).isoformat(),
             status=result.status.value,
             duration=round(result.execution_time, 6),
             # What orch cannot see whole is never compared: no verdict rests on a guess.
-            inputs=None if result.inputs_incomplete else fingerprint(snapshot.to_record()),
-            source=snapshot.inputs.get(key),
+            inputs=None
+            if result.inputs_incomplete or edited
+            else fingerprint(snapshot.to_record()),
+            source=None if edited else snapshot.inputs.get(key),
             commit=self.commit,
             exit_code=result.exit_code,
             memory=result.peak_memory_mb,
             attempts=attempt,
+            # Masked before numbers are taken out: a secret with digits is still found.
             signature=failure_signature(
-                result.status.value, result.error, result.stderr, result.stdout
+                result.status.value,
+                mask(result.error or ""),
+                mask(result.stderr[-4096:]),
+                mask(result.stdout[-4096:]),
             ),
             run=self.run.run_id,
         )

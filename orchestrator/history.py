@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._files import Journal, ensure_state_dir, state_hint
+from ._files import Journal, ensure_state_dir, state_hint, warn_damaged
 from .errors import WriteError
 from .reporting import VERDICTS, plain
 from .results import Status
@@ -43,6 +42,7 @@ __all__ = [
     "Outcome",
     "Verdict",
     "failure_signature",
+    "fingerprint",
     "judge",
 ]
 
@@ -168,8 +168,9 @@ def judge(past: Sequence[Outcome], now: Outcome) -> Verdict:
         current.append(outcome)
     flaky = _evidence(current)
     change = None
-    if flaky is None and past:
-        last = past[-1]
+    # Its last run that passed or failed (an error is orch's, and says nothing).
+    last = next((o for o in reversed(past) if o.passed or o.failed), None)
+    if flaky is None and last is not None:
         # Same inputs, opposite outcomes would be evidence: so here the inputs differ.
         if now.failed and last.passed:
             change = NEW_FAILURE
@@ -264,29 +265,28 @@ class History:
         journal = self._journal(key)
         self._damaged.pop(key, None)
         try:
-            journal.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:  # a file where a folder belongs, a full disk
+            self._folder_for(journal.path)
+        except OSError as exc:  # a full disk, a read-only state folder
             raise WriteError(journal.path, exc, state_hint(journal.path)) from None
         if len(past) + 1 >= 2 * KEEP:
             journal.rewrite(lambda lines: lines[-(KEEP - 1) :], _line(outcome))
         else:
             journal.append([outcome.to_line()])
 
-    def scripts(self) -> Iterator[str]:
-        """The keys of every script with a history, sorted."""
-        found = []
-        for folder, _dirs, files in os.walk(self.folder):
-            for name in files:
-                if name.endswith(".jsonl"):
-                    path = Path(folder, name[: -len(".jsonl")])
-                    found.append(path.relative_to(self.folder).as_posix())
-        return iter(sorted(found))
-
-    def verdicts(self, keys: Iterable[str]) -> Iterator[tuple[str, list[Outcome], Verdict | None]]:
-        """Each script's runs and the verdict on its last one (None: no runs)."""
-        for key in keys:
-            runs = self.past(key)
-            yield key, runs, (judge(runs[:-1], runs[-1]) if runs else None)
+    def _folder_for(self, path: Path) -> None:
+        """Make ``path``'s folder; a file standing where one of its folders belongs is
+        damage of our own state: said once, and removed."""
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            return
+        except (FileExistsError, NotADirectoryError):
+            pass
+        for folder in (*reversed(path.parent.relative_to(self.state).parents), path.parent):
+            where = self.state / folder
+            if where.exists() and not where.is_dir():
+                warn_damaged(where, "a file where a folder belongs")
+                where.unlink()
+        path.parent.mkdir(parents=True, exist_ok=True)
 
 
 def _line(outcome: Outcome) -> bytes:

@@ -160,6 +160,16 @@ class ScriptResult:
         if known.get("stopped") is not None:
             known["stopped"] = StopReason(known["stopped"])
         known["why"] = tuple(map(str, known.get("why") or ()))
+        if isinstance(known.get("flaky"), bool):  # an older orch's flag: a pass on a retry
+            known["flaky"] = (
+                {
+                    "passes": 1,
+                    "failures": max(int(known.get("attempts") or 2) - 1, 1),
+                    "since": known.get("start_time") or "",
+                }
+                if known["flaky"]
+                else None
+            )
         known["inputs_incomplete"] = tuple(map(str, known.get("inputs_incomplete") or ()))
         extra = {k: v for k, v in data.items() if k not in _FIELDS}
         return cls(**known, extra=extra)

@@ -203,3 +203,16 @@ def test_the_page_counts_the_time_changed_saved(project: Project) -> None:
     assert rows["slow.py"]["status"] == "skipped" and rows["edited.py"]["status"] == "passed"
     assert data["run"]["saved"]["changed"] >= 0.2  # the last run of slow.py
     assert data["run"]["saved"]["cache"] is None
+
+
+def test_a_run_saved_by_an_older_orch_with_flaky_true_still_reports(tmp_path: Path) -> None:
+    from orchestrator.console import render_console_summary
+    from orchestrator.reports import as_results
+
+    older = {"script": "/p/scripts/a.py", "path": "a.py", "status": "passed", "attempts": 3}
+    results = as_results([{**older, "flaky": True}, {**older, "path": "b.py", "flaky": False}])
+    assert results[0].flaky == {"passes": 1, "failures": 2, "since": ""}
+    assert results[1].flaky is None
+    assert "flaky: a.py (same inputs: 1 pass, 2 failures" in render_console_summary(results)
+    paths = generate_report(results, tmp_path)
+    assert "## Flaky" in paths["markdown"].read_text()
