@@ -7,8 +7,9 @@ the main thread, in this order::
 
 Each output is a reporter in a module of its own, and several listen at once:
 :mod:`~orchestrator.console` (progress and the final table),
-:mod:`~orchestrator.reports` (JSON logs, ``report.md``, ``junit.xml``,
-``summary.json``); :mod:`~orchestrator.docs` renders the script reference.
+:mod:`~orchestrator.reports` (JSON logs, ``report.md``, ``report.html`` through
+:mod:`~orchestrator.pages`, ``junit.xml``, ``summary.json``); :mod:`~orchestrator.docs`
+renders the script reference.
 A new format is a new reporter, not a branch in the engine.
 """
 
