@@ -235,10 +235,11 @@ class Journal:
         Raises:
             WriteError: the file cannot be written (a full disk, a read-only folder).
         """
-        data = "".join(json.dumps(entry) + "\n" for entry in entries).encode()
+        entries = list(entries)
         if self.damaged or self.path.is_dir():
-            self.rewrite(lambda kept: kept, data)
+            self.rewrite(lambda kept: [*kept, *entries])
             return
+        data = _lines(entries)
         try:
             with locked(self.lock, shared=True):
                 fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
@@ -251,12 +252,8 @@ class Journal:
         except OSError as exc:
             raise WriteError(self.path, exc, state_hint(self.path)) from None
 
-    def rewrite(
-        self,
-        keep: Callable[[list[dict[str, Any]]], Iterable[Mapping[str, Any]]],
-        tail: bytes = b"",
-    ) -> None:
-        """Replace the file with ``keep(entries)`` (then ``tail``), read again under the lock.
+    def rewrite(self, keep: Callable[[list[dict[str, Any]]], Iterable[Mapping[str, Any]]]) -> None:
+        """Replace the file with ``keep(entries)``, the entries read again under the lock.
 
         Raises:
             WriteError: the file cannot be written.
@@ -265,11 +262,15 @@ class Journal:
             with locked(self.lock):
                 clear_damaged(self.path)
                 self._parsed = None
-                kept = keep(self.read())  # appends may have landed since the caller read
-                text = "".join(json.dumps(entry) + "\n" for entry in kept).encode()
-                atomic_write_bytes(self.path, text + tail, durable=False)
+                # Appends may have landed since the caller read.
+                atomic_write_bytes(self.path, _lines(keep(self.read())), durable=False)
                 self.damaged = False
         except WriteError as exc:
             raise WriteError(self.path, exc.cause, state_hint(self.path)) from None
         except OSError as exc:
             raise WriteError(self.path, exc, state_hint(self.path)) from None
+
+
+def _lines(entries: Iterable[Mapping[str, Any]]) -> bytes:
+    """Entries as a journal holds them: one JSON line each."""
+    return "".join(json.dumps(entry) + "\n" for entry in entries).encode()

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
-import functools
 import hashlib
 import json
 import logging
@@ -52,7 +51,6 @@ from .errors import ConfigError
 from .inputs import InputGraph
 from .masking import Masker, looks_secret
 from .plan import ScriptJob
-from .project import git_commit
 from .tracing import Trace
 
 __all__ = [
@@ -417,6 +415,7 @@ class Cache:
         *,
         write: bool = False,
         build: bool = True,
+        commit: str | None = None,
     ) -> None:
         self.store = store
         self.url = masker.mask(store.url)
@@ -426,6 +425,8 @@ class Cache:
         self.masker = masker
         self.secret_names = frozenset(secret_names)
         self.write = write
+        #: The commit checked out here, named in what this run publishes.
+        self.commit = commit
         #: Build a missing isolated environment to key a script in it (``orch why``,
         #: which runs nothing, does not: such a script is then a miss).
         self.build = build
@@ -438,11 +439,6 @@ class Cache:
         self._pool = concurrent.futures.ThreadPoolExecutor(FETCHERS, "orch-cache")
         self._lookups: dict[Path, concurrent.futures.Future[_Found]] = {}
         self._publishing: list[concurrent.futures.Future[None]] = []
-
-    @functools.cached_property
-    def commit(self) -> str | None:
-        """The commit checked out here, named in what this run publishes."""
-        return git_commit(self.graph.root)
 
     # -- keys -----------------------------------------------------------------------
 

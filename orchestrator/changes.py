@@ -118,6 +118,10 @@ class Snapshot:
             "environ": dict(self.environ),
         }
 
+    def fingerprint(self) -> str:
+        """A short hash of it all: two runs with equal fingerprints ran with the same inputs."""
+        return _short_hash(self.to_record())
+
     @classmethod
     def from_record(cls, entry: Mapping[str, Any]) -> Snapshot:
         """Read :meth:`to_record`'s fields back from a record line (checked by the Record)."""

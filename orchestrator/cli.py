@@ -688,7 +688,7 @@ def _cmd_history(args: argparse.Namespace, argv: Sequence[str]) -> int:
     history = History(project.state_dir)
     answers = []
     for job in _wanted(project, plan, args.targets):
-        runs = history.past(project.rel(job.path))
+        runs = history.of(project.rel(job.path)).past
         if not runs and not args.targets:
             continue  # never ran: nothing to say unless asked
         verdict = judge(runs[:-1], runs[-1]) if runs else None

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import ledger
 from ._files import atomic_write_text, ensure_state_dir
@@ -48,7 +48,7 @@ from .config import Settings
 from .environments import EnvBuildError
 from .errors import ExitCode, OrchestratorError, WriteError
 from .executors import Executor, LocalExecutor, make_executor
-from .history import History, Outcome, Verdict, failure_signature, fingerprint, judge
+from .history import History, Outcome, Runs, Verdict, failure_signature, judge
 from .inputs import InputGraph
 from .ledger import LiveRun
 from .plan import Plan, RunOptions, ScriptJob
@@ -110,6 +110,14 @@ def retry_policy(settings: Settings) -> RetryPolicy | None:
 
 def _failed(result: ScriptResult) -> bool:
     return not result.ok
+
+
+class _Judged(NamedTuple):
+    """A run as history judges it (see :meth:`_ScriptRun.judged`)."""
+
+    verdict: Verdict
+    outcome: Outcome
+    runs: Runs
 
 
 class _ScriptRun:
@@ -200,6 +208,7 @@ class _ScriptRun:
             self.plan.masker,
             self.plan.secret_names,
             write=self.options.cache_write,
+            commit=self.commit,
         )
         if not self.options.force:
             self.cache.prefetch(
@@ -341,13 +350,13 @@ class _ScriptRun:
             return self.finish(job, raw, self.attempts[job.rel])
         snapshot = self.snapshots.after(job, before, known, started_ns)
         judged = self.judged(job, raw, snapshot)
-        result = self.finish(job, raw, self.attempts[job.rel], judged and judged[0])
+        result = self.finish(job, raw, self.attempts[job.rel], judged and judged.verdict)
         with self.writing():
             self.record.update(
                 job.path, snapshot, result.status.value, trace=trace, duration=raw.execution_time
             )
             if judged is not None:
-                self.history.add(self.record.key(job.path), judged[1], judged[2])
+                judged.runs.add(judged.outcome)
         if (
             self.cache is not None
             and self.fault is None  # not recorded: not shared either
@@ -357,11 +366,9 @@ class _ScriptRun:
             self.share(job, result, snapshot, known)
         return result
 
-    def judged(
-        self, job: ScriptJob, result: ScriptResult, snapshot: Snapshot
-    ) -> tuple[Verdict, Outcome, list[Outcome]] | None:
+    def judged(self, job: ScriptJob, result: ScriptResult, snapshot: Snapshot) -> _Judged | None:
         """The verdict of the script's history on this run, the run as history keeps
-        it, and the history read; None for an attempt that will be retried (the last
+        it, and the history it joins; None for an attempt that will be retried (the last
         attempt's line counts them)."""
         attempt = self.attempts[job.rel]
         policy = self.workflow.tasks[job.rel].retry_policy
@@ -382,9 +389,7 @@ class _ScriptRun:
             status=result.status.value,
             duration=round(result.execution_time, 6),
             # What orch cannot see whole is never compared: no verdict rests on a guess.
-            inputs=None
-            if result.inputs_incomplete or edited
-            else fingerprint(snapshot.to_record()),
+            inputs=None if result.inputs_incomplete or edited else snapshot.fingerprint(),
             source=None if edited else snapshot.inputs.get(key),
             commit=self.commit,
             exit_code=result.exit_code,
@@ -399,8 +404,8 @@ class _ScriptRun:
             ),
             run=self.run.run_id,
         )
-        past = self.history.past(key)
-        return judge(past, outcome), outcome, past
+        runs = self.history.of(key)
+        return _Judged(judge(runs.past, outcome), outcome, runs)
 
     def share(
         self,

@@ -22,7 +22,6 @@ A :class:`Verdict` is drawn from a script's past and its run now:
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -40,9 +39,9 @@ __all__ = [
     "Flaky",
     "History",
     "Outcome",
+    "Runs",
     "Verdict",
     "failure_signature",
-    "fingerprint",
     "judge",
 ]
 
@@ -124,9 +123,8 @@ def _valid(line: Any) -> bool:
         return False
     if line.get("v") != HISTORY_VERSION:
         return True  # skipped when read, never judged
-    return all(isinstance(line.get(name, None), kinds) for name, kinds in _TYPES.items()) and all(
-        k in line for k in ("time", "status", "duration")
-    )
+    # A field missing is None: refused where None is not among its types.
+    return all(isinstance(line.get(name), kinds) for name, kinds in _TYPES.items())
 
 
 @dataclass(frozen=True)
@@ -219,12 +217,6 @@ def failure_signature(status: str, error: str | None, stderr: str, stdout: str) 
     return line[:SIGNATURE] or status
 
 
-def fingerprint(snapshot: Mapping[str, Any]) -> str:
-    """A short hash of everything a script ran with (a snapshot's record fields)."""
-    data = json.dumps(snapshot, sort_keys=True).encode("utf-8", "surrogatepass")
-    return hashlib.sha256(data).hexdigest()[:16]
-
-
 class History:
     """The run history of a project's scripts, one journal per script."""
 
@@ -232,62 +224,59 @@ class History:
         self.state = state_dir
         self.folder = state_dir / "history"
         self._lock = state_dir / "history.lock"
-        # Journals found damaged on reading, so that writing starts them anew; the
-        # others are not kept (a run of 10,000 scripts would hold every history read).
-        self._damaged: dict[str, Journal] = {}
 
-    def _journal(self, key: str) -> Journal:
-        journal = self._damaged.get(key)
-        if journal is None:
-            name = key
-            if ".." in key.split("/") or "" in key.split("/"):  # outside the root: by hash
-                name = (
-                    "_outside/" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
-                )
-            journal = Journal(self.folder / f"{name}.jsonl", self._lock, _valid)
-        return journal
+    def of(self, key: str) -> Runs:
+        """A script's history, read (``key``: its path relative to the project root)."""
+        name = key
+        if ".." in key.split("/") or "" in key.split("/"):  # outside the root: by hash
+            name = "_outside/" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+        return Runs(self, Journal(self.folder / f"{name}.jsonl", self._lock, _valid))
 
-    def past(self, key: str) -> list[Outcome]:
-        """A script's runs, oldest first (``key``: its path relative to the project root)."""
-        journal = self._journal(key)
-        lines = journal.read()
-        if journal.damaged:
-            self._damaged[key] = journal
-        return [Outcome.from_line(line) for line in lines if line.get("v") == HISTORY_VERSION]
 
-    def add(self, key: str, outcome: Outcome, past: Sequence[Outcome] = ()) -> None:
-        """Append a run to a script's history; ``past`` (as read) says when to compact it.
+class Runs:
+    """One script's history: its runs as read, and the journal a new run is added to.
+
+    Held from the reading to the writing, so that a journal found damaged on
+    reading is started anew by the write that follows.
+    """
+
+    def __init__(self, history: History, journal: Journal) -> None:
+        self.history = history
+        self.journal = journal
+        #: Its runs, oldest first.
+        self.past = [
+            Outcome.from_line(line) for line in journal.read() if line.get("v") == HISTORY_VERSION
+        ]
+
+    def add(self, outcome: Outcome) -> None:
+        """Append a run; the journal is cut back to :data:`KEEP` runs when it holds twice as many.
 
         Raises:
             WriteError: the history cannot be written.
         """
-        ensure_state_dir(self.state)
-        journal = self._journal(key)
-        self._damaged.pop(key, None)
+        ensure_state_dir(self.history.state)
         try:
-            self._folder_for(journal.path)
+            self._folder()
         except OSError as exc:  # a full disk, a read-only state folder
-            raise WriteError(journal.path, exc, state_hint(journal.path)) from None
-        if len(past) + 1 >= 2 * KEEP:
-            journal.rewrite(lambda lines: lines[-(KEEP - 1) :], _line(outcome))
+            raise WriteError(self.journal.path, exc, state_hint(self.journal.path)) from None
+        line = outcome.to_line()
+        if len(self.past) + 1 >= 2 * KEEP:
+            self.journal.rewrite(lambda lines: [*lines[-(KEEP - 1) :], line])
         else:
-            journal.append([outcome.to_line()])
+            self.journal.append([line])
 
-    def _folder_for(self, path: Path) -> None:
-        """Make ``path``'s folder; a file standing where one of its folders belongs is
+    def _folder(self) -> None:
+        """Make the journal's folder; a file standing where one of its folders belongs is
         damage of our own state: said once, and removed."""
+        folder = self.journal.path.parent
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            folder.mkdir(parents=True, exist_ok=True)
             return
         except (FileExistsError, NotADirectoryError):
             pass
-        for folder in (*reversed(path.parent.relative_to(self.state).parents), path.parent):
-            where = self.state / folder
-            if where.exists() and not where.is_dir():
+        state = self.history.state
+        for where in (*reversed(folder.parents), folder):
+            if where.is_relative_to(state) and where.exists() and not where.is_dir():
                 warn_damaged(where, "a file where a folder belongs")
                 where.unlink()
-        path.parent.mkdir(parents=True, exist_ok=True)
-
-
-def _line(outcome: Outcome) -> bytes:
-    return (json.dumps(outcome.to_line()) + "\n").encode()
+        folder.mkdir(parents=True, exist_ok=True)

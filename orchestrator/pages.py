@@ -163,9 +163,8 @@ def page_data(
             ]
         )
     counts = summary.get("totals") or {}
-    saved_changed = sum(
-        float(r.extra.get("saved") or 0.0) for r in results if r.skip_reason == "up-to-date"
-    )
+    # Only a script --changed left out carries ``saved``: its last duration.
+    saved_changed = sum(float(r.extra.get("saved") or 0.0) for r in results)
     cache = summary.get("cache") or {}
     return {
         "v": 1,

@@ -186,9 +186,8 @@ def verdict_note(result: ScriptResult) -> str:
     if result.flaky:
         return flaky_text(result.flaky)
     if result.change == "new failure":
-        return f"{result.status.value}: {tail(result.error or result.stderr, 1).strip()}".rstrip(
-            ": "
-        )
+        last = tail(result.error or result.stderr, 1).strip()
+        return f"{result.status.value}: {last}" if last else result.status.value
     return "passed"
 
 
