@@ -142,7 +142,7 @@ def test_untraced_scripts_are_never_judged_flaky_across_runs(
     project.orch("run")
     # Its inputs are not known whole: pass then fail is no proof of anything.
     assert "flaky" not in results_of(project)["flip.py"]
-    history = History(project.root / ".orchestrator").past("scripts/flip.py")
+    history = History(project.root / ".orchestrator").of("scripts/flip.py").past
     assert [o.status for o in history] == ["passed", "failed"]
     assert {o.inputs for o in history} == {None}
 
@@ -213,15 +213,58 @@ def test_failure_signatures_compare_across_runs() -> None:
 def test_history_keeps_the_last_runs_of_each_script(tmp_path: Path) -> None:
     history = History(tmp_path / ".orchestrator")
     for n in range(2 * KEEP + 10):
-        history.add(
-            "scripts/a.py", outcome("passed", duration=float(n)), history.past("scripts/a.py")
-        )
-    kept = history.past("scripts/a.py")
+        history.of("scripts/a.py").add(outcome("passed", duration=float(n)))
+    kept = history.of("scripts/a.py").past
     assert KEEP <= len(kept) < 2 * KEEP
     assert kept[-1].duration == 2 * KEEP + 9  # the newest is never dropped
     assert [o.duration for o in kept] == sorted(o.duration for o in kept)
     # A script outside the project root keeps its history inside the state folder.
-    history.add("../elsewhere/b.py", outcome("passed"))
+    history.of("../elsewhere/b.py").add(outcome("passed"))
     assert not (tmp_path / "elsewhere").exists()
-    assert len(history.past("../elsewhere/b.py")) == 1
+    assert len(history.of("../elsewhere/b.py").past) == 1
     assert os.listdir(tmp_path) == [".orchestrator"]
+
+
+def test_history_keeps_no_secret_and_no_comparison_of_an_input_edited_mid_run(
+    project: Project,
+) -> None:
+    project.config("default: {env: {DB_PASSWORD: hunter42hunter}}\n")
+    project.script(
+        "leaks.py",
+        "import os\nraise SystemExit('login refused for ' + os.environ['DB_PASSWORD'])\n",
+    )
+    (project.root / "data.txt").write_text("0\n")
+    # reader.py reads data.txt; writer.py, beside it (-j2), rewrites it while it runs.
+    project.script(
+        "reader.py",
+        """
+        import time
+        from pathlib import Path
+        data = Path("data.txt")
+        first = data.read_text()
+        Path("ready.txt").write_text("read")
+        deadline = time.monotonic() + 20
+        while data.read_text() == first and time.monotonic() < deadline:
+            time.sleep(0.02)
+        """,
+    )
+    project.script(
+        "writer.py",
+        """
+        import time
+        from pathlib import Path
+        deadline = time.monotonic() + 20
+        while not Path("ready.txt").exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        Path("data.txt").write_text("1\\n")
+        """,
+    )
+    project.orch("run", "-j2")
+    state = project.root / ".orchestrator"
+    journal = (state / "history" / "scripts" / "leaks.py.jsonl").read_text()
+    assert "hunter" not in journal  # masked before the digits were taken out
+    assert History(state).of("scripts/leaks.py").past[0].signature == "login refused for ***"
+    reader = History(state).of("scripts/reader.py").past[0]
+    assert (reader.status, reader.inputs, reader.source) == ("passed", None, None)
+    writer = History(state).of("scripts/writer.py").past[0]
+    assert writer.inputs is not None  # what it wrote itself counts as it left it
